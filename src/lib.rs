@@ -1,0 +1,86 @@
+//! # tower-armor
+//!
+//! Composable [Tower](https://docs.rs/tower) layers that a production HTTP or
+//! gRPC service needs, each correct for both protocols, fast, observable and
+//! safe by default:
+//!
+//! | layer | what it does | status |
+//! |---|---|---|
+//! | [`timeout`] | 504 / `DEADLINE_EXCEEDED` on expiry, honours and propagates `grpc-timeout`, body deadlines | ready |
+//! | `rate_limit` | keyed GCRA limits, 429 / `RESOURCE_EXHAUSTED` with `Retry-After` | planned |
+//! | `circuit_breaker` | sliding-window breaker, 503 / `UNAVAILABLE`, safe half-open | planned |
+//! | `retry` | retries real (non-`Clone`) requests with budgets, backoff and body replay | planned |
+//! | `compression` | negotiated, streaming response compression; safe request decompression | planned |
+//! | `cache` | RFC 9111 response cache | planned |
+//! | `metrics` | OpenTelemetry-named request metrics with bounded labels | planned |
+//! | `health` | liveness and readiness routes fed by the other layers | planned |
+//!
+//! Each layer has its own cargo feature; `default` enables all of them.
+//!
+//! ## Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::time::Duration;
+//!
+//! use http::{Request, Response};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_armor::timeout::TimeoutLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let service = ServiceBuilder::new()
+//!     .layer(TimeoutLayer::builder(Duration::from_secs(10)).build()?)
+//!     .service_fn(|_req: Request<String>| async {
+//!         Ok::<_, Infallible>(Response::new(String::from("hello")))
+//!     });
+//!
+//! let response = service.oneshot(Request::new(String::new())).await?;
+//! assert_eq!(response.status(), 200);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The same layer values go into an axum `Router::layer` / `route_layer`, a
+//! tonic `Server::builder().layer(..)` or client channel, and hyper stacks.
+//!
+//! ## The contract every layer keeps
+//!
+//! 1. **HTTP-typed, generic**: wraps any `Service<http::Request<B>>` returning
+//!    `http::Response<R>`; no axum, tonic or hyper types required.
+//! 2. **The error type is preserved**: refusals are *responses*
+//!    ([`reject`]), so `Infallible` stays `Infallible` and axum needs no
+//!    `HandleErrorLayer`.
+//! 3. **Refusals speak the caller's protocol**: gRPC callers get a
+//!    trailers-only `grpc-status`; others get 429/503/504/... with
+//!    `Retry-After` and `application/problem+json`. The response carries a
+//!    [`Rejection`](reject::Rejection) extension naming the layer and reason.
+//! 4. **State is made once**, in the layer, behind an `Arc`: clones share it.
+//! 5. **`poll_ready` reserves nothing**; permits are taken in `call`.
+//! 6. **Outcomes are recorded at the end of the body** ([`body::GuardBody`]).
+//! 7. **One classifier** ([`classify`]) for breaker, retry and metrics.
+//! 8. **Bad configuration fails at `build()`** with a [`ConfigError`]; bad
+//!    input never panics.
+//! 9. **Observable without globals**: `metrics` facade and `tracing`, named
+//!    instances, no global recorder, no spawned tasks.
+//! 10. **Cheap on the hot path**: named futures, no per-request boxing.
+//!
+//! A layer needs a Tokio runtime with the time driver when it keeps time, as
+//! axum, tonic and hyper servers have.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod body;
+pub mod classify;
+mod config;
+mod deadline;
+pub mod grpc;
+pub mod reject;
+
+#[cfg(feature = "timeout")]
+pub mod timeout;
+
+pub use config::ConfigError;
+pub use deadline::Deadline;

@@ -1,0 +1,74 @@
+//! Timeouts that answer in the caller's protocol and keep the error type.
+//!
+//! [`TimeoutLayer`] gives each request a deadline from `call` to its response
+//! head. On expiry a plain HTTP caller gets **504 Gateway Timeout** with an
+//! RFC 9457 problem body (never 408, which browsers take as "resend"), and a
+//! gRPC caller gets a trailers-only `DEADLINE_EXCEEDED`. The refusal is a
+//! response, so the inner service's error type is kept: an axum `Router`
+//! takes the layer without `HandleErrorLayer`.
+//!
+//! * **gRPC deadlines**: an incoming `grpc-timeout` shortens the deadline (the
+//!   smaller of the two wins); a malformed one is ignored.
+//! * **Deadline propagation**: the deadline is put into the request extensions
+//!   as a [`Deadline`](crate::Deadline), so inner layers and handlers can read
+//!   the time left. On a client stack, [`TimeoutBuilder::propagate_grpc_timeout`]
+//!   also writes it as `grpc-timeout` on outgoing gRPC requests.
+//! * **Bodies**: [`ResponseBodyDeadlineLayer`] caps the time a response body
+//!   takes to stream, and [`RequestBodyTimeoutLayer`] answers **408** when a
+//!   client stalls while sending its body. They are separate layers because
+//!   they change the body types, which most stacks need not pay for.
+//!
+//! Every expiry increments `armor.timeout.expired{name, stage}` with `stage`
+//! one of `response`, `response_body` or `request_body`.
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::time::Duration;
+//!
+//! use http::{Request, Response, StatusCode};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_armor::timeout::TimeoutLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let timeout = TimeoutLayer::builder(Duration::from_secs(2))
+//!     .name("api")
+//!     .build()?;
+//!
+//! let slow = ServiceBuilder::new().layer(timeout).service_fn(|_req: Request<String>| async {
+//!     tokio::time::sleep(Duration::from_secs(10)).await;
+//!     Ok::<_, Infallible>(Response::new(String::from("too late")))
+//! });
+//!
+//! let response = slow.oneshot(Request::new(String::new())).await?;
+//! assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+//! assert_eq!(response.headers()["content-type"], "application/problem+json");
+//! # Ok(())
+//! # }
+//! ```
+
+mod future;
+mod layer;
+mod request_body;
+mod response_body;
+mod service;
+
+pub use future::ResponseFuture;
+pub use layer::{TimeoutBuilder, TimeoutLayer};
+pub use request_body::{
+    IdleFuture, IdleTimeoutBody, RequestBodyTimedOut, RequestBodyTimeout, RequestBodyTimeoutLayer,
+};
+pub use response_body::{
+    BodyDeadlineElapsed, DeadlineBody, DeadlineFuture, ResponseBodyDeadline,
+    ResponseBodyDeadlineLayer,
+};
+pub use service::Timeout;
+
+/// Counts one expiry; `stage` says which timer fired.
+fn record_expired(name: &str, stage: &'static str) {
+    tracing::debug!(name, stage, "timeout expired");
+    metrics::counter!("armor.timeout.expired", "name" => name.to_owned(), "stage" => stage)
+        .increment(1);
+}

@@ -1,0 +1,224 @@
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep, sleep_until};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::body::ArmorBody;
+use crate::config::ConfigError;
+use crate::grpc::Protocol;
+use crate::reject::{Reason, Rejection, Renderer};
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+/// Answers **408** (gRPC: `DEADLINE_EXCEEDED`) when the client pauses longer
+/// than an idle timeout while the handler is reading the request body. See
+/// the [module docs](super).
+///
+/// The timer runs only while the handler waits for the next frame, so a
+/// handler busy with other work is never blamed on the client. When it fires,
+/// the handler's read fails with [`RequestBodyTimedOut`], and whatever the
+/// handler answers is replaced by the 408 refusal.
+#[derive(Debug, Clone)]
+pub struct RequestBodyTimeoutLayer {
+    config: Arc<IdleConfig>,
+}
+
+#[derive(Debug)]
+struct IdleConfig {
+    name: String,
+    idle: Duration,
+    renderer: Renderer,
+}
+
+impl RequestBodyTimeoutLayer {
+    /// A layer allowing the client `idle` between request body frames, named
+    /// `"default"` in metrics.
+    pub fn new(idle: Duration) -> Result<Self, ConfigError> {
+        Self::named("default", idle)
+    }
+
+    /// Like [`new`](Self::new), with a name for metrics and traces.
+    pub fn named(name: impl Into<String>, idle: Duration) -> Result<Self, ConfigError> {
+        if idle.is_zero() {
+            return Err(ConfigError::new(
+                "timeout",
+                "the request body idle timeout must be greater than zero",
+            ));
+        }
+        Ok(RequestBodyTimeoutLayer {
+            config: Arc::new(IdleConfig {
+                name: name.into(),
+                idle,
+                renderer: Renderer::default(),
+            }),
+        })
+    }
+
+    /// Renders the 408 refusal your own way.
+    pub fn renderer(self, renderer: Renderer) -> Self {
+        RequestBodyTimeoutLayer {
+            config: Arc::new(IdleConfig {
+                name: self.config.name.clone(),
+                idle: self.config.idle,
+                renderer,
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for RequestBodyTimeoutLayer {
+    type Service = RequestBodyTimeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestBodyTimeout {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service made by [`RequestBodyTimeoutLayer`].
+#[derive(Debug, Clone)]
+pub struct RequestBodyTimeout<S> {
+    inner: S,
+    config: Arc<IdleConfig>,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestBodyTimeout<S>
+where
+    S: Service<Request<IdleTimeoutBody<ReqBody>>, Response = Response<ResBody>>,
+{
+    type Response = Response<ArmorBody<ResBody>>;
+    type Error = S::Error;
+    type Future = IdleFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let protocol = Protocol::detect(request.headers());
+        let expired = Arc::new(AtomicBool::new(false));
+        let idle = self.config.idle;
+        let request = request.map(|body| IdleTimeoutBody {
+            body,
+            sleep: sleep_until(Instant::now() + idle),
+            idle,
+            waiting: false,
+            expired: expired.clone(),
+        });
+        IdleFuture {
+            inner: self.inner.call(request),
+            protocol,
+            expired,
+            config: self.config.clone(),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`RequestBodyTimeout`].
+    pub struct IdleFuture<F> {
+        #[pin]
+        inner: F,
+        protocol: Protocol,
+        expired: Arc<AtomicBool>,
+        config: Arc<IdleConfig>,
+    }
+}
+
+impl<F, B, E> Future for IdleFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ArmorBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.inner.poll(cx))?;
+        if !this.expired.load(Ordering::Acquire) {
+            return Poll::Ready(Ok(response.map(ArmorBody::inner)));
+        }
+        super::record_expired(&this.config.name, "request_body");
+        let rejection = Rejection::new("timeout", Reason::RequestBodyTimeout);
+        Poll::Ready(Ok(this.config.renderer.render(rejection, *this.protocol)))
+    }
+}
+
+pin_project! {
+    /// A request body that fails with [`RequestBodyTimedOut`] when the client
+    /// sends nothing for the idle timeout while it is being read.
+    pub struct IdleTimeoutBody<B> {
+        #[pin]
+        body: B,
+        #[pin]
+        sleep: Sleep,
+        idle: Duration,
+        // True while a read is pending; the timer is armed on the first such poll.
+        waiting: bool,
+        expired: Arc<AtomicBool>,
+    }
+}
+
+impl<B> Body for IdleTimeoutBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        if this.expired.load(Ordering::Relaxed) {
+            return Poll::Ready(Some(Err(Box::new(RequestBodyTimedOut(())))));
+        }
+        if let Poll::Ready(frame) = this.body.poll_frame(cx) {
+            *this.waiting = false;
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if !*this.waiting {
+            *this.waiting = true;
+            this.sleep.as_mut().reset(Instant::now() + *this.idle);
+        }
+        if this.sleep.poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.expired.store(true, Ordering::Release);
+        Poll::Ready(Some(Err(Box::new(RequestBodyTimedOut(())))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The error a handler reading the request body gets when the client went idle.
+#[derive(Debug)]
+pub struct RequestBodyTimedOut(());
+
+impl fmt::Display for RequestBodyTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("request body idle timeout elapsed")
+    }
+}
+
+impl Error for RequestBodyTimedOut {}

@@ -1,0 +1,209 @@
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep, sleep_until};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::config::ConfigError;
+use crate::grpc::{self, GrpcCode, Protocol};
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+/// Caps the time a response body may take to stream, from the response head
+/// to its last frame. See the [module docs](super).
+///
+/// On expiry a gRPC stream ends with `grpc-status: 4` (`DEADLINE_EXCEEDED`) in
+/// its trailers; a plain HTTP body ends with a [`BodyDeadlineElapsed`] error,
+/// so the server aborts the stream rather than passing off a truncated body
+/// as complete.
+#[derive(Debug, Clone)]
+pub struct ResponseBodyDeadlineLayer {
+    config: Arc<BodyDeadlineConfig>,
+}
+
+#[derive(Debug)]
+struct BodyDeadlineConfig {
+    name: String,
+    deadline: Duration,
+}
+
+impl ResponseBodyDeadlineLayer {
+    /// A layer giving each response body `deadline` to finish, named
+    /// `"default"` in metrics.
+    pub fn new(deadline: Duration) -> Result<Self, ConfigError> {
+        Self::named("default", deadline)
+    }
+
+    /// Like [`new`](Self::new), with a name for metrics and traces.
+    pub fn named(name: impl Into<String>, deadline: Duration) -> Result<Self, ConfigError> {
+        if deadline.is_zero() {
+            return Err(ConfigError::new(
+                "timeout",
+                "the response body deadline must be greater than zero",
+            ));
+        }
+        Ok(ResponseBodyDeadlineLayer {
+            config: Arc::new(BodyDeadlineConfig {
+                name: name.into(),
+                deadline,
+            }),
+        })
+    }
+}
+
+impl<S> Layer<S> for ResponseBodyDeadlineLayer {
+    type Service = ResponseBodyDeadline<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ResponseBodyDeadline {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service made by [`ResponseBodyDeadlineLayer`].
+#[derive(Debug, Clone)]
+pub struct ResponseBodyDeadline<S> {
+    inner: S,
+    config: Arc<BodyDeadlineConfig>,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ResponseBodyDeadline<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<DeadlineBody<ResBody>>;
+    type Error = S::Error;
+    type Future = DeadlineFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        DeadlineFuture {
+            protocol: Protocol::detect(request.headers()),
+            inner: self.inner.call(request),
+            config: self.config.clone(),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`ResponseBodyDeadline`].
+    pub struct DeadlineFuture<F> {
+        #[pin]
+        inner: F,
+        protocol: Protocol,
+        config: Arc<BodyDeadlineConfig>,
+    }
+}
+
+impl<F, B, E> Future for DeadlineFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<DeadlineBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = std::task::ready!(this.inner.poll(cx))?;
+        let config = this.config.clone();
+        let protocol = Protocol::detect(response.headers()).is_grpc() || this.protocol.is_grpc();
+        let deadline = Instant::now() + config.deadline;
+        Poll::Ready(Ok(response.map(|body| DeadlineBody {
+            body,
+            sleep: sleep_until(deadline),
+            grpc: protocol,
+            state: State::Streaming,
+            config,
+        })))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Streaming,
+    Done,
+}
+
+pin_project! {
+    /// A response body with a deadline for its whole stream; see
+    /// [`ResponseBodyDeadlineLayer`].
+    pub struct DeadlineBody<B> {
+        #[pin]
+        body: B,
+        #[pin]
+        sleep: Sleep,
+        grpc: bool,
+        state: State,
+        config: Arc<BodyDeadlineConfig>,
+    }
+}
+
+impl<B> Body for DeadlineBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        if *this.state == State::Done {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(frame) = this.body.poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if this.sleep.poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        *this.state = State::Done;
+        super::record_expired(&this.config.name, "response_body");
+        if *this.grpc {
+            let mut trailers = HeaderMap::new();
+            trailers.insert(grpc::GRPC_STATUS, GrpcCode::DeadlineExceeded.header_value());
+            trailers.insert(
+                grpc::GRPC_MESSAGE,
+                HeaderValue::from_static("response stream deadline exceeded"),
+            );
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        }
+        Poll::Ready(Some(Err(Box::new(BodyDeadlineElapsed(())))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.state == State::Done || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The error a plain HTTP response body ends with when its deadline passes.
+#[derive(Debug)]
+pub struct BodyDeadlineElapsed(());
+
+impl fmt::Display for BodyDeadlineElapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("response body deadline elapsed")
+    }
+}
+
+impl Error for BodyDeadlineElapsed {}

@@ -1,0 +1,88 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Request, Response};
+use tower_service::Service;
+
+use super::ResponseFuture;
+use super::layer::TimeoutConfig;
+use crate::body::ArmorBody;
+use crate::deadline::Deadline;
+use crate::grpc::{self, Protocol};
+
+/// The service made by [`TimeoutLayer`](super::TimeoutLayer).
+#[derive(Debug, Clone)]
+pub struct Timeout<S> {
+    inner: S,
+    config: Arc<TimeoutConfig>,
+}
+
+impl<S> Timeout<S> {
+    pub(crate) fn new(inner: S, config: Arc<TimeoutConfig>) -> Self {
+        Timeout { inner, config }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Timeout<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ArmorBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let config = &self.config;
+        let protocol = Protocol::detect(request.headers());
+        let mut timeout = config.timeout;
+        if protocol.is_grpc() && config.honor_grpc_timeout {
+            if let Some(asked) = grpc::grpc_timeout_from_headers(request.headers()) {
+                timeout = timeout.min(asked);
+            }
+        }
+        let ours = Deadline::after(timeout);
+
+        // What inner layers and the upstream see is the earliest deadline of all.
+        let mut earliest = ours;
+        if config.deadline_extension || config.propagate_grpc_timeout {
+            if let Some(outer) = request.extensions().get::<Deadline>() {
+                earliest = earliest.min(*outer);
+            }
+        }
+        if config.deadline_extension {
+            request.extensions_mut().insert(earliest);
+        }
+        if config.propagate_grpc_timeout && protocol.is_grpc() {
+            let value = grpc::format_grpc_timeout(earliest.remaining());
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                request.headers_mut().insert(grpc::GRPC_TIMEOUT, value);
+            }
+        }
+
+        ResponseFuture::new(
+            self.inner.call(request),
+            ours.instant(),
+            protocol,
+            config.clone(),
+        )
+    }
+}
