@@ -1,1 +1,85 @@
-fn main() {}
+//! Pass-through overhead of the timeout layer against tower's and
+//! tower-http's, in one run, over a bare `service_fn`.
+//!
+//! Before the timings it prints heap allocations per request for each stack,
+//! counted by a global counting allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tower::Layer;
+
+#[path = "support/timeout_stacks.rs"]
+mod stacks;
+
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; it only counts.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+fn allocations_per_request(name: &str) -> f64 {
+    const N: u64 = 10_000;
+    stacks::run(name, 100); // warm up lazily made state
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    stacks::run(name, N);
+    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / N as f64
+}
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    let _context = runtime.enter();
+
+    for (suffix, kind) in [("", stacks::Kind::Get), (":post", stacks::Kind::Post)] {
+        let bare = allocations_per_request(&format!("bare{suffix}"));
+        println!("heap allocations per {kind:?} request, the bare stack's {bare:.2} subtracted:");
+        for name in stacks::STACKS {
+            let count = allocations_per_request(&format!("{name}{suffix}")) - bare;
+            println!("  {name:<24} {count:+.2}");
+        }
+
+        let mut group = c.benchmark_group(format!("timeout/pass-through/{kind:?}"));
+        let mut bare = stacks::bare();
+        group.bench_function("bare", |b| b.iter(|| stacks::one_request(&mut bare, kind)));
+        let mut armor = stacks::armor(true).layer(stacks::bare());
+        group.bench_function("armor", |b| {
+            b.iter(|| stacks::one_request(&mut armor, kind))
+        });
+        let mut armor_lean = stacks::armor(false).layer(stacks::bare());
+        group.bench_function("armor-no-deadline-ext", |b| {
+            b.iter(|| stacks::one_request(&mut armor_lean, kind))
+        });
+        let mut tower = stacks::tower_timeout().layer(stacks::bare());
+        group.bench_function("tower", |b| {
+            b.iter(|| stacks::one_request(&mut tower, kind))
+        });
+        let mut tower_http = stacks::tower_http_timeout().layer(stacks::bare());
+        group.bench_function("tower-http", |b| {
+            b.iter(|| stacks::one_request(&mut tower_http, kind))
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -2,6 +2,21 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
+
+use metrics::SharedString;
+
+/// Turns a user's instance name into the label value layers emit.
+///
+/// A `&'static str` stays borrowed and an owned `String` becomes an
+/// `Arc<str>`, so cloning the name into a request's future never allocates,
+/// and for literal names costs no atomic either.
+pub(crate) fn instance_name(name: impl Into<Cow<'static, str>>) -> SharedString {
+    match name.into() {
+        Cow::Borrowed(name) => SharedString::const_str(name),
+        Cow::Owned(name) => SharedString::from_shared(Arc::<str>::from(name)),
+    }
+}
 
 /// A layer was configured with values it cannot honour.
 ///

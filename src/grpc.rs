@@ -48,6 +48,17 @@ impl Protocol {
         }
     }
 
+    /// Detects the protocol of a request. gRPC and gRPC-Web calls are always
+    /// `POST`, so any other method is plain HTTP without a header lookup.
+    #[inline]
+    pub fn of_request<B>(request: &http::Request<B>) -> Protocol {
+        if request.method() == http::Method::POST {
+            Protocol::detect(request.headers())
+        } else {
+            Protocol::Http
+        }
+    }
+
     /// Detects the protocol from a `content-type` value.
     pub fn from_content_type(value: &[u8]) -> Protocol {
         const GRPC: &[u8] = b"application/grpc";
@@ -335,6 +346,20 @@ mod tests {
                 "{value}"
             );
         }
+    }
+
+    #[test]
+    fn only_post_requests_can_be_grpc() {
+        let post = http::Request::post("/svc/Method")
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+        assert_eq!(Protocol::of_request(&post), Protocol::Grpc);
+        let get = http::Request::get("/svc/Method")
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+        assert_eq!(Protocol::of_request(&get), Protocol::Http);
     }
 
     #[test]

@@ -78,6 +78,8 @@ mod config;
 mod deadline;
 pub mod grpc;
 pub mod reject;
+#[cfg_attr(not(feature = "timeout"), allow(dead_code))]
+mod timer;
 
 #[cfg(feature = "timeout")]
 pub mod timeout;

@@ -34,9 +34,8 @@ fn answers_after(
 }
 
 fn grpc_request(timeout_header: Option<&str>) -> Request<Full<Bytes>> {
-    let mut builder = Request::builder()
-        .uri("/grpc.health.v1.Health/Check")
-        .header("content-type", "application/grpc");
+    let mut builder =
+        Request::post("/grpc.health.v1.Health/Check").header("content-type", "application/grpc");
     if let Some(value) = timeout_header {
         builder = builder.header("grpc-timeout", value);
     }
@@ -140,7 +139,7 @@ async fn a_malformed_grpc_timeout_is_ignored() {
         let service = ServiceBuilder::new()
             .layer(layer(Duration::from_secs(2)))
             .service(answers_after(Duration::from_secs(1)));
-        let request = Request::builder()
+        let request = Request::post("/grpc.health.v1.Health/Check")
             .header("content-type", "application/grpc")
             .header("grpc-timeout", http::HeaderValue::from_bytes(bad).unwrap())
             .body(Full::default())
@@ -151,6 +150,16 @@ async fn a_malformed_grpc_timeout_is_ignored() {
             "{bad:?} shortened the deadline"
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_well_formed_grpc_timeout_in_the_same_setup_does_shorten() {
+    // The control for the malformed cases above: same stack, valid header.
+    let service = ServiceBuilder::new()
+        .layer(layer(Duration::from_secs(2)))
+        .service(answers_after(Duration::from_secs(1)));
+    let response = service.oneshot(grpc_request(Some("500m"))).await.unwrap();
+    assert_eq!(response.headers()["grpc-status"], "4");
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,16 +1,16 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Response;
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep, sleep_until};
+use tokio::time::Instant;
 
-use super::layer::TimeoutConfig;
+use super::layer::Expiry;
 use crate::body::ArmorBody;
 use crate::grpc::Protocol;
 use crate::reject::{Reason, Rejection};
+use crate::timer::LazySleep;
 
 pin_project! {
     /// The response future of [`Timeout`](super::Timeout).
@@ -18,24 +18,19 @@ pin_project! {
         #[pin]
         inner: F,
         #[pin]
-        sleep: Sleep,
+        sleep: LazySleep,
         protocol: Protocol,
-        config: Arc<TimeoutConfig>,
+        expiry: Expiry,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(
-        inner: F,
-        deadline: Instant,
-        protocol: Protocol,
-        config: Arc<TimeoutConfig>,
-    ) -> Self {
+    pub(crate) fn new(inner: F, deadline: Instant, protocol: Protocol, expiry: Expiry) -> Self {
         ResponseFuture {
             inner,
-            sleep: sleep_until(deadline),
+            sleep: LazySleep::until(deadline),
             protocol,
-            config,
+            expiry,
         }
     }
 }
@@ -49,16 +44,16 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         // The inner future goes first: an answer that is ready is never thrown
-        // away, and the timer is only registered when we actually wait.
+        // away, and the timer is only created when we actually wait.
         if let Poll::Ready(result) = this.inner.poll(cx) {
             return Poll::Ready(result.map(|response| response.map(ArmorBody::inner)));
         }
         if this.sleep.poll(cx).is_pending() {
             return Poll::Pending;
         }
-        let config = &**this.config;
-        super::record_expired(&config.name, "response");
-        let rejection = Rejection::new("timeout", Reason::TimedOut).with_status(config.status);
-        Poll::Ready(Ok(config.renderer.render(rejection, *this.protocol)))
+        let expiry = &*this.expiry;
+        super::record_expired(&expiry.name, "response");
+        let rejection = Rejection::new("timeout", Reason::TimedOut).with_status(expiry.status);
+        Poll::Ready(Ok(expiry.renderer.render(rejection, *this.protocol)))
     }
 }

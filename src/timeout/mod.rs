@@ -66,9 +66,37 @@ pub use response_body::{
 };
 pub use service::Timeout;
 
+use std::time::Duration;
+
+use metrics::SharedString;
+
+use crate::config::ConfigError;
+
+/// The longest duration any timer here accepts. Tokio's timer wheel tops out
+/// at about two years; a year is plenty for any request, and the bound keeps
+/// `now + duration` from overflowing.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+/// Checks a configured duration: more than zero, at most [`MAX_DURATION`].
+fn check_duration(what: &str, duration: Duration) -> Result<Duration, ConfigError> {
+    if duration.is_zero() {
+        return Err(ConfigError::new(
+            "timeout",
+            format!("the {what} must be greater than zero"),
+        ));
+    }
+    if duration > MAX_DURATION {
+        return Err(ConfigError::new(
+            "timeout",
+            format!("the {what} {duration:?} is longer than the supported maximum of 365 days"),
+        ));
+    }
+    Ok(duration)
+}
+
 /// Counts one expiry; `stage` says which timer fired.
-fn record_expired(name: &str, stage: &'static str) {
-    tracing::debug!(name, stage, "timeout expired");
-    metrics::counter!("armor.timeout.expired", "name" => name.to_owned(), "stage" => stage)
+fn record_expired(name: &SharedString, stage: &'static str) {
+    tracing::debug!(name = &**name, stage, "timeout expired");
+    metrics::counter!("armor.timeout.expired", "name" => name.clone(), "stage" => stage)
         .increment(1);
 }

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
@@ -9,13 +10,14 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
+use metrics::SharedString;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::ArmorBody;
-use crate::config::ConfigError;
+use crate::config::{ConfigError, instance_name};
 use crate::grpc::Protocol;
 use crate::reject::{Reason, Rejection, Renderer};
 
@@ -36,7 +38,7 @@ pub struct RequestBodyTimeoutLayer {
 
 #[derive(Debug)]
 struct IdleConfig {
-    name: String,
+    name: SharedString,
     idle: Duration,
     renderer: Renderer,
 }
@@ -49,16 +51,11 @@ impl RequestBodyTimeoutLayer {
     }
 
     /// Like [`new`](Self::new), with a name for metrics and traces.
-    pub fn named(name: impl Into<String>, idle: Duration) -> Result<Self, ConfigError> {
-        if idle.is_zero() {
-            return Err(ConfigError::new(
-                "timeout",
-                "the request body idle timeout must be greater than zero",
-            ));
-        }
+    pub fn named(name: impl Into<Cow<'static, str>>, idle: Duration) -> Result<Self, ConfigError> {
+        let idle = super::check_duration("request body idle timeout", idle)?;
         Ok(RequestBodyTimeoutLayer {
             config: Arc::new(IdleConfig {
-                name: name.into(),
+                name: instance_name(name),
                 idle,
                 renderer: Renderer::default(),
             }),
@@ -108,7 +105,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let protocol = Protocol::detect(request.headers());
+        let protocol = Protocol::of_request(&request);
         let expired = Arc::new(AtomicBool::new(false));
         let idle = self.config.idle;
         let request = request.map(|body| IdleTimeoutBody {

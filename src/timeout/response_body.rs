@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
@@ -8,13 +9,15 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
+use metrics::SharedString;
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep, sleep_until};
+use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, instance_name};
 use crate::grpc::{self, GrpcCode, Protocol};
+use crate::timer::LazySleep;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -32,7 +35,7 @@ pub struct ResponseBodyDeadlineLayer {
 
 #[derive(Debug)]
 struct BodyDeadlineConfig {
-    name: String,
+    name: SharedString,
     deadline: Duration,
 }
 
@@ -44,16 +47,14 @@ impl ResponseBodyDeadlineLayer {
     }
 
     /// Like [`new`](Self::new), with a name for metrics and traces.
-    pub fn named(name: impl Into<String>, deadline: Duration) -> Result<Self, ConfigError> {
-        if deadline.is_zero() {
-            return Err(ConfigError::new(
-                "timeout",
-                "the response body deadline must be greater than zero",
-            ));
-        }
+    pub fn named(
+        name: impl Into<Cow<'static, str>>,
+        deadline: Duration,
+    ) -> Result<Self, ConfigError> {
+        let deadline = super::check_duration("response body deadline", deadline)?;
         Ok(ResponseBodyDeadlineLayer {
             config: Arc::new(BodyDeadlineConfig {
-                name: name.into(),
+                name: instance_name(name),
                 deadline,
             }),
         })
@@ -92,7 +93,7 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         DeadlineFuture {
-            protocol: Protocol::detect(request.headers()),
+            protocol: Protocol::of_request(&request),
             inner: self.inner.call(request),
             config: self.config.clone(),
         }
@@ -123,7 +124,7 @@ where
         let deadline = Instant::now() + config.deadline;
         Poll::Ready(Ok(response.map(|body| DeadlineBody {
             body,
-            sleep: sleep_until(deadline),
+            sleep: LazySleep::until(deadline),
             grpc: protocol,
             state: State::Streaming,
             config,
@@ -144,7 +145,7 @@ pin_project! {
         #[pin]
         body: B,
         #[pin]
-        sleep: Sleep,
+        sleep: LazySleep,
         grpc: bool,
         state: State,
         config: Arc<BodyDeadlineConfig>,

@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{HeaderValue, Request, Response};
+use tokio::time::Instant;
 use tower_service::Service;
 
 use super::ResponseFuture;
@@ -52,24 +53,30 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &self.config;
-        let protocol = Protocol::detect(request.headers());
+        let protocol = Protocol::of_request(&request);
         let mut timeout = config.timeout;
         if protocol.is_grpc() && config.honor_grpc_timeout {
             if let Some(asked) = grpc::grpc_timeout_from_headers(request.headers()) {
                 timeout = timeout.min(asked);
             }
         }
-        let ours = Deadline::after(timeout);
+        // `build()` bounds the timeout, so this addition cannot overflow.
+        let ours = Deadline::at(Instant::now() + timeout);
 
         // What inner layers and the upstream see is the earliest deadline of all.
         let mut earliest = ours;
         if config.deadline_extension || config.propagate_grpc_timeout {
-            if let Some(outer) = request.extensions().get::<Deadline>() {
-                earliest = earliest.min(*outer);
+            match request.extensions_mut().get_mut::<Deadline>() {
+                // An outer timeout's deadline is updated in place: no allocation.
+                Some(outer) => {
+                    earliest = earliest.min(*outer);
+                    *outer = earliest;
+                }
+                None if config.deadline_extension => {
+                    request.extensions_mut().insert(earliest);
+                }
+                None => {}
             }
-        }
-        if config.deadline_extension {
-            request.extensions_mut().insert(earliest);
         }
         if config.propagate_grpc_timeout && protocol.is_grpc() {
             let value = grpc::format_grpc_timeout(earliest.remaining());
@@ -82,7 +89,7 @@ where
             self.inner.call(request),
             ours.instant(),
             protocol,
-            config.clone(),
+            config.expiry.clone(),
         )
     }
 }
