@@ -57,9 +57,9 @@ fn handler()
     service_fn(|_req: Req| ready(Ok(Response::new(Full::default()))))
 }
 
-/// Sends one request through `service`; the handler answers at once.
+/// Sends `request` through `service`; the handler answers at once.
 #[inline]
-pub fn one_request<S>(service: &mut S, kind: Kind)
+pub fn serve<S>(service: &mut S, request: Req)
 where
     S: Service<Req>,
     S::Error: std::fmt::Debug,
@@ -69,11 +69,21 @@ where
         Poll::Ready(Ok(())) => {}
         _ => panic!("the handler is always ready"),
     }
-    let future = pin!(service.call(request(kind)));
+    let future = pin!(service.call(request));
     match future.poll(&mut cx) {
         Poll::Ready(Ok(response)) => drop(std::hint::black_box(response)),
         _ => panic!("the handler answers at once"),
     }
+}
+
+/// Builds a request of `kind` and sends it through `service`.
+#[inline]
+pub fn one_request<S>(service: &mut S, kind: Kind)
+where
+    S: Service<Req>,
+    S::Error: std::fmt::Debug,
+{
+    serve(service, request(kind));
 }
 
 /// Runs `n` requests through the stack called `name` (`armor`, or

@@ -1,0 +1,301 @@
+//! The tower-armor demo: an axum server with every layer that exists so far,
+//! one route per behaviour, and the curl commands that show each one.
+//!
+//! ```text
+//! cargo run --example demo                 # serves on 127.0.0.1:3000
+//! cargo run --example demo -- --port 8080  # another port
+//! cargo run --example demo -- --check      # serves on a free port, checks every behaviour, exits
+//! ```
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::StatusCode;
+use http_body_util::BodyExt;
+use tokio::net::TcpListener;
+use tokio::time::{Instant, sleep};
+use tower_armor::Deadline;
+use tower_armor::timeout::{RequestBodyTimeoutLayer, ResponseBodyDeadlineLayer, TimeoutLayer};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Handlers get one second to start answering.
+const HANDLER_TIMEOUT: Duration = Duration::from_secs(1);
+/// A client may pause this long while uploading.
+const UPLOAD_IDLE: Duration = Duration::from_secs(2);
+/// A streamed response must finish within this.
+const STREAM_DEADLINE: Duration = Duration::from_secs(3);
+
+fn app() -> Result<Router, BoxError> {
+    let timeout = TimeoutLayer::builder(HANDLER_TIMEOUT)
+        .name("demo")
+        .build()?;
+
+    // A real gRPC service (grpc.health.v1), served by the same axum router.
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let grpc = tonic::service::Routes::new(health).into_axum_router();
+
+    Ok(Router::new()
+        .route("/fast", get(|| async { "fast\n" }))
+        .route("/sleep/{ms}", get(sleep_then_answer))
+        .route("/deadline", get(time_left))
+        .route("/demo.Slow/Call", post(slow_grpc_call))
+        .merge(grpc)
+        .layer(timeout)
+        // Body limits go only where they are wanted: they change the body types.
+        .route(
+            "/upload",
+            post(count_upload).layer(RequestBodyTimeoutLayer::named("upload", UPLOAD_IDLE)?),
+        )
+        .route(
+            "/stream",
+            get(one_chunk_per_second)
+                .layer(ResponseBodyDeadlineLayer::named("stream", STREAM_DEADLINE)?),
+        ))
+}
+
+/// Sleeps `ms` milliseconds, then answers: over a second is too slow.
+async fn sleep_then_answer(Path(ms): Path<u64>) -> String {
+    sleep(Duration::from_millis(ms)).await;
+    format!("answered after {ms} ms\n")
+}
+
+/// Reports how much of the deadline is left, as the timeout layer put it.
+async fn time_left(request: Request) -> String {
+    match Deadline::from_request(&request) {
+        Some(deadline) => format!("{} ms left\n", deadline.remaining().as_millis()),
+        None => "no deadline\n".to_owned(),
+    }
+}
+
+/// A gRPC method that takes two seconds: trailers-only OK if it gets there.
+async fn slow_grpc_call() -> impl IntoResponse {
+    sleep(Duration::from_secs(2)).await;
+    (
+        [("content-type", "application/grpc"), ("grpc-status", "0")],
+        "",
+    )
+}
+
+/// Reads the whole upload and says how big it was.
+async fn count_upload(body: Body) -> Response {
+    match body.collect().await {
+        Ok(body) => format!("received {} bytes\n", body.to_bytes().len()).into_response(),
+        // The layer replaces this with its 408 when the client went quiet.
+        Err(error) => (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
+    }
+}
+
+/// Streams one line a second for ten seconds; the body deadline cuts it at three.
+async fn one_chunk_per_second() -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(1);
+    tokio::spawn(async move {
+        for i in 1..=10 {
+            if tx
+                .send(Ok(Bytes::from(format!("chunk {i}\n"))))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            sleep(Duration::from_secs(1)).await;
+        }
+    });
+    Body::from_stream(ReceiverStream(rx))
+}
+
+/// An mpsc receiver as a stream of body chunks.
+struct ReceiverStream(tokio::sync::mpsc::Receiver<Result<Bytes, Infallible>>);
+
+impl futures_core::Stream for ReceiverStream {
+    type Item = Result<Bytes, Infallible>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+fn print_tour(addr: SocketAddr) {
+    let base = format!("http://{addr}");
+    let grpc = "--http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: trailers' \
+                --data-binary @<(printf '\\0\\0\\0\\0\\0')";
+    println!(
+        "tower-armor demo listening on {base}
+
+timeout ({}s for the response head):
+  curl -i {base}/fast                       # 200
+  curl -i {base}/sleep/500                  # 200 after 0.5 s
+  curl -i {base}/sleep/1500                 # 504 Gateway Timeout, application/problem+json
+  curl -i {base}/deadline                   # the time left, read from the Deadline extension
+
+gRPC (bash, for the <(...) body):
+  curl -si {grpc} {base}/grpc.health.v1.Health/Check                 # grpc-status 0, SERVING
+  curl -si {grpc} -H 'grpc-timeout: 200m' {base}/demo.Slow/Call      # grpc-status 4 after 0.2 s
+  curl -si {grpc} {base}/demo.Slow/Call                              # grpc-status 4 after 1 s
+
+request body idle timeout ({}s):
+  (printf abc; sleep 3; printf def) | curl -i -T - -X POST {base}/upload   # 408 Request Timeout
+  printf abcdef | curl -i -T - -X POST {base}/upload                       # 200, 6 bytes
+
+response body deadline ({}s):
+  curl -N {base}/stream                     # three chunks, then the stream is cut off
+",
+        HANDLER_TIMEOUT.as_secs(),
+        UPLOAD_IDLE.as_secs(),
+        STREAM_DEADLINE.as_secs(),
+    );
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let mut port = 3000;
+    let mut check = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--port" => {
+                port = args
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .ok_or("--port needs a number")?
+            }
+            "--check" => check = true,
+            other => return Err(format!("unknown argument {other:?}").into()),
+        }
+    }
+    if check {
+        port = 0;
+    }
+
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let addr = listener.local_addr()?;
+    let server = axum::serve(listener, app()?);
+    if !check {
+        print_tour(addr);
+        return Ok(server.await?);
+    }
+    tokio::spawn(async move { server.await });
+    run_checks(addr).await
+}
+
+/// What `--check` does: every behaviour the tour prints, checked with a real client.
+async fn run_checks(addr: SocketAddr) -> Result<(), BoxError> {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let http1 = Client::builder(TokioExecutor::new()).build_http::<Body>();
+    let http2 = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Body>();
+    let url = |path: &str| format!("http://{addr}{path}");
+    let mut failures = 0;
+    let mut expect = |what: &str, ok: bool, detail: String| {
+        println!("{} {what}: {detail}", if ok { "ok  " } else { "FAIL" });
+        failures += usize::from(!ok);
+    };
+
+    let get = |path: &str| http::Request::get(url(path)).body(Body::empty());
+    let response = http1.request(get("/fast")?).await?;
+    expect(
+        "fast route",
+        response.status() == 200,
+        response.status().to_string(),
+    );
+
+    let response = http1.request(get("/sleep/1500")?).await?;
+    let content_type = response.headers().get("content-type").cloned();
+    expect(
+        "slow route times out",
+        response.status() == 504
+            && content_type
+                .as_ref()
+                .is_some_and(|v| v == "application/problem+json"),
+        format!("{} {content_type:?}", response.status()),
+    );
+
+    let response = http1.request(get("/deadline")?).await?;
+    let body = response.into_body().collect().await?.to_bytes();
+    expect(
+        "deadline extension",
+        body.ends_with(b" ms left\n"),
+        String::from_utf8_lossy(&body).trim().to_owned(),
+    );
+
+    let grpc = |path: &str, timeout: Option<&str>| {
+        let mut request = http::Request::post(url(path))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+        if let Some(timeout) = timeout {
+            request = request.header("grpc-timeout", timeout);
+        }
+        request.body(Body::from(vec![0u8; 5]))
+    };
+    let response = http2
+        .request(grpc("/grpc.health.v1.Health/Check", None)?)
+        .await?;
+    let trailers = response.into_body().collect().await?.trailers().cloned();
+    let status = trailers
+        .as_ref()
+        .and_then(|t| t.get("grpc-status"))
+        .cloned();
+    expect(
+        "gRPC health check",
+        status.as_ref().is_some_and(|s| s == "0"),
+        format!("grpc-status {status:?}"),
+    );
+
+    let started = Instant::now();
+    let response = http2
+        .request(grpc("/demo.Slow/Call", Some("200m"))?)
+        .await?;
+    let status = response.headers().get("grpc-status").cloned();
+    expect(
+        "gRPC deadline from grpc-timeout",
+        status.as_ref().is_some_and(|s| s == "4") && started.elapsed() < HANDLER_TIMEOUT,
+        format!("grpc-status {status:?} after {:?}", started.elapsed()),
+    );
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(1);
+    let upload = http::Request::post(url("/upload")).body(Body::from_stream(ReceiverStream(rx)))?;
+    tx.send(Ok(Bytes::from_static(b"abc"))).await?;
+    let response = http1.request(upload).await?;
+    expect(
+        "stalled upload",
+        response.status() == 408,
+        response.status().to_string(),
+    );
+    drop(tx);
+
+    let response = http1.request(get("/stream")?).await?;
+    let mut body = response.into_body();
+    let mut chunks = 0;
+    let cut_off = loop {
+        match body.frame().await {
+            Some(Ok(_)) => chunks += 1,
+            Some(Err(_)) => break true,
+            None => break false,
+        }
+    };
+    expect(
+        "stream cut at its deadline",
+        cut_off && (2..=4).contains(&chunks),
+        format!(
+            "{chunks} chunks, then {}",
+            if cut_off { "cut off" } else { "a clean end" }
+        ),
+    );
+
+    if failures > 0 {
+        return Err(format!("{failures} demo checks failed").into());
+    }
+    println!("all demo checks passed");
+    Ok(())
+}
