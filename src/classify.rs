@@ -13,7 +13,7 @@
 //!   to the classifier it wraps.
 //!
 //! Responses made by this crate's own layers carry a
-//! [`Rejection`](crate::reject::Rejection); every classifier reports those as
+//! [`Rejection`]; every classifier reports those as
 //! [`Outcome::TimedOut`] or [`Outcome::Refused`], so a breaker never counts a
 //! limiter's refusal as an upstream failure.
 //!
