@@ -120,12 +120,13 @@ where
         let this = self.project();
         let response = std::task::ready!(this.inner.poll(cx))?;
         let config = this.config.clone();
-        let protocol = Protocol::detect(response.headers()).is_grpc() || this.protocol.is_grpc();
+        // A gRPC stream ends in trailers; judge by the request, else by the response.
+        let grpc = this.protocol.is_grpc() || Protocol::detect(response.headers()).is_grpc();
         let deadline = Instant::now() + config.deadline;
         Poll::Ready(Ok(response.map(|body| DeadlineBody {
             body,
             sleep: LazySleep::until(deadline),
-            grpc: protocol,
+            grpc,
             state: State::Streaming,
             config,
         })))
