@@ -7,7 +7,7 @@
 //! | layer | what it does | status |
 //! |---|---|---|
 //! | [`timeout`] | 504 / `DEADLINE_EXCEEDED` on expiry, honours and propagates `grpc-timeout`, body deadlines | ready |
-//! | `rate_limit` | keyed GCRA limits, 429 / `RESOURCE_EXHAUSTED` with `Retry-After` | planned |
+//! | [`rate_limit`] | keyed GCRA limits, several quotas, 429 / `RESOURCE_EXHAUSTED` with `Retry-After` and `RateLimit` headers | ready |
 //! | `circuit_breaker` | sliding-window breaker, 503 / `UNAVAILABLE`, safe half-open | planned |
 //! | `retry` | retries real (non-`Clone`) requests with budgets, backoff and body replay | planned |
 //! | `compression` | negotiated, streaming response compression; safe request decompression | planned |
@@ -81,6 +81,8 @@ pub mod reject;
 #[cfg_attr(not(feature = "timeout"), allow(dead_code))]
 mod timer;
 
+#[cfg(feature = "rate-limit")]
+pub mod rate_limit;
 #[cfg(feature = "timeout")]
 pub mod timeout;
 

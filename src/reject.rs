@@ -57,6 +57,9 @@ pub enum Reason {
     PayloadTooLarge,
     /// The client sent its request body too slowly: 408 / `DEADLINE_EXCEEDED`.
     RequestBodyTimeout,
+    /// The request carries nothing to identify its sender (no API key, no
+    /// address): 400 / `INVALID_ARGUMENT`, or whatever status the layer sets.
+    Unidentified,
 }
 
 impl Reason {
@@ -68,6 +71,7 @@ impl Reason {
             Reason::TimedOut => StatusCode::GATEWAY_TIMEOUT,
             Reason::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Reason::Unidentified => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -77,6 +81,7 @@ impl Reason {
             Reason::RateLimited | Reason::PayloadTooLarge => GrpcCode::ResourceExhausted,
             Reason::CircuitOpen | Reason::Overloaded => GrpcCode::Unavailable,
             Reason::TimedOut | Reason::RequestBodyTimeout => GrpcCode::DeadlineExceeded,
+            Reason::Unidentified => GrpcCode::InvalidArgument,
         }
     }
 
@@ -89,6 +94,7 @@ impl Reason {
             Reason::Overloaded => "overloaded",
             Reason::PayloadTooLarge => "payload_too_large",
             Reason::RequestBodyTimeout => "request_body_timeout",
+            Reason::Unidentified => "unidentified",
         }
     }
 
@@ -100,6 +106,7 @@ impl Reason {
             Reason::Overloaded => "service overloaded",
             Reason::PayloadTooLarge => "request body too large",
             Reason::RequestBodyTimeout => "request body was not received in time",
+            Reason::Unidentified => "the request does not identify its sender",
         }
     }
 }
@@ -121,6 +128,7 @@ pub struct Rejection {
     reason: Reason,
     retry_after: Option<Duration>,
     status: Option<StatusCode>,
+    grpc_code: Option<GrpcCode>,
     detail: Option<Cow<'static, str>>,
 }
 
@@ -132,6 +140,7 @@ impl Rejection {
             reason,
             retry_after: None,
             status: None,
+            grpc_code: None,
             detail: None,
         }
     }
@@ -145,6 +154,12 @@ impl Rejection {
     /// Replaces the HTTP status the reason would give (gRPC callers are unaffected).
     pub fn with_status(mut self, status: StatusCode) -> Self {
         self.status = Some(status);
+        self
+    }
+
+    /// Replaces the gRPC status the reason would give (HTTP callers are unaffected).
+    pub fn with_grpc_code(mut self, code: GrpcCode) -> Self {
+        self.grpc_code = Some(code);
         self
     }
 
@@ -176,7 +191,7 @@ impl Rejection {
 
     /// The gRPC status a gRPC caller gets.
     pub fn grpc_code(&self) -> GrpcCode {
-        self.reason.grpc_code()
+        self.grpc_code.unwrap_or_else(|| self.reason.grpc_code())
     }
 
     /// The human-readable explanation.

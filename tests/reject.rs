@@ -34,6 +34,7 @@ async fn http_refusals_get_status_retry_after_and_problem_json() {
         (Reason::TimedOut, 504, "Gateway Timeout"),
         (Reason::PayloadTooLarge, 413, "Payload Too Large"),
         (Reason::RequestBodyTimeout, 408, "Request Timeout"),
+        (Reason::Unidentified, 400, "Bad Request"),
     ];
     for (reason, status, title) in cases {
         let rejection =
@@ -95,6 +96,17 @@ async fn grpc_refusals_are_trailers_only() {
         assert_eq!(headers["grpc-retry-pushback-ms"], "3");
         assert_eq!(body, "");
     }
+}
+
+#[tokio::test]
+async fn the_grpc_code_can_be_overridden() {
+    let rejection = Rejection::new("rate_limit", Reason::Unidentified)
+        .with_status(StatusCode::UNAUTHORIZED)
+        .with_grpc_code(tower_armor::grpc::GrpcCode::Unauthenticated);
+    let (status, ..) = render(rejection.clone(), Protocol::Http).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, headers, ..) = render(rejection, Protocol::Grpc).await;
+    assert_eq!(headers["grpc-status"], "16");
 }
 
 #[tokio::test]

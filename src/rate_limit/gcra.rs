@@ -1,0 +1,442 @@
+//! The generic cell rate algorithm over several quotas at once, and a keyed,
+//! bounded store of its state.
+//!
+//! Each quota keeps one number per key: its theoretical arrival time (TAT).
+//! A request costing `c` moves it to `max(TAT, now) + c * interval`, which is
+//! allowed while it stays within `tolerance = burst * interval` of now. All
+//! quotas of a key are checked first and written only if every one passes,
+//! under the key's shard lock, so a request refused by one quota never spends
+//! another (stacked governor limiters leak exactly that).
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use tokio::time::Instant;
+
+use super::quota::Limit;
+
+/// The most quotas one policy may hold (checked at build).
+pub(crate) const MAX_QUOTAS: usize = 4;
+
+/// One key's state: a TAT per quota, in nanoseconds since the store began.
+type Tats = [u64; MAX_QUOTAS];
+
+/// Where one quota stands after a decision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct QuotaState {
+    /// Units still available now.
+    pub(crate) remaining: u64,
+    /// Nanoseconds until the quota is whole again.
+    pub(crate) reset: u64,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Spent; go ahead.
+    Allowed,
+    /// Spent in advance; go ahead after waiting this many nanoseconds.
+    Delayed(u64),
+    /// Not spent. `Some(ns)`: the wait until it would pass, and which quota
+    /// refused (the one with the longest wait). `None`: the cost exceeds a
+    /// quota's burst and can never pass.
+    Refused(Option<(u64, usize)>),
+}
+
+/// A decision and the quotas' state after it (for the `RateLimit` header).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Decision {
+    pub(crate) verdict: Verdict,
+    pub(crate) quotas: [QuotaState; MAX_QUOTAS],
+}
+
+/// Checks `cost` against `limits` for one key's `tats`, writing them only
+/// when the request is admitted now or within `max_wait`.
+pub(crate) fn check(
+    limits: &[Limit],
+    tats: &mut Tats,
+    now: u64,
+    cost: u32,
+    max_wait: u64,
+) -> Decision {
+    let mut next = [0u64; MAX_QUOTAS];
+    let mut worst: Option<(u64, usize)> = None;
+    for (i, limit) in limits.iter().enumerate() {
+        let increment = limit.interval.saturating_mul(u64::from(cost));
+        if increment > limit.tolerance {
+            return Decision {
+                verdict: Verdict::Refused(None),
+                quotas: states(limits, tats, now),
+            };
+        }
+        next[i] = tats[i].max(now) + increment;
+        let ahead = next[i] - now;
+        if ahead > limit.tolerance {
+            let wait = ahead - limit.tolerance;
+            if worst.is_none_or(|(longest, _)| wait > longest) {
+                worst = Some((wait, i));
+            }
+        }
+    }
+    let verdict = match worst {
+        None => Verdict::Allowed,
+        Some((wait, _)) if wait <= max_wait => Verdict::Delayed(wait),
+        Some(refusal) => {
+            return Decision {
+                verdict: Verdict::Refused(Some(refusal)),
+                quotas: states(limits, tats, now),
+            };
+        }
+    };
+    tats[..limits.len()].copy_from_slice(&next[..limits.len()]);
+    Decision {
+        verdict,
+        quotas: states(limits, tats, now),
+    }
+}
+
+fn states(limits: &[Limit], tats: &Tats, now: u64) -> [QuotaState; MAX_QUOTAS] {
+    let mut out = [QuotaState::default(); MAX_QUOTAS];
+    for (i, limit) in limits.iter().enumerate() {
+        let ahead = tats[i].saturating_sub(now);
+        out[i] = QuotaState {
+            remaining: limit.tolerance.saturating_sub(ahead) / limit.interval,
+            reset: ahead,
+        };
+    }
+    out
+}
+
+/// True when every quota is whole again: the key is as good as new and can be forgotten.
+fn idle(tats: &Tats, now: u64) -> bool {
+    tats.iter().all(|&tat| tat <= now)
+}
+
+/// What happens to a new key when the store already holds `max_keys`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// New keys share one overflow bucket with the same quotas until room
+    /// frees up (default): no key is refused for being new, and an attacker
+    /// rotating keys only competes with itself for that bucket.
+    SharedBucket,
+    /// New keys are refused with 429 until room frees up.
+    Refuse,
+}
+
+const SHARDS: usize = 64;
+/// A sweep of one shard runs on every this many new keys.
+const SWEEP_EVERY: u64 = 64;
+
+/// The state of every key, sharded to keep locks short and uncontended.
+#[derive(Debug)]
+pub(crate) struct KeyedStore<K> {
+    shards: Box<[Mutex<HashMap<K, Tats>>]>,
+    hasher: RandomState,
+    limits: Box<[Limit]>,
+    start: Instant,
+    max_keys: usize,
+    overflow: Overflow,
+    overflow_bucket: Mutex<Tats>,
+    live: AtomicUsize,
+    new_keys: AtomicU64,
+}
+
+/// Why a check could not be made for the key itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// The key's own state was used.
+    Own,
+    /// A new key was stored.
+    Inserted,
+    /// The store was full; the shared overflow bucket was used.
+    OverflowBucket,
+    /// The store was full and new keys are refused.
+    Full,
+}
+
+impl<K: Hash + Eq> KeyedStore<K> {
+    pub(crate) fn new(limits: Box<[Limit]>, max_keys: usize, overflow: Overflow) -> Self {
+        // A zero-sized key (the global limit) has one state: one shard suffices.
+        let shards = if size_of::<K>() == 0 { 1 } else { SHARDS };
+        KeyedStore {
+            shards: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            limits,
+            start: Instant::now(),
+            max_keys,
+            overflow,
+            overflow_bucket: Mutex::new([0; MAX_QUOTAS]),
+            live: AtomicUsize::new(0),
+            new_keys: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn limits(&self) -> &[Limit] {
+        &self.limits
+    }
+
+    /// Nanoseconds since the store began, on Tokio's clock (so paused time works).
+    pub(crate) fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The number of keys held now.
+    pub(crate) fn live_keys(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    fn shard(&self, key: &K) -> MutexGuard<'_, HashMap<K, Tats>> {
+        let index = if self.shards.len() == 1 {
+            0
+        } else {
+            (self.hasher.hash_one(key) % self.shards.len() as u64) as usize
+        };
+        lock(&self.shards[index])
+    }
+
+    /// Checks `cost` for `key`, admitting it within `max_wait` nanoseconds.
+    pub(crate) fn check(&self, key: &K, cost: u32, max_wait: u64) -> (Decision, Placement)
+    where
+        K: Clone,
+    {
+        let now = self.now();
+        let mut shard = self.shard(key);
+        if let Some(tats) = shard.get_mut(key) {
+            return (
+                check(&self.limits, tats, now, cost, max_wait),
+                Placement::Own,
+            );
+        }
+        // A new key: a fresh state (all TATs in the past) needs no entry
+        // unless the check spends something.
+        let mut tats = [0; MAX_QUOTAS];
+        let decision = check(&self.limits, &mut tats, now, cost, max_wait);
+        if matches!(decision.verdict, Verdict::Refused(_)) {
+            return (decision, Placement::Own);
+        }
+        if self.live.load(Ordering::Relaxed) >= self.max_keys {
+            self.live
+                .fetch_sub(sweep(&mut shard, now), Ordering::Relaxed);
+        }
+        if self.live.load(Ordering::Relaxed) >= self.max_keys {
+            drop(shard);
+            return match self.overflow {
+                Overflow::Refuse => (
+                    Decision {
+                        verdict: Verdict::Refused(None),
+                        quotas: decision.quotas,
+                    },
+                    Placement::Full,
+                ),
+                Overflow::SharedBucket => {
+                    let mut bucket = lock(&self.overflow_bucket);
+                    let decision = check(&self.limits, &mut bucket, now, cost, max_wait);
+                    (decision, Placement::OverflowBucket)
+                }
+            };
+        }
+        shard.insert(key.clone(), tats);
+        self.live.fetch_add(1, Ordering::Relaxed);
+        drop(shard);
+        if self.new_keys.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.sweep_one(now);
+        }
+        (decision, Placement::Inserted)
+    }
+
+    /// Sweeps the next shard in turn, if nobody holds it.
+    fn sweep_one(&self, now: u64) {
+        let turn = self.new_keys.load(Ordering::Relaxed) / SWEEP_EVERY;
+        let index = (turn % self.shards.len() as u64) as usize;
+        if let Ok(mut shard) = self.shards[index].try_lock() {
+            self.live
+                .fetch_sub(sweep(&mut shard, now), Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets every idle key now; returns how many were dropped.
+    pub(crate) fn evict_idle(&self) -> usize {
+        let now = self.now();
+        let mut dropped = 0;
+        for shard in self.shards.iter() {
+            let removed = sweep(&mut lock(shard), now);
+            self.live.fetch_sub(removed, Ordering::Relaxed);
+            dropped += removed;
+        }
+        dropped
+    }
+}
+
+/// Removes the idle keys of one shard; returns how many.
+fn sweep<K: Hash + Eq>(shard: &mut HashMap<K, Tats>, now: u64) -> usize {
+    let before = shard.len();
+    shard.retain(|_, tats| !idle(tats, now));
+    if shard.capacity() > 4 * shard.len().max(16) {
+        shard.shrink_to_fit();
+    }
+    before - shard.len()
+}
+
+/// Locks a mutex, carrying on through poisoning: the state is plain numbers
+/// that a panicking holder cannot leave half-written in a harmful way.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rate_limit::Quota;
+    use std::time::Duration;
+
+    const SECOND: u64 = 1_000_000_000;
+
+    fn limits(quotas: &[Quota]) -> Vec<Limit> {
+        quotas.iter().map(|q| q.compile().unwrap()).collect()
+    }
+
+    #[test]
+    fn burst_then_refill_then_wait() {
+        let limits = limits(&[Quota::per_second(5)]);
+        let mut tats = [0; MAX_QUOTAS];
+        let now = 10 * SECOND;
+        for left in (0..5).rev() {
+            let d = check(&limits, &mut tats, now, 1, 0);
+            assert_eq!(d.verdict, Verdict::Allowed);
+            assert_eq!(d.quotas[0].remaining, left);
+        }
+        // The sixth waits one interval (200 ms) for the first cell to come back.
+        let d = check(&limits, &mut tats, now, 1, 0);
+        assert_eq!(d.verdict, Verdict::Refused(Some((SECOND / 5, 0))));
+        assert_eq!(d.quotas[0].reset, SECOND);
+        // 200 ms later exactly one more passes.
+        let later = now + SECOND / 5;
+        assert_eq!(
+            check(&limits, &mut tats, later, 1, 0).verdict,
+            Verdict::Allowed
+        );
+        assert!(matches!(
+            check(&limits, &mut tats, later, 1, 0).verdict,
+            Verdict::Refused(_)
+        ));
+        // A second after the burst, everything is back.
+        assert!(idle(&tats, now + 2 * SECOND));
+    }
+
+    #[test]
+    fn every_quota_must_pass_and_a_refusal_spends_none() {
+        let limits = limits(&[Quota::per_second(10), Quota::per_minute(12)]);
+        let mut tats = [0; MAX_QUOTAS];
+        let mut now = SECOND;
+        let mut allowed = 0;
+        // Ten per second would allow 10 each second; twelve per minute caps the total.
+        for _ in 0..5 {
+            for _ in 0..20 {
+                if check(&limits, &mut tats, now, 1, 0).verdict == Verdict::Allowed {
+                    allowed += 1;
+                }
+            }
+            now += SECOND;
+        }
+        assert_eq!(allowed, 12);
+        // At the last second checked, the per-second quota is whole again:
+        // the refused requests did not drain it.
+        let d = check(&limits, &mut tats, now - SECOND, 1, 0);
+        assert_eq!(d.quotas[0].remaining, 10);
+        assert!(matches!(d.verdict, Verdict::Refused(Some((_, 1)))));
+    }
+
+    #[test]
+    fn costs_weigh_and_oversized_costs_never_pass() {
+        let limits = limits(&[Quota::per_second(10)]);
+        let mut tats = [0; MAX_QUOTAS];
+        assert_eq!(check(&limits, &mut tats, 0, 7, 0).verdict, Verdict::Allowed);
+        assert!(matches!(
+            check(&limits, &mut tats, 0, 4, 0).verdict,
+            Verdict::Refused(Some(_))
+        ));
+        assert_eq!(check(&limits, &mut tats, 0, 3, 0).verdict, Verdict::Allowed);
+        assert_eq!(
+            check(&limits, &mut [0; MAX_QUOTAS], 0, 11, 0).verdict,
+            Verdict::Refused(None)
+        );
+    }
+
+    #[test]
+    fn a_delay_reserves_the_slot() {
+        let limits = limits(&[Quota::per_second(1)]);
+        let mut tats = [0; MAX_QUOTAS];
+        assert_eq!(check(&limits, &mut tats, 0, 1, 0).verdict, Verdict::Allowed);
+        assert_eq!(
+            check(&limits, &mut tats, 0, 1, 2 * SECOND).verdict,
+            Verdict::Delayed(SECOND)
+        );
+        assert_eq!(
+            check(&limits, &mut tats, 0, 1, 2 * SECOND).verdict,
+            Verdict::Delayed(2 * SECOND)
+        );
+        assert!(matches!(
+            check(&limits, &mut tats, 0, 1, 2 * SECOND).verdict,
+            Verdict::Refused(_)
+        ));
+    }
+
+    #[test]
+    fn bad_quotas_fail_to_compile() {
+        assert!(Quota::per_second(0).compile().is_err());
+        assert!(Quota::per_second(5).burst(0).compile().is_err());
+        assert!(Quota::new(10, Duration::ZERO).compile().is_err());
+        assert!(Quota::new(2, Duration::from_nanos(1)).compile().is_err());
+        assert!(
+            Quota::new(1, Duration::from_secs(100 * 365 * 86_400))
+                .compile()
+                .is_err()
+        );
+        assert!(Quota::per_hour(u32::MAX).burst(u32::MAX).compile().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_store_caps_keys_and_evicts_idle_ones() {
+        let store = KeyedStore::<u32>::new(
+            limits(&[Quota::per_second(1)]).into(),
+            100,
+            Overflow::Refuse,
+        );
+        for key in 0..100 {
+            assert_eq!(store.check(&key, 1, 0).1, Placement::Inserted);
+        }
+        assert_eq!(store.live_keys(), 100);
+        assert_eq!(store.check(&1000, 1, 0).1, Placement::Full);
+        // Known keys still get their own state.
+        assert_eq!(store.check(&5, 1, 0).1, Placement::Own);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        // Idle keys are as good as new: forgetting them changes no decision.
+        assert_eq!(store.evict_idle(), 100);
+        assert_eq!(store.live_keys(), 0);
+        assert_eq!(store.check(&1000, 1, 0).1, Placement::Inserted);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn overflow_keys_share_one_bucket() {
+        let store = KeyedStore::<u32>::new(
+            limits(&[Quota::per_second(3)]).into(),
+            1,
+            Overflow::SharedBucket,
+        );
+        store.check(&0, 1, 0);
+        let verdicts: Vec<_> = (1..=4).map(|key| store.check(&key, 1, 0)).collect();
+        assert!(
+            verdicts
+                .iter()
+                .all(|(_, p)| *p == Placement::OverflowBucket)
+        );
+        let allowed = verdicts
+            .iter()
+            .filter(|(d, _)| d.verdict == Verdict::Allowed)
+            .count();
+        assert_eq!(allowed, 3);
+    }
+}

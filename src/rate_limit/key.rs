@@ -1,0 +1,522 @@
+//! Who a request is counted against.
+
+use std::fmt;
+use std::hash::Hash;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+use http::header::{FORWARDED, HeaderName};
+use http::{Extensions, HeaderMap, Method, Uri};
+
+use crate::config::ConfigError;
+
+/// The parts of a request a key extractor may look at.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The URI.
+    pub uri: &'a Uri,
+    /// The headers.
+    pub headers: &'a HeaderMap,
+    /// The extensions (connection info lives here).
+    pub extensions: &'a Extensions,
+}
+
+impl<'a> RequestHead<'a> {
+    /// A view of `request`.
+    pub fn of<B>(request: &'a http::Request<B>) -> Self {
+        RequestHead {
+            method: request.method(),
+            uri: request.uri(),
+            headers: request.headers(),
+            extensions: request.extensions(),
+        }
+    }
+}
+
+/// Picks the key a request is counted against; `None` when it has none (the
+/// layer's [`on_missing_key`](super::RateLimitBuilder::on_missing_key) rule applies).
+///
+/// Closures `Fn(&RequestHead<'_>) -> Option<K>` are extractors.
+pub trait KeyExtractor: Send + Sync + 'static {
+    /// The key type.
+    type Key: Hash + Eq + Clone + Send + Sync + 'static;
+
+    /// The key of this request, if it has one.
+    fn extract(&self, request: &RequestHead<'_>) -> Option<Self::Key>;
+
+    /// Tries `self`, then `other`.
+    fn or<E>(self, other: E) -> Or<Self, E>
+    where
+        Self: Sized,
+        E: KeyExtractor<Key = Self::Key>,
+    {
+        Or(self, other)
+    }
+}
+
+impl<F, K> KeyExtractor for F
+where
+    F: Fn(&RequestHead<'_>) -> Option<K> + Send + Sync + 'static,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    type Key = K;
+
+    fn extract(&self, request: &RequestHead<'_>) -> Option<K> {
+        self(request)
+    }
+}
+
+/// `a.or(b)`: the first key found.
+#[derive(Debug, Clone)]
+pub struct Or<A, B>(A, B);
+
+impl<A, B> KeyExtractor for Or<A, B>
+where
+    A: KeyExtractor,
+    B: KeyExtractor<Key = A::Key>,
+{
+    type Key = A::Key;
+
+    fn extract(&self, request: &RequestHead<'_>) -> Option<A::Key> {
+        self.0.extract(request).or_else(|| self.1.extract(request))
+    }
+}
+
+/// One limit shared by every request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Global;
+
+impl KeyExtractor for Global {
+    type Key = ();
+
+    fn extract(&self, _: &RequestHead<'_>) -> Option<()> {
+        Some(())
+    }
+}
+
+/// The address of the connection's peer.
+///
+/// Read from the request extensions, where servers put it: a `SocketAddr` or
+/// `IpAddr` extension (insert one in a hyper server), axum's
+/// `ConnectInfo<SocketAddr>` (feature `axum`; serve with
+/// `into_make_service_with_connect_info::<SocketAddr>()`), or tonic's
+/// `TcpConnectInfo` (feature `tonic`). IPv4-mapped IPv6 addresses count as IPv4.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PeerIp;
+
+impl KeyExtractor for PeerIp {
+    type Key = IpAddr;
+
+    fn extract(&self, request: &RequestHead<'_>) -> Option<IpAddr> {
+        peer_ip(request.extensions)
+    }
+}
+
+fn peer_ip(extensions: &Extensions) -> Option<IpAddr> {
+    let ip = None
+        .or_else(|| extensions.get::<SocketAddr>().map(SocketAddr::ip))
+        .or_else(|| extensions.get::<IpAddr>().copied());
+    #[cfg(feature = "axum")]
+    let ip = ip.or_else(|| {
+        extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip())
+    });
+    #[cfg(feature = "tonic")]
+    let ip = ip.or_else(|| {
+        extensions
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|info| info.remote_addr())
+            .map(|addr| addr.ip())
+    });
+    ip.map(|ip| ip.to_canonical())
+}
+
+/// A network in CIDR notation, e.g. `10.0.0.0/8` or `fd00::/8`; a bare
+/// address is a network of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNetwork {
+    address: IpAddr,
+    prefix: u8,
+}
+
+impl IpNetwork {
+    /// True when `ip` is inside this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.address, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpNetwork {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        let bad = || ConfigError::new("rate_limit", format!("{text:?} is not an IP network"));
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let address = IpAddr::from_str(address).map_err(|_| bad())?.to_canonical();
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(prefix) => prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(bad)?,
+        };
+        Ok(IpNetwork { address, prefix })
+    }
+}
+
+impl fmt::Display for IpNetwork {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
+/// Which header a trusted proxy writes the client address into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2` (default; nginx, most load balancers).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for="[2001:db8::1]:4711"`.
+    Forwarded,
+    /// `X-Real-IP: client`, a single address.
+    XRealIp,
+}
+
+/// The client's address behind trusted proxies.
+///
+/// A forwarding header is believed only when the connection's peer is one of
+/// the trusted networks; a header sent by anyone else is ignored, so forging
+/// it gains nothing. The header is walked from the right (the hop nearest to
+/// us), skipping trusted proxies, and the first untrusted address is the
+/// client. If every hop is trusted, the leftmost one is. A malformed entry
+/// (`unknown`, an obfuscated `_name`, garbage) stops the walk and the key is
+/// the peer itself, the nearest proxy: safe, if coarse.
+///
+/// Configure the one header your proxy writes: trusting a header the proxy
+/// merely passes through would let clients choose their own key.
+#[derive(Debug, Clone)]
+pub struct ClientIp {
+    trusted: Vec<IpNetwork>,
+    header: ForwardedHeader,
+}
+
+impl ClientIp {
+    /// Trusts forwarding headers from peers in `networks` (e.g. `["10.0.0.0/8"]`).
+    pub fn trusting<I, S>(networks: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let trusted = networks
+            .into_iter()
+            .map(|n| n.as_ref().parse())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ClientIp {
+            trusted,
+            header: ForwardedHeader::default(),
+        })
+    }
+
+    /// Reads `header` (default `X-Forwarded-For`).
+    pub fn header(mut self, header: ForwardedHeader) -> Self {
+        self.header = header;
+        self
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|net| net.contains(ip))
+    }
+
+    /// The client address for a request from `peer` with `headers`.
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        if !self.is_trusted(peer) {
+            return peer;
+        }
+        let mut hops: Vec<&[u8]> = Vec::new();
+        match self.header {
+            ForwardedHeader::XForwardedFor => {
+                for value in headers.get_all(&X_FORWARDED_FOR) {
+                    hops.extend(value.as_bytes().split(|b| *b == b','));
+                }
+            }
+            ForwardedHeader::XRealIp => {
+                // One value, set by the proxy; several mean someone else added one.
+                let mut values = headers.get_all(&X_REAL_IP).iter();
+                if let (Some(value), None) = (values.next(), values.next()) {
+                    hops.push(value.as_bytes());
+                }
+            }
+            ForwardedHeader::Forwarded => {
+                for value in headers.get_all(FORWARDED) {
+                    for element in value.as_bytes().split(|b| *b == b',') {
+                        match forwarded_for(element) {
+                            Some(node) => hops.push(node),
+                            // An element without `for=` says nothing about the client: stop there.
+                            None => hops.push(b""),
+                        }
+                    }
+                }
+            }
+        }
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            let Some(ip) = parse_node(hop) else {
+                return peer;
+            };
+            client = ip;
+            if !self.is_trusted(ip) {
+                return ip;
+            }
+        }
+        client
+    }
+}
+
+impl KeyExtractor for ClientIp {
+    type Key = IpAddr;
+
+    fn extract(&self, request: &RequestHead<'_>) -> Option<IpAddr> {
+        let peer = peer_ip(request.extensions)?;
+        Some(self.client_ip(peer, request.headers))
+    }
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// The `for=` value of one `Forwarded` element, quotes included.
+fn forwarded_for(element: &[u8]) -> Option<&[u8]> {
+    element.split(|b| *b == b';').find_map(|pair| {
+        let pair = pair.trim_ascii();
+        let (name, value) = pair.split_at(pair.iter().position(|b| *b == b'=')?);
+        name.eq_ignore_ascii_case(b"for").then_some(&value[1..])
+    })
+}
+
+/// Parses one hop: `1.2.3.4`, `1.2.3.4:80`, `2001:db8::1`, `[2001:db8::1]:443`,
+/// optionally in double quotes, with surrounding white space.
+fn parse_node(node: &[u8]) -> Option<IpAddr> {
+    let node = std::str::from_utf8(node).ok()?.trim();
+    let node = node
+        .strip_prefix('"')
+        .and_then(|n| n.strip_suffix('"'))
+        .unwrap_or(node);
+    if let Some(rest) = node.strip_prefix('[') {
+        let (address, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.starts_with(':')) {
+            return None;
+        }
+        return address
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|ip| IpAddr::V6(ip).to_canonical());
+    }
+    if let Ok(ip) = node.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    // IPv4 with a port.
+    let (address, port) = node.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    address.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+/// The value of a request header, e.g. an API key or a tenant id.
+#[derive(Debug, Clone)]
+pub struct Header(HeaderName);
+
+impl Header {
+    /// Keys on `name`'s value.
+    pub fn named(name: HeaderName) -> Self {
+        Header(name)
+    }
+}
+
+impl KeyExtractor for Header {
+    type Key = http::HeaderValue;
+
+    fn extract(&self, request: &RequestHead<'_>) -> Option<http::HeaderValue> {
+        request.headers.get(&self.0).cloned()
+    }
+}
+
+/// The method and path, e.g. to give every endpoint its own budget.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MethodAndPath;
+
+impl KeyExtractor for MethodAndPath {
+    type Key = (Method, String);
+
+    fn extract(&self, request: &RequestHead<'_>) -> Option<(Method, String)> {
+        Some((request.method.clone(), request.uri.path().to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        map
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn networks_parse_and_match() {
+        let net: IpNetwork = "10.0.0.0/8".parse().unwrap();
+        assert!(net.contains(ip("10.1.2.3")));
+        assert!(net.contains(ip("::ffff:10.1.2.3")));
+        assert!(!net.contains(ip("11.0.0.1")));
+        let v6: IpNetwork = "fd00::/8".parse().unwrap();
+        assert!(v6.contains(ip("fd12::1")));
+        assert!(!v6.contains(ip("10.0.0.1")));
+        let all: IpNetwork = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(ip("1.2.3.4")));
+        let one: IpNetwork = "192.0.2.7".parse().unwrap();
+        assert!(one.contains(ip("192.0.2.7")) && !one.contains(ip("192.0.2.8")));
+        for bad in ["10.0.0.0/33", "::/129", "10.0.0/8", "x", "10.0.0.0/-1", ""] {
+            assert!(bad.parse::<IpNetwork>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn x_forwarded_for_walks_from_the_right_past_trusted_proxies() {
+        let client = ClientIp::trusting(["10.0.0.0/8"]).unwrap();
+        let proxy = ip("10.0.0.1");
+        let h = headers(&[("x-forwarded-for", "203.0.113.9, 198.51.100.2, 10.0.0.7")]);
+        // The spoofed leftmost entry is never reached: 198.51.100.2 is the first untrusted hop.
+        assert_eq!(client.client_ip(proxy, &h), ip("198.51.100.2"));
+        // Several header lines are one list, in order.
+        let h = headers(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "10.0.0.9"),
+        ]);
+        assert_eq!(client.client_ip(proxy, &h), ip("1.1.1.1"));
+        // No header from a trusted peer: the peer itself.
+        assert_eq!(client.client_ip(proxy, &HeaderMap::new()), proxy);
+        // Every hop trusted: the leftmost.
+        let h = headers(&[("x-forwarded-for", "10.9.9.9, 10.0.0.7")]);
+        assert_eq!(client.client_ip(proxy, &h), ip("10.9.9.9"));
+    }
+
+    #[test]
+    fn headers_from_untrusted_peers_are_ignored() {
+        let client = ClientIp::trusting(["10.0.0.0/8"]).unwrap();
+        let attacker = ip("203.0.113.50");
+        let h = headers(&[("x-forwarded-for", "1.2.3.4"), ("x-real-ip", "5.6.7.8")]);
+        assert_eq!(client.client_ip(attacker, &h), attacker);
+        assert_eq!(
+            client
+                .clone()
+                .header(ForwardedHeader::XRealIp)
+                .client_ip(attacker, &h),
+            attacker
+        );
+    }
+
+    #[test]
+    fn malformed_hops_fall_back_to_the_peer() {
+        let client = ClientIp::trusting(["10.0.0.0/8"]).unwrap();
+        let proxy = ip("10.0.0.1");
+        for value in [
+            "garbage",
+            "1.2.3.4, unknown",
+            "1.2.3.4,,",
+            "300.1.1.1",
+            "[::1",
+            "1.2.3.4:99999",
+        ] {
+            let h = headers(&[("x-forwarded-for", value)]);
+            assert_eq!(client.client_ip(proxy, &h), proxy, "{value}");
+        }
+    }
+
+    #[test]
+    fn ipv6_and_ports_are_understood() {
+        let client = ClientIp::trusting(["fd00::/8", "10.0.0.0/8"]).unwrap();
+        let h = headers(&[(
+            "x-forwarded-for",
+            "[2001:db8::7]:443, 198.51.100.4:8080, fd00::2",
+        )]);
+        assert_eq!(client.client_ip(ip("fd00::1"), &h), ip("198.51.100.4"));
+        let h = headers(&[("x-forwarded-for", "2001:db8::9")]);
+        assert_eq!(client.client_ip(ip("10.0.0.1"), &h), ip("2001:db8::9"));
+    }
+
+    #[test]
+    fn forwarded_with_quotes_ports_and_parameters() {
+        let client = ClientIp::trusting(["10.0.0.0/8"])
+            .unwrap()
+            .header(ForwardedHeader::Forwarded);
+        let proxy = ip("10.0.0.1");
+        let h = headers(&[(
+            "forwarded",
+            r#"for=192.0.2.60;proto=http;by=203.0.113.43, For="[2001:db8:cafe::17]:4711""#,
+        )]);
+        assert_eq!(client.client_ip(proxy, &h), ip("2001:db8:cafe::17"));
+        let h = headers(&[("forwarded", r#"for="192.0.2.61:8080";proto=https"#)]);
+        assert_eq!(client.client_ip(proxy, &h), ip("192.0.2.61"));
+        let h = headers(&[("forwarded", "for=_hidden, for=10.0.0.5")]);
+        assert_eq!(client.client_ip(proxy, &h), proxy);
+        let h = headers(&[("forwarded", "proto=https")]);
+        assert_eq!(client.client_ip(proxy, &h), proxy);
+    }
+
+    #[test]
+    fn x_real_ip_is_a_single_address() {
+        let client = ClientIp::trusting(["10.0.0.0/8"])
+            .unwrap()
+            .header(ForwardedHeader::XRealIp);
+        let proxy = ip("10.0.0.1");
+        assert_eq!(
+            client.client_ip(proxy, &headers(&[("x-real-ip", "192.0.2.1")])),
+            ip("192.0.2.1")
+        );
+        let two = headers(&[("x-real-ip", "192.0.2.1"), ("x-real-ip", "192.0.2.2")]);
+        assert_eq!(client.client_ip(proxy, &two), proxy);
+    }
+
+    #[test]
+    fn peer_ip_reads_the_connection_info() {
+        let mut request = http::Request::new(());
+        assert_eq!(PeerIp.extract(&RequestHead::of(&request)), None);
+        request
+            .extensions_mut()
+            .insert("[::ffff:192.0.2.1]:5000".parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            PeerIp.extract(&RequestHead::of(&request)),
+            Some(ip("192.0.2.1"))
+        );
+    }
+}
