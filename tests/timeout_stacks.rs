@@ -13,12 +13,15 @@ use axum::routing::get;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::time::{Instant, sleep};
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 use tower_armor::reject::{Reason, Rejection};
 use tower_armor::timeout::TimeoutLayer;
+
+mod support;
+use support::{hyper_client, serve_hyper};
 
 fn timeout(after: Duration) -> TimeoutLayer {
     TimeoutLayer::builder(after).name("stack").build().unwrap()
@@ -83,43 +86,6 @@ async fn axum_route_layer_covers_only_the_routes_before_it() {
         get_status(&router, "/missing").await.0,
         StatusCode::NOT_FOUND
     );
-}
-
-/// Serves `service` with hyper on a loopback port; returns the address.
-async fn serve_hyper<S, B>(service: S) -> SocketAddr
-where
-    S: tower::Service<Request<hyper::body::Incoming>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let service = hyper_util::service::TowerToHyperService::new(service.clone());
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-fn hyper_client() -> hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    Full<Bytes>,
-> {
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
 }
 
 async fn slow_hyper_handler(

@@ -1,0 +1,554 @@
+//! The rate-limit layer as a caller sees it, under paused Tokio time.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tokio::time::{Instant, advance};
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_armor::body::ArmorBody;
+use tower_armor::rate_limit::{
+    Global, Header, MissingKey, Mode, Overflow, PeerIp, Quota, RateLimitBuilder, RateLimitLayer,
+    RequestHead,
+};
+use tower_armor::reject::{Reason, Rejection};
+
+type Body = Full<Bytes>;
+
+fn ok_service() -> impl Service<
+    Request<Body>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
+> + Clone
++ Send {
+    tower::service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+    })
+}
+
+fn limited(
+    builder: RateLimitBuilder<impl tower_armor::rate_limit::KeyExtractor>,
+) -> impl Service<
+    Request<Body>,
+    Response = Response<ArmorBody<Body>>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ArmorBody<Body>>, Infallible>> + Send,
+> + Clone
++ Send {
+    ServiceBuilder::new()
+        .layer(builder.build().unwrap())
+        .service(ok_service())
+}
+
+fn from(peer: &str) -> Request<Body> {
+    let mut request = Request::new(Body::default());
+    request
+        .extensions_mut()
+        .insert(SocketAddr::new(peer.parse().unwrap(), 40000));
+    request
+}
+
+async fn status<S>(service: &mut S, request: Request<Body>) -> StatusCode
+where
+    S: Service<Request<Body>, Response = Response<ArmorBody<Body>>, Error = Infallible>,
+{
+    service
+        .ready()
+        .await
+        .unwrap()
+        .call(request)
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test(start_paused = true)]
+async fn burst_then_refill_then_retry_after() {
+    let mut service = limited(RateLimitLayer::builder().quota(Quota::per_second(5)));
+    for _ in 0..5 {
+        assert_eq!(
+            status(&mut service, Request::new(Body::default())).await,
+            StatusCode::OK
+        );
+    }
+    let refused = service
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::new(Body::default()))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The next cell is 200 ms away: Retry-After rounds up to a whole second, never 0.
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    let rejection = refused.extensions().get::<Rejection>().unwrap();
+    assert_eq!(rejection.reason(), Reason::RateLimited);
+    assert_eq!(rejection.retry_after(), Some(Duration::from_millis(200)));
+
+    // 200 ms later exactly one more request passes.
+    advance(Duration::from_millis(200)).await;
+    assert_eq!(
+        status(&mut service, Request::new(Body::default())).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&mut service, Request::new(Body::default())).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // After a full second the whole burst is back.
+    advance(Duration::from_secs(1)).await;
+    for _ in 0..5 {
+        assert_eq!(
+            status(&mut service, Request::new(Body::default())).await,
+            StatusCode::OK
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ietf_headers_on_allowed_and_refused_responses() {
+    let mut service = limited(
+        RateLimitLayer::builder()
+            .quota(Quota::per_second(2))
+            .quota(Quota::per_hour(100).named("hourly")),
+    );
+    let first = service
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::new(Body::default()))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.headers()["ratelimit-policy"],
+        r#""2-per-1s";q=2;w=1, "hourly";q=100;w=3600"#
+    );
+    assert_eq!(
+        first.headers()["ratelimit"],
+        r#""2-per-1s";r=1;t=1, "hourly";r=99;t=36"#
+    );
+    service
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::new(Body::default()))
+        .await
+        .unwrap();
+    let refused = service
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::new(Body::default()))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        refused.headers()["ratelimit"],
+        r#""2-per-1s";r=0;t=1, "hourly";r=98;t=72"#
+    );
+    let body = refused.into_body().collect().await.unwrap().to_bytes();
+    let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(problem["detail"], "quota \"2-per-1s\" exceeded");
+
+    // And they can be switched off.
+    let mut quiet = limited(
+        RateLimitLayer::builder()
+            .quota(Quota::per_second(2))
+            .headers(false),
+    );
+    let response = quiet
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::new(Body::default()))
+        .await
+        .unwrap();
+    assert!(!response.headers().contains_key("ratelimit"));
+    assert!(!response.headers().contains_key("ratelimit-policy"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_quota_must_pass() {
+    let mut service = limited(
+        RateLimitLayer::builder()
+            .quota(Quota::per_second(10))
+            .quota(Quota::per_minute(15)),
+    );
+    let mut allowed = 0;
+    for _ in 0..3 {
+        for _ in 0..10 {
+            if status(&mut service, Request::new(Body::default())).await == StatusCode::OK {
+                allowed += 1;
+            }
+        }
+        advance(Duration::from_secs(1)).await;
+    }
+    // 10 in the first second, then the minute quota caps the total at 15.
+    assert_eq!(allowed, 15);
+}
+
+#[tokio::test(start_paused = true)]
+async fn costs_weigh_requests() {
+    let cost = |head: &RequestHead<'_>| {
+        head.headers
+            .get("x-cost")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(1)
+    };
+    let mut service = limited(
+        RateLimitLayer::builder()
+            .quota(Quota::per_second(10))
+            .cost(cost),
+    );
+    let costing = |n: &str| {
+        Request::builder()
+            .header("x-cost", n)
+            .body(Body::default())
+            .unwrap()
+    };
+    assert_eq!(status(&mut service, costing("8")).await, StatusCode::OK);
+    assert_eq!(
+        status(&mut service, costing("3")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(status(&mut service, costing("2")).await, StatusCode::OK);
+    // A cost larger than the burst can never pass, and says so without a Retry-After.
+    advance(Duration::from_secs(5)).await;
+    let refused = service
+        .ready()
+        .await
+        .unwrap()
+        .call(costing("11"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(!refused.headers().contains_key("retry-after"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_have_separate_budgets() {
+    let mut service = limited(
+        RateLimitLayer::builder()
+            .key(PeerIp)
+            .quota(Quota::per_minute(1)),
+    );
+    assert_eq!(
+        status(&mut service, from("192.0.2.1")).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&mut service, from("192.0.2.1")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        status(&mut service, from("192.0.2.2")).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&mut service, from("2001:db8::1")).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_mode_holds_requests_until_their_turn() {
+    let mut service = limited(
+        RateLimitLayer::builder()
+            .quota(Quota::per_second(1))
+            .mode(Mode::Wait(Duration::from_secs(2))),
+    );
+    let started = Instant::now();
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(Body::default()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        waits.push(started.elapsed());
+    }
+    assert_eq!(
+        waits,
+        [
+            Duration::ZERO,
+            Duration::from_secs(1),
+            Duration::from_secs(2)
+        ]
+    );
+
+    // Two requests reserve the next two turns; a third would wait too long.
+    let first = tokio::spawn(service.clone().oneshot(Request::new(Body::default())));
+    let second = tokio::spawn(service.clone().oneshot(Request::new(Body::default())));
+    tokio::task::yield_now().await;
+    let third = service
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::new(Body::default()))
+        .await
+        .unwrap();
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(second.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(started.elapsed(), Duration::from_secs(4));
+}
+
+#[tokio::test(start_paused = true)]
+async fn missing_keys_share_a_bucket_or_are_refused() {
+    let api_key = || Header::named(http::HeaderName::from_static("x-api-key"));
+    let mut shared = limited(
+        RateLimitLayer::builder()
+            .key(api_key())
+            .quota(Quota::per_minute(2)),
+    );
+    assert_eq!(
+        status(&mut shared, Request::new(Body::default())).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&mut shared, Request::new(Body::default())).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status(&mut shared, Request::new(Body::default())).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    let mut strict = limited(
+        RateLimitLayer::builder()
+            .key(api_key())
+            .quota(Quota::per_minute(2))
+            .on_missing_key(MissingKey::Refuse(StatusCode::UNAUTHORIZED)),
+    );
+    let refused = strict
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::new(Body::default()))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refused.extensions().get::<Rejection>().unwrap().reason(),
+        Reason::Unidentified
+    );
+    let grpc = Request::post("/pkg.Svc/Call")
+        .header("content-type", "application/grpc")
+        .body(Body::default())
+        .unwrap();
+    let refused = strict.ready().await.unwrap().call(grpc).await.unwrap();
+    assert_eq!(refused.headers()["grpc-status"], "16");
+    let keyed = Request::builder()
+        .header("x-api-key", "k1")
+        .body(Body::default())
+        .unwrap();
+    assert_eq!(status(&mut strict, keyed).await, StatusCode::OK);
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_callers_get_resource_exhausted_with_pushback() {
+    let mut service = limited(RateLimitLayer::builder().quota(Quota::per_second(1)));
+    let grpc = || {
+        Request::post("/pkg.Svc/Call")
+            .header("content-type", "application/grpc")
+            .body(Body::default())
+            .unwrap()
+    };
+    service.ready().await.unwrap().call(grpc()).await.unwrap();
+    let refused = service.ready().await.unwrap().call(grpc()).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::OK);
+    assert_eq!(refused.headers()["grpc-status"], "8");
+    assert_eq!(refused.headers()["grpc-retry-pushback-ms"], "1000");
+    assert!(refused.headers().contains_key("ratelimit"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_concurrent_requests_through_clones_share_one_limit() {
+    let layer = RateLimitLayer::builder()
+        .quota(Quota::per_second(5))
+        .build()
+        .unwrap();
+    // Two services from two `layer()` calls, each cloned per request.
+    let a = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(ok_service());
+    let b = ServiceBuilder::new().layer(layer).service(ok_service());
+    let tasks: Vec<_> = (0..1000)
+        .map(|i| {
+            let service = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(service.oneshot(Request::new(Body::default())))
+        })
+        .collect();
+    let mut allowed = 0;
+    for task in tasks {
+        if task.await.unwrap().unwrap().status() == StatusCode::OK {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_requests_on_four_threads_let_exactly_the_burst_through() {
+    // A refill far slower than the test, so the count cannot depend on timing.
+    let layer = RateLimitLayer::builder()
+        .quota(Quota::per_hour(5))
+        .build()
+        .unwrap();
+    let service = ServiceBuilder::new().layer(layer).service(ok_service());
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| tokio::spawn(service.clone().oneshot(Request::new(Body::default()))))
+        .collect();
+    let mut allowed = 0;
+    for task in tasks {
+        if task.await.unwrap().unwrap().status() == StatusCode::OK {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 5);
+}
+
+#[test]
+fn decisions_are_counted_including_shadow_refusals() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut enforcing = limited(
+                RateLimitLayer::builder()
+                    .quota(Quota::per_minute(2))
+                    .name("enforce"),
+            );
+            let mut shadow = limited(
+                RateLimitLayer::builder()
+                    .quota(Quota::per_minute(2))
+                    .mode(Mode::Shadow)
+                    .name("shadow"),
+            );
+            for _ in 0..5 {
+                status(&mut enforcing, Request::new(Body::default())).await;
+                // Shadow mode never refuses.
+                assert_eq!(
+                    status(&mut shadow, Request::new(Body::default())).await,
+                    StatusCode::OK
+                );
+            }
+        });
+    });
+    let mut counts: Vec<(String, String, u64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == "armor.rate_limit.decisions")
+        .filter_map(|(key, _, _, value)| {
+            let label = |name: &str| {
+                key.key()
+                    .labels()
+                    .find(|l| l.key() == name)
+                    .unwrap()
+                    .value()
+                    .to_owned()
+            };
+            match value {
+                DebugValue::Counter(n) if n > 0 => Some((label("name"), label("decision"), n)),
+                _ => None,
+            }
+        })
+        .collect();
+    counts.sort();
+    assert_eq!(
+        counts,
+        vec![
+            ("enforce".into(), "allowed".into(), 2),
+            ("enforce".into(), "rejected".into(), 3),
+            ("shadow".into(), "allowed".into(), 2),
+            ("shadow".into(), "shadow_rejected".into(), 3),
+        ]
+    );
+}
+
+#[test]
+fn bad_configuration_fails_at_build() {
+    let errors = [
+        RateLimitLayer::builder().build().unwrap_err(),
+        RateLimitLayer::builder()
+            .quota(Quota::per_second(0))
+            .build()
+            .unwrap_err(),
+        RateLimitLayer::builder()
+            .quota(Quota::per_second(1))
+            .quota(Quota::per_second(2))
+            .quota(Quota::per_second(3))
+            .quota(Quota::per_second(4))
+            .quota(Quota::per_second(5))
+            .build()
+            .unwrap_err(),
+        RateLimitLayer::builder()
+            .quota(Quota::per_second(1))
+            .mode(Mode::Wait(Duration::ZERO))
+            .build()
+            .unwrap_err(),
+        RateLimitLayer::builder()
+            .quota(Quota::per_second(1))
+            .on_missing_key(MissingKey::Refuse(StatusCode::OK))
+            .build()
+            .unwrap_err(),
+        RateLimitLayer::builder()
+            .quota(Quota::per_second(1))
+            .max_keys(0, Overflow::Refuse)
+            .build()
+            .unwrap_err(),
+    ];
+    for error in errors {
+        assert_eq!(error.layer(), "rate_limit");
+    }
+    let _global: RateLimitLayer<Global> = RateLimitLayer::builder()
+        .quota(Quota::per_second(1))
+        .build()
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_key_cap_holds_and_overflow_keys_share_a_bucket() {
+    let layer = RateLimitLayer::builder()
+        .key(PeerIp)
+        .quota(Quota::per_minute(1))
+        .max_keys(10, Overflow::SharedBucket)
+        .build()
+        .unwrap();
+    let mut service = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(ok_service());
+    let mut allowed = 0;
+    for i in 0..100 {
+        if status(&mut service, from(&format!("198.51.100.{i}"))).await == StatusCode::OK {
+            allowed += 1;
+        }
+    }
+    // Ten keys of their own, plus one request through the shared overflow bucket.
+    assert_eq!(layer.live_keys(), 10);
+    assert_eq!(allowed, 11);
+    // Once their quotas are whole again, keys are forgotten.
+    advance(Duration::from_secs(61)).await;
+    assert_eq!(layer.evict_idle(), 10);
+    assert_eq!(layer.live_keys(), 0);
+}
