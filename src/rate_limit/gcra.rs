@@ -129,11 +129,41 @@ pub enum Overflow {
 const SHARDS: usize = 64;
 /// A sweep of one shard runs on every this many new keys.
 const SWEEP_EVERY: u64 = 64;
+/// At the key cap, a shard is swept again only after this long (ns): keys
+/// only go idle as time passes, and a flood of new keys must not buy a full
+/// shard scan per request. Sweep work is thereby bounded by
+/// `max_keys / SWEEP_GAP` entry visits per second, whatever the flood's rate.
+const SWEEP_GAP: u64 = 100_000_000;
+
+/// One shard: its keys, and when it was last swept.
+#[derive(Debug, Default)]
+struct Shard<K> {
+    keys: HashMap<K, Tats>,
+    swept_at: Option<u64>,
+}
+
+impl<K: Hash + Eq> Shard<K> {
+    /// Removes idle keys; returns how many.
+    fn sweep(&mut self, now: u64) -> usize {
+        self.swept_at = Some(now);
+        let before = self.keys.len();
+        self.keys.retain(|_, tats| !idle(tats, now));
+        if self.keys.capacity() > 4 * self.keys.len().max(16) {
+            self.keys.shrink_to_fit();
+        }
+        before - self.keys.len()
+    }
+
+    fn swept_recently(&self, now: u64) -> bool {
+        self.swept_at
+            .is_some_and(|at| now.saturating_sub(at) < SWEEP_GAP)
+    }
+}
 
 /// The state of every key, sharded to keep locks short and uncontended.
 #[derive(Debug)]
 pub(crate) struct KeyedStore<K> {
-    shards: Box<[Mutex<HashMap<K, Tats>>]>,
+    shards: Box<[Mutex<Shard<K>>]>,
     hasher: RandomState,
     limits: Box<[Limit]>,
     start: Instant,
@@ -162,7 +192,14 @@ impl<K: Hash + Eq> KeyedStore<K> {
         // A zero-sized key (the global limit) has one state: one shard suffices.
         let shards = if size_of::<K>() == 0 { 1 } else { SHARDS };
         KeyedStore {
-            shards: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..shards)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        keys: HashMap::new(),
+                        swept_at: None,
+                    })
+                })
+                .collect(),
             hasher: RandomState::new(),
             limits,
             start: Instant::now(),
@@ -188,7 +225,7 @@ impl<K: Hash + Eq> KeyedStore<K> {
         self.live.load(Ordering::Relaxed)
     }
 
-    fn shard(&self, key: &K) -> MutexGuard<'_, HashMap<K, Tats>> {
+    fn shard(&self, key: &K) -> MutexGuard<'_, Shard<K>> {
         let index = if self.shards.len() == 1 {
             0
         } else {
@@ -204,7 +241,7 @@ impl<K: Hash + Eq> KeyedStore<K> {
     {
         let now = self.now();
         let mut shard = self.shard(key);
-        if let Some(tats) = shard.get_mut(key) {
+        if let Some(tats) = shard.keys.get_mut(key) {
             return (
                 check(&self.limits, tats, now, cost, max_wait),
                 Placement::Own,
@@ -217,9 +254,8 @@ impl<K: Hash + Eq> KeyedStore<K> {
         if matches!(decision.verdict, Verdict::Refused(_)) {
             return (decision, Placement::Own);
         }
-        if self.live.load(Ordering::Relaxed) >= self.max_keys {
-            self.live
-                .fetch_sub(sweep(&mut shard, now), Ordering::Relaxed);
+        if self.live.load(Ordering::Relaxed) >= self.max_keys && !shard.swept_recently(now) {
+            self.live.fetch_sub(shard.sweep(now), Ordering::Relaxed);
         }
         if self.live.load(Ordering::Relaxed) >= self.max_keys {
             drop(shard);
@@ -238,7 +274,7 @@ impl<K: Hash + Eq> KeyedStore<K> {
                 }
             };
         }
-        shard.insert(key.clone(), tats);
+        shard.keys.insert(key.clone(), tats);
         self.live.fetch_add(1, Ordering::Relaxed);
         drop(shard);
         if self.new_keys.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
@@ -252,8 +288,7 @@ impl<K: Hash + Eq> KeyedStore<K> {
         let turn = self.new_keys.load(Ordering::Relaxed) / SWEEP_EVERY;
         let index = (turn % self.shards.len() as u64) as usize;
         if let Ok(mut shard) = self.shards[index].try_lock() {
-            self.live
-                .fetch_sub(sweep(&mut shard, now), Ordering::Relaxed);
+            self.live.fetch_sub(shard.sweep(now), Ordering::Relaxed);
         }
     }
 
@@ -262,22 +297,12 @@ impl<K: Hash + Eq> KeyedStore<K> {
         let now = self.now();
         let mut dropped = 0;
         for shard in self.shards.iter() {
-            let removed = sweep(&mut lock(shard), now);
+            let removed = lock(shard).sweep(now);
             self.live.fetch_sub(removed, Ordering::Relaxed);
             dropped += removed;
         }
         dropped
     }
-}
-
-/// Removes the idle keys of one shard; returns how many.
-fn sweep<K: Hash + Eq>(shard: &mut HashMap<K, Tats>, now: u64) -> usize {
-    let before = shard.len();
-    shard.retain(|_, tats| !idle(tats, now));
-    if shard.capacity() > 4 * shard.len().max(16) {
-        shard.shrink_to_fit();
-    }
-    before - shard.len()
 }
 
 /// Locks a mutex, carrying on through poisoning: the state is plain numbers

@@ -1,0 +1,125 @@
+//! A million distinct clients cannot make the limiter's memory grow without
+//! bound. Live heap bytes are counted by this test binary's allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_armor::rate_limit::{DEFAULT_MAX_KEYS, PeerIp, Quota, RateLimitLayer};
+
+struct CountingAllocator;
+
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; the
+// wrapper only keeps a count of live bytes.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// The stated bound: 16 MiB of limiter state for the default cap of 100,000
+/// IP keys (about 60 bytes of table per key, with hash-table slack).
+const BOUND: isize = 16 << 20;
+
+fn request_from(n: u32) -> Request<()> {
+    let mut request = Request::new(());
+    let peer = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(n)), 443);
+    request.extensions_mut().insert(peer);
+    request
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_million_distinct_keys_stay_under_the_bound() {
+    let layer = RateLimitLayer::builder()
+        .key(PeerIp)
+        .quota(Quota::per_second(1))
+        .headers(false)
+        .build()
+        .unwrap();
+    let mut service = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
+
+    // A flood of a million new addresses, all within one instant: no key is
+    // idle yet, so the cap is what holds.
+    let mut allowed = 0u32;
+    for n in 0..1_000_000u32 {
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request_from(n))
+            .await
+            .unwrap();
+        allowed += u32::from(response.status() == StatusCode::OK);
+    }
+    let grown = LIVE_BYTES.load(Ordering::Relaxed) - before;
+    eprintln!(
+        "after 1,000,000 keys: {} live keys in {grown} bytes",
+        layer.live_keys()
+    );
+    assert_eq!(layer.live_keys(), DEFAULT_MAX_KEYS);
+    // Keys past the cap shared one overflow bucket: one more request passed.
+    assert_eq!(allowed, DEFAULT_MAX_KEYS as u32 + 1);
+    assert!(grown < BOUND, "the limiter grew by {grown} bytes");
+
+    // Once those keys are idle, a second flood of new addresses replaces
+    // them a shard at a time instead of adding to them.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let mut allowed = 0u32;
+    for n in 1_000_000..2_000_000u32 {
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request_from(n))
+            .await
+            .unwrap();
+        allowed += u32::from(response.status() == StatusCode::OK);
+    }
+    let grown = LIVE_BYTES.load(Ordering::Relaxed) - before;
+    eprintln!(
+        "after 2,000,000 keys: {} live keys in {grown} bytes",
+        layer.live_keys()
+    );
+    assert!(layer.live_keys() <= DEFAULT_MAX_KEYS);
+    assert!(
+        allowed > DEFAULT_MAX_KEYS as u32 / 2,
+        "only {allowed} new clients got through"
+    );
+    assert!(grown < BOUND, "the limiter grew by {grown} bytes");
+
+    // And all of it can be handed back.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    layer.evict_idle();
+    assert_eq!(layer.live_keys(), 0);
+    let _ = service.ready().await.unwrap();
+}
