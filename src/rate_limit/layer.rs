@@ -1,6 +1,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use http::{HeaderValue, StatusCode};
@@ -56,6 +57,8 @@ pub(crate) struct Shared<K: KeyExtractor> {
     pub(crate) max_wait: u64,
     pub(crate) missing_key: MissingKey,
     pub(crate) missing_key_grpc: GrpcCode,
+    /// Set once the missing-key fallback has been reported.
+    pub(crate) warned_missing_key: AtomicBool,
     /// The `RateLimit-Policy` value, when headers are on.
     pub(crate) policy_header: Option<HeaderValue>,
     pub(crate) renderer: Renderer,
@@ -293,6 +296,7 @@ impl<K> RateLimitBuilder<K> {
             max_wait,
             missing_key: self.missing_key,
             missing_key_grpc,
+            warned_missing_key: AtomicBool::new(false),
             policy_header,
             renderer: self.renderer,
             allowed: decisions("allowed"),

@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -75,7 +76,17 @@ where
         let (decision, placement) = match shared.extractor.extract(&head) {
             Some(key) => shared.store.check(&key, cost, shared.max_wait),
             None => match shared.missing_key {
-                MissingKey::SharedBucket => shared.unidentified.check(&(), cost, shared.max_wait),
+                MissingKey::SharedBucket => {
+                    if !shared.warned_missing_key.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            name = &*shared.name,
+                            "a request had no rate-limit key and shares one bucket with all such \
+                             requests; for PeerIp behind axum or tonic, enable tower-armor's \
+                             `axum` or `tonic` feature (reported once)"
+                        );
+                    }
+                    shared.unidentified.check(&(), cost, shared.max_wait)
+                }
                 MissingKey::Refuse(status) => {
                     shared.rejected.increment(1);
                     let rejection = Rejection::new("rate_limit", Reason::Unidentified)

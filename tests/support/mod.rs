@@ -54,3 +54,9 @@ pub fn hyper_client() -> hyper_util::client::legacy::Client<
 > {
     hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
 }
+
+/// The client type [`hyper_client`] returns.
+pub type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
