@@ -3,18 +3,45 @@
 //!
 //! ```text
 //! cargo build --release --example perreq
-//! instructions-per-request.sh target/release/examples/perreq armor
+//! instructions-per-request.sh target/release/examples/perreq armor          # a timeout stack
+//! instructions-per-request.sh target/release/examples/perreq rl:armor-global
 //! ```
 
 #[path = "../benches/support/timeout_stacks.rs"]
 #[allow(dead_code)]
 mod stacks;
 
+#[path = "../benches/support/rate_limit_stacks.rs"]
+#[allow(dead_code)]
+mod rate_limit_stacks;
+
+/// Rate-limit stacks, by name, with the number of distinct peer keys they see.
+fn run_rate_limit(name: &str, n: u64) -> bool {
+    use rate_limit_stacks as rl;
+    fn go<S: tower::Service<rl::Req>>(mut service: S, keys: u64, n: u64)
+    where
+        S::Error: std::fmt::Debug,
+    {
+        for i in 0..n {
+            rl::serve(&mut service, rl::request(i, keys));
+        }
+    }
+    match name {
+        "bare" => go(rl::handler(), 1, n),
+        "armor-global" => go(rl::armor_global(), 1, n),
+        "armor-ip-10k" => go(rl::armor_peer_ip(10_000), 10_000, n),
+        "tower-governor-global" => go(rl::tower_governor_global(), 1, n),
+        "tower-governor-ip-10k" => go(rl::tower_governor_smart_ip(), 10_000, n),
+        _ => return false,
+    }
+    true
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(stack), Some(n)) = (args.next(), args.next().and_then(|n| n.parse().ok())) else {
         eprintln!(
-            "usage: perreq STACK N   (stacks: {})",
+            "usage: perreq STACK N   (timeout stacks: {}; rate-limit stacks: rl:NAME)",
             stacks::STACKS.join(", ")
         );
         std::process::exit(2);
@@ -24,11 +51,12 @@ fn main() {
         .build()
         .expect("a runtime");
     let _context = runtime.enter();
-    if !stacks::run(&stack, n) {
-        eprintln!(
-            "no stack named {stack:?} (stacks: {})",
-            stacks::STACKS.join(", ")
-        );
+    let found = match stack.strip_prefix("rl:") {
+        Some(name) => run_rate_limit(name, n),
+        None => stacks::run(&stack, n),
+    };
+    if !found {
+        eprintln!("no stack named {stack:?}");
         std::process::exit(2);
     }
 }

@@ -40,19 +40,27 @@ pin_project! {
 }
 
 pin_project! {
+    // Waiting and refusing are the rare paths: their bulky state (a service
+    // clone and the request, or a whole response) lives in a box, so the
+    // common future stays small and cheap to move.
     #[project = StateProj]
     enum State<S, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>>,
     {
-        Calling { #[pin] future: S::Future, headers: Option<RateHeaders> },
-        Waiting {
-            #[pin] sleep: Sleep,
-            service: Option<S>,
-            request: Option<Request<ReqBody>>,
-            headers: Option<RateHeaders>,
-        },
-        Refused { response: Option<Response<ArmorBody<ResBody>>> },
+        Calling { #[pin] future: S::Future, headers: Option<Box<RateHeaders>> },
+        Waiting { waiting: Pin<Box<Waiting<S, ReqBody>>> },
+        Refused { response: Option<Box<Response<ArmorBody<ResBody>>>> },
+    }
+}
+
+pin_project! {
+    struct Waiting<S, ReqBody> {
+        #[pin]
+        sleep: Sleep,
+        service: Option<S>,
+        request: Option<Request<ReqBody>>,
+        headers: Option<Box<RateHeaders>>,
     }
 }
 
@@ -63,12 +71,12 @@ where
     pub(crate) fn refused(response: Response<ArmorBody<ResBody>>) -> Self {
         ResponseFuture {
             state: State::Refused {
-                response: Some(response),
+                response: Some(Box::new(response)),
             },
         }
     }
 
-    pub(crate) fn call(future: S::Future, headers: Option<RateHeaders>) -> Self {
+    pub(crate) fn call(future: S::Future, headers: Option<Box<RateHeaders>>) -> Self {
         ResponseFuture {
             state: State::Calling { future, headers },
         }
@@ -78,14 +86,16 @@ where
         wait: Duration,
         service: S,
         request: Request<ReqBody>,
-        headers: Option<RateHeaders>,
+        headers: Option<Box<RateHeaders>>,
     ) -> Self {
         ResponseFuture {
             state: State::Waiting {
-                sleep: tokio::time::sleep(wait),
-                service: Some(service),
-                request: Some(request),
-                headers,
+                waiting: Box::pin(Waiting {
+                    sleep: tokio::time::sleep(wait),
+                    service: Some(service),
+                    request: Some(request),
+                    headers,
+                }),
             },
         }
     }
@@ -108,26 +118,24 @@ where
                     }
                     return Poll::Ready(Ok(response.map(ArmorBody::inner)));
                 }
-                StateProj::Waiting {
-                    sleep,
-                    service,
-                    request,
-                    headers,
-                } => {
-                    ready!(sleep.poll(cx));
-                    let (mut service, request) = service
+                StateProj::Waiting { waiting } => {
+                    let waiting = waiting.as_mut().project();
+                    ready!(waiting.sleep.poll(cx));
+                    let (mut service, request) = waiting
+                        .service
                         .take()
-                        .zip(request.take())
+                        .zip(waiting.request.take())
                         .expect("a waiting rate-limit future holds its service and request");
-                    let headers = headers.take();
+                    let headers = waiting.headers.take();
                     // The service was made ready in `poll_ready` before the wait.
                     let future = service.call(request);
                     state.set(State::Calling { future, headers });
                 }
                 StateProj::Refused { response } => {
-                    return Poll::Ready(Ok(response
+                    let response = response
                         .take()
-                        .expect("rate-limit future polled after completion")));
+                        .expect("rate-limit future polled after completion");
+                    return Poll::Ready(Ok(*response));
                 }
             }
         }

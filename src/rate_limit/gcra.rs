@@ -8,9 +8,9 @@
 //! under the key's shard lock, so a request refused by one quota never spends
 //! another (stacked governor limiters leak exactly that).
 
-use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -54,14 +54,23 @@ pub(crate) struct Decision {
 }
 
 /// Checks `cost` against `limits` for one key's `tats`, writing them only
-/// when the request is admitted now or within `max_wait`.
+/// when the request is admitted now or within `max_wait`. The quotas' states
+/// (two divisions each) are computed only when `want_states`.
 pub(crate) fn check(
     limits: &[Limit],
     tats: &mut Tats,
     now: u64,
     cost: u32,
     max_wait: u64,
+    want_states: bool,
 ) -> Decision {
+    let states = |tats: &Tats| {
+        if want_states {
+            states(limits, tats, now)
+        } else {
+            [QuotaState::default(); MAX_QUOTAS]
+        }
+    };
     let mut next = [0u64; MAX_QUOTAS];
     let mut worst: Option<(u64, usize)> = None;
     for (i, limit) in limits.iter().enumerate() {
@@ -69,7 +78,7 @@ pub(crate) fn check(
         if increment > limit.tolerance {
             return Decision {
                 verdict: Verdict::Refused(None),
-                quotas: states(limits, tats, now),
+                quotas: states(tats),
             };
         }
         next[i] = tats[i].max(now) + increment;
@@ -87,14 +96,14 @@ pub(crate) fn check(
         Some(refusal) => {
             return Decision {
                 verdict: Verdict::Refused(Some(refusal)),
-                quotas: states(limits, tats, now),
+                quotas: states(tats),
             };
         }
     };
     tats[..limits.len()].copy_from_slice(&next[..limits.len()]);
     Decision {
         verdict,
-        quotas: states(limits, tats, now),
+        quotas: states(tats),
     }
 }
 
@@ -135,21 +144,21 @@ const SWEEP_EVERY: u64 = 64;
 /// `max_keys / SWEEP_GAP` entry visits per second, whatever the flood's rate.
 const SWEEP_GAP: u64 = 100_000_000;
 
-/// One shard: its keys, and when it was last swept.
-#[derive(Debug, Default)]
+/// One shard: its keys with their state, and when it was last swept.
+#[derive(Debug)]
 struct Shard<K> {
-    keys: HashMap<K, Tats>,
+    keys: HashTable<(K, Tats)>,
     swept_at: Option<u64>,
 }
 
-impl<K: Hash + Eq> Shard<K> {
+impl<K: Hash> Shard<K> {
     /// Removes idle keys; returns how many.
-    fn sweep(&mut self, now: u64) -> usize {
+    fn sweep(&mut self, now: u64, hasher: &DefaultHashBuilder) -> usize {
         self.swept_at = Some(now);
         let before = self.keys.len();
-        self.keys.retain(|_, tats| !idle(tats, now));
+        self.keys.retain(|(_, tats)| !idle(tats, now));
         if self.keys.capacity() > 4 * self.keys.len().max(16) {
-            self.keys.shrink_to_fit();
+            self.keys.shrink_to_fit(|(key, _)| hasher.hash_one(key));
         }
         before - self.keys.len()
     }
@@ -164,12 +173,19 @@ impl<K: Hash + Eq> Shard<K> {
 #[derive(Debug)]
 pub(crate) struct KeyedStore<K> {
     shards: Box<[Mutex<Shard<K>>]>,
-    hasher: RandomState,
+    /// foldhash, seeded at random per store: fast, and keys chosen by clients
+    /// cannot be aimed at one bucket without knowing the seed.
+    hasher: DefaultHashBuilder,
     limits: Box<[Limit]>,
     start: Instant,
     max_keys: usize,
     overflow: Overflow,
     overflow_bucket: Mutex<Tats>,
+    /// The one state of a zero-sized key (the global limit): no hashing, no table.
+    single: Mutex<Tats>,
+    /// The same for a global limit of one quota: a lone TAT, updated by
+    /// compare-and-swap without any lock.
+    single_tat: AtomicU64,
     live: AtomicUsize,
     new_keys: AtomicU64,
 }
@@ -189,23 +205,25 @@ pub(crate) enum Placement {
 
 impl<K: Hash + Eq> KeyedStore<K> {
     pub(crate) fn new(limits: Box<[Limit]>, max_keys: usize, overflow: Overflow) -> Self {
-        // A zero-sized key (the global limit) has one state: one shard suffices.
+        // A zero-sized key (the global limit) uses `single`, not the shards.
         let shards = if size_of::<K>() == 0 { 1 } else { SHARDS };
         KeyedStore {
             shards: (0..shards)
                 .map(|_| {
                     Mutex::new(Shard {
-                        keys: HashMap::new(),
+                        keys: HashTable::new(),
                         swept_at: None,
                     })
                 })
                 .collect(),
-            hasher: RandomState::new(),
+            hasher: DefaultHashBuilder::default(),
             limits,
             start: Instant::now(),
             max_keys,
             overflow,
             overflow_bucket: Mutex::new([0; MAX_QUOTAS]),
+            single: Mutex::new([0; MAX_QUOTAS]),
+            single_tat: AtomicU64::new(0),
             live: AtomicUsize::new(0),
             new_keys: AtomicU64::new(0),
         }
@@ -225,37 +243,51 @@ impl<K: Hash + Eq> KeyedStore<K> {
         self.live.load(Ordering::Relaxed)
     }
 
-    fn shard(&self, key: &K) -> MutexGuard<'_, Shard<K>> {
-        let index = if self.shards.len() == 1 {
-            0
-        } else {
-            (self.hasher.hash_one(key) % self.shards.len() as u64) as usize
-        };
-        lock(&self.shards[index])
-    }
-
     /// Checks `cost` for `key`, admitting it within `max_wait` nanoseconds.
-    pub(crate) fn check(&self, key: &K, cost: u32, max_wait: u64) -> (Decision, Placement)
+    pub(crate) fn check(
+        &self,
+        key: &K,
+        cost: u32,
+        max_wait: u64,
+        want_states: bool,
+    ) -> (Decision, Placement)
     where
         K: Clone,
     {
         let now = self.now();
-        let mut shard = self.shard(key);
-        if let Some(tats) = shard.keys.get_mut(key) {
+        if size_of::<K>() == 0 && self.limits.len() == 1 {
             return (
-                check(&self.limits, tats, now, cost, max_wait),
+                self.check_single(now, cost, max_wait, want_states),
+                Placement::Own,
+            );
+        }
+        if size_of::<K>() == 0 {
+            let mut tats = lock(&self.single);
+            let decision = check(&self.limits, &mut tats, now, cost, max_wait, want_states);
+            return (decision, Placement::Own);
+        }
+        // One hash serves both the shard and the table. hashbrown indexes
+        // buckets with the low bits and tags them with the top seven, so the
+        // shard comes from bits in between.
+        let hash = self.hasher.hash_one(key);
+        let index = (hash >> 32) as usize % self.shards.len();
+        let mut shard = lock(&self.shards[index]);
+        if let Some((_, tats)) = shard.keys.find_mut(hash, |(k, _)| k == key) {
+            return (
+                check(&self.limits, tats, now, cost, max_wait, want_states),
                 Placement::Own,
             );
         }
         // A new key: a fresh state (all TATs in the past) needs no entry
         // unless the check spends something.
         let mut tats = [0; MAX_QUOTAS];
-        let decision = check(&self.limits, &mut tats, now, cost, max_wait);
+        let decision = check(&self.limits, &mut tats, now, cost, max_wait, want_states);
         if matches!(decision.verdict, Verdict::Refused(_)) {
             return (decision, Placement::Own);
         }
         if self.live.load(Ordering::Relaxed) >= self.max_keys && !shard.swept_recently(now) {
-            self.live.fetch_sub(shard.sweep(now), Ordering::Relaxed);
+            self.live
+                .fetch_sub(shard.sweep(now, &self.hasher), Ordering::Relaxed);
         }
         if self.live.load(Ordering::Relaxed) >= self.max_keys {
             drop(shard);
@@ -269,12 +301,16 @@ impl<K: Hash + Eq> KeyedStore<K> {
                 ),
                 Overflow::SharedBucket => {
                     let mut bucket = lock(&self.overflow_bucket);
-                    let decision = check(&self.limits, &mut bucket, now, cost, max_wait);
+                    let decision =
+                        check(&self.limits, &mut bucket, now, cost, max_wait, want_states);
                     (decision, Placement::OverflowBucket)
                 }
             };
         }
-        shard.keys.insert(key.clone(), tats);
+        let hasher = &self.hasher;
+        shard
+            .keys
+            .insert_unique(hash, (key.clone(), tats), |(k, _)| hasher.hash_one(k));
         self.live.fetch_add(1, Ordering::Relaxed);
         drop(shard);
         if self.new_keys.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
@@ -283,12 +319,35 @@ impl<K: Hash + Eq> KeyedStore<K> {
         (decision, Placement::Inserted)
     }
 
+    /// One quota, one key: the TAT moves by compare-and-swap, retried if
+    /// another request moved it first.
+    fn check_single(&self, now: u64, cost: u32, max_wait: u64, want_states: bool) -> Decision {
+        let mut seen = self.single_tat.load(Ordering::Acquire);
+        loop {
+            let mut tats = [seen, 0, 0, 0];
+            let decision = check(&self.limits, &mut tats, now, cost, max_wait, want_states);
+            if matches!(decision.verdict, Verdict::Refused(_)) || tats[0] == seen {
+                return decision;
+            }
+            match self.single_tat.compare_exchange_weak(
+                seen,
+                tats[0],
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return decision,
+                Err(actual) => seen = actual,
+            }
+        }
+    }
+
     /// Sweeps the next shard in turn, if nobody holds it.
     fn sweep_one(&self, now: u64) {
         let turn = self.new_keys.load(Ordering::Relaxed) / SWEEP_EVERY;
         let index = (turn % self.shards.len() as u64) as usize;
         if let Ok(mut shard) = self.shards[index].try_lock() {
-            self.live.fetch_sub(shard.sweep(now), Ordering::Relaxed);
+            self.live
+                .fetch_sub(shard.sweep(now, &self.hasher), Ordering::Relaxed);
         }
     }
 
@@ -297,7 +356,7 @@ impl<K: Hash + Eq> KeyedStore<K> {
         let now = self.now();
         let mut dropped = 0;
         for shard in self.shards.iter() {
-            let removed = lock(shard).sweep(now);
+            let removed = lock(shard).sweep(now, &self.hasher);
             self.live.fetch_sub(removed, Ordering::Relaxed);
             dropped += removed;
         }
@@ -329,22 +388,22 @@ mod tests {
         let mut tats = [0; MAX_QUOTAS];
         let now = 10 * SECOND;
         for left in (0..5).rev() {
-            let d = check(&limits, &mut tats, now, 1, 0);
+            let d = check(&limits, &mut tats, now, 1, 0, true);
             assert_eq!(d.verdict, Verdict::Allowed);
             assert_eq!(d.quotas[0].remaining, left);
         }
         // The sixth waits one interval (200 ms) for the first cell to come back.
-        let d = check(&limits, &mut tats, now, 1, 0);
+        let d = check(&limits, &mut tats, now, 1, 0, true);
         assert_eq!(d.verdict, Verdict::Refused(Some((SECOND / 5, 0))));
         assert_eq!(d.quotas[0].reset, SECOND);
         // 200 ms later exactly one more passes.
         let later = now + SECOND / 5;
         assert_eq!(
-            check(&limits, &mut tats, later, 1, 0).verdict,
+            check(&limits, &mut tats, later, 1, 0, true).verdict,
             Verdict::Allowed
         );
         assert!(matches!(
-            check(&limits, &mut tats, later, 1, 0).verdict,
+            check(&limits, &mut tats, later, 1, 0, true).verdict,
             Verdict::Refused(_)
         ));
         // A second after the burst, everything is back.
@@ -360,7 +419,7 @@ mod tests {
         // Ten per second would allow 10 each second; twelve per minute caps the total.
         for _ in 0..5 {
             for _ in 0..20 {
-                if check(&limits, &mut tats, now, 1, 0).verdict == Verdict::Allowed {
+                if check(&limits, &mut tats, now, 1, 0, true).verdict == Verdict::Allowed {
                     allowed += 1;
                 }
             }
@@ -369,7 +428,7 @@ mod tests {
         assert_eq!(allowed, 12);
         // At the last second checked, the per-second quota is whole again:
         // the refused requests did not drain it.
-        let d = check(&limits, &mut tats, now - SECOND, 1, 0);
+        let d = check(&limits, &mut tats, now - SECOND, 1, 0, true);
         assert_eq!(d.quotas[0].remaining, 10);
         assert!(matches!(d.verdict, Verdict::Refused(Some((_, 1)))));
     }
@@ -378,14 +437,20 @@ mod tests {
     fn costs_weigh_and_oversized_costs_never_pass() {
         let limits = limits(&[Quota::per_second(10)]);
         let mut tats = [0; MAX_QUOTAS];
-        assert_eq!(check(&limits, &mut tats, 0, 7, 0).verdict, Verdict::Allowed);
+        assert_eq!(
+            check(&limits, &mut tats, 0, 7, 0, true).verdict,
+            Verdict::Allowed
+        );
         assert!(matches!(
-            check(&limits, &mut tats, 0, 4, 0).verdict,
+            check(&limits, &mut tats, 0, 4, 0, true).verdict,
             Verdict::Refused(Some(_))
         ));
-        assert_eq!(check(&limits, &mut tats, 0, 3, 0).verdict, Verdict::Allowed);
         assert_eq!(
-            check(&limits, &mut [0; MAX_QUOTAS], 0, 11, 0).verdict,
+            check(&limits, &mut tats, 0, 3, 0, true).verdict,
+            Verdict::Allowed
+        );
+        assert_eq!(
+            check(&limits, &mut [0; MAX_QUOTAS], 0, 11, 0, true).verdict,
             Verdict::Refused(None)
         );
     }
@@ -394,17 +459,20 @@ mod tests {
     fn a_delay_reserves_the_slot() {
         let limits = limits(&[Quota::per_second(1)]);
         let mut tats = [0; MAX_QUOTAS];
-        assert_eq!(check(&limits, &mut tats, 0, 1, 0).verdict, Verdict::Allowed);
         assert_eq!(
-            check(&limits, &mut tats, 0, 1, 2 * SECOND).verdict,
+            check(&limits, &mut tats, 0, 1, 0, true).verdict,
+            Verdict::Allowed
+        );
+        assert_eq!(
+            check(&limits, &mut tats, 0, 1, 2 * SECOND, true).verdict,
             Verdict::Delayed(SECOND)
         );
         assert_eq!(
-            check(&limits, &mut tats, 0, 1, 2 * SECOND).verdict,
+            check(&limits, &mut tats, 0, 1, 2 * SECOND, true).verdict,
             Verdict::Delayed(2 * SECOND)
         );
         assert!(matches!(
-            check(&limits, &mut tats, 0, 1, 2 * SECOND).verdict,
+            check(&limits, &mut tats, 0, 1, 2 * SECOND, true).verdict,
             Verdict::Refused(_)
         ));
     }
@@ -431,17 +499,17 @@ mod tests {
             Overflow::Refuse,
         );
         for key in 0..100 {
-            assert_eq!(store.check(&key, 1, 0).1, Placement::Inserted);
+            assert_eq!(store.check(&key, 1, 0, false).1, Placement::Inserted);
         }
         assert_eq!(store.live_keys(), 100);
-        assert_eq!(store.check(&1000, 1, 0).1, Placement::Full);
+        assert_eq!(store.check(&1000, 1, 0, false).1, Placement::Full);
         // Known keys still get their own state.
-        assert_eq!(store.check(&5, 1, 0).1, Placement::Own);
+        assert_eq!(store.check(&5, 1, 0, false).1, Placement::Own);
         tokio::time::advance(Duration::from_secs(2)).await;
         // Idle keys are as good as new: forgetting them changes no decision.
         assert_eq!(store.evict_idle(), 100);
         assert_eq!(store.live_keys(), 0);
-        assert_eq!(store.check(&1000, 1, 0).1, Placement::Inserted);
+        assert_eq!(store.check(&1000, 1, 0, false).1, Placement::Inserted);
     }
 
     #[tokio::test(start_paused = true)]
@@ -451,8 +519,8 @@ mod tests {
             1,
             Overflow::SharedBucket,
         );
-        store.check(&0, 1, 0);
-        let verdicts: Vec<_> = (1..=4).map(|key| store.check(&key, 1, 0)).collect();
+        store.check(&0, 1, 0, false);
+        let verdicts: Vec<_> = (1..=4).map(|key| store.check(&key, 1, 0, false)).collect();
         assert!(
             verdicts
                 .iter()

@@ -73,8 +73,9 @@ where
         let protocol = Protocol::of_request(&request);
         let head = RequestHead::of(&request);
         let cost = shared.cost.as_ref().map_or(1, |cost| cost(&head));
+        let want_states = shared.policy_header.is_some();
         let (decision, placement) = match shared.extractor.extract(&head) {
-            Some(key) => shared.store.check(&key, cost, shared.max_wait),
+            Some(key) => shared.store.check(&key, cost, shared.max_wait, want_states),
             None => match shared.missing_key {
                 MissingKey::SharedBucket => {
                     if !shared.warned_missing_key.swap(true, Ordering::Relaxed) {
@@ -85,7 +86,9 @@ where
                              `axum` or `tonic` feature (reported once)"
                         );
                     }
-                    shared.unidentified.check(&(), cost, shared.max_wait)
+                    shared
+                        .unidentified
+                        .check(&(), cost, shared.max_wait, want_states)
                 }
                 MissingKey::Refuse(status) => {
                     shared.rejected.increment(1);
@@ -149,11 +152,14 @@ where
     }
 }
 
-fn rate_headers<K: KeyExtractor>(shared: &Shared<K>, decision: &Decision) -> Option<RateHeaders> {
+fn rate_headers<K: KeyExtractor>(
+    shared: &Shared<K>,
+    decision: &Decision,
+) -> Option<Box<RateHeaders>> {
     let policy = shared.policy_header.clone()?;
     let limits = shared.store.limits();
-    Some(RateHeaders {
+    Some(Box::new(RateHeaders {
         policy,
         remaining: headers::remaining(limits, &decision.quotas[..limits.len()]),
-    })
+    }))
 }

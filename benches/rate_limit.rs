@@ -1,0 +1,170 @@
+//! Per-request cost of deciding a rate limit: ours against tower_governor and
+//! tower-resilience in one run, with governor's raw `check` / `check_key` as
+//! the floor. Global key, and peer-IP keys over 10k and 1M distinct clients.
+//!
+//! Before the timings it prints heap allocations per request on the global path.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use tower::Service;
+
+#[path = "support/rate_limit_stacks.rs"]
+mod stacks;
+
+struct CountingAllocator;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; it only counts.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Allocations per request made by the stack itself (request building excluded).
+fn allocations<S>(mut service: S) -> f64
+where
+    S: Service<stacks::Req>,
+    S::Error: std::fmt::Debug,
+{
+    const N: u64 = 10_000;
+    let requests: Vec<_> = (0..N + 100).map(|n| stacks::request(n, 1)).collect();
+    let mut requests = requests.into_iter();
+    for request in requests.by_ref().take(100) {
+        stacks::serve(&mut service, request);
+    }
+    let mut bare = stacks::handler();
+    let baseline = {
+        let warm: Vec<_> = (0..N).map(|n| stacks::request(n, 1)).collect();
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        for request in warm {
+            stacks::serve(&mut bare, request);
+        }
+        ALLOCATIONS.load(Ordering::Relaxed) - before
+    };
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for request in requests {
+        stacks::serve(&mut service, request);
+    }
+    let used = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    (used as f64 - baseline as f64) / N as f64
+}
+
+/// Times `service` on requests from `keys` distinct peers, after one warm-up
+/// pass over all of them so the steady state (known keys) is what is measured.
+fn measure<S>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    keys: u64,
+    mut service: S,
+) where
+    S: Service<stacks::Req>,
+    S::Error: std::fmt::Debug,
+{
+    for n in 0..keys {
+        stacks::serve(&mut service, stacks::request(n, keys));
+    }
+    let mut n = 0u64;
+    group.bench_function(name, |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                stacks::request(n, keys)
+            },
+            |request| stacks::serve(&mut service, request),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    let _context = runtime.enter();
+
+    println!("heap allocations per request, global key (the bare handler's subtracted):");
+    println!(
+        "  armor            {:+.2}",
+        allocations(stacks::armor_global())
+    );
+    println!(
+        "  tower_governor   {:+.2}",
+        allocations(stacks::tower_governor_global())
+    );
+    println!(
+        "  tower-resilience {:+.2}",
+        allocations(stacks::tower_resilience())
+    );
+
+    let mut group = c.benchmark_group("rate_limit/global");
+    measure(&mut group, "bare", 1, stacks::handler());
+    measure(&mut group, "armor", 1, stacks::armor_global());
+    measure(
+        &mut group,
+        "tower_governor",
+        1,
+        stacks::tower_governor_global(),
+    );
+    measure(
+        &mut group,
+        "tower-resilience",
+        1,
+        stacks::tower_resilience(),
+    );
+    let direct = stacks::governor_direct();
+    group.bench_function("governor check (floor)", |b| {
+        b.iter(|| std::hint::black_box(direct.check()).is_ok())
+    });
+    group.finish();
+
+    for (label, keys) in [("10k", 10_000u64), ("1M", 1_000_000)] {
+        let mut group = c.benchmark_group(format!("rate_limit/peer_ip_{label}"));
+        measure(&mut group, "bare", keys, stacks::handler());
+        measure(
+            &mut group,
+            "armor",
+            keys,
+            stacks::armor_peer_ip(keys as usize),
+        );
+        measure(
+            &mut group,
+            "tower_governor SmartIp",
+            keys,
+            stacks::tower_governor_smart_ip(),
+        );
+        let keyed = stacks::governor_keyed();
+        let ips: Vec<std::net::IpAddr> = (0..keys)
+            .map(|n| std::net::Ipv4Addr::from(n as u32 + 0x0A00_0000).into())
+            .collect();
+        for ip in &ips {
+            let _ = keyed.check_key(ip);
+        }
+        let mut n = 0usize;
+        group.bench_function("governor check_key (floor)", |b| {
+            b.iter(|| {
+                n = (n + 1) % ips.len();
+                std::hint::black_box(keyed.check_key(&ips[n])).is_ok()
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

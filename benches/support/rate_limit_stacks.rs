@@ -1,0 +1,138 @@
+//! The rate-limit stacks measured by `benches/rate_limit.rs`: ours, the
+//! anchors, and governor's raw checks as the floor.
+//!
+//! Every stack gets the same quota: one unit per 3.6 ms, with a burst of a
+//! billion. Every request passes, and every key stays in use between its
+//! visits (a key whose quota is whole again would be forgotten by our
+//! bounded store and stored anew, which tower_governor never does), so what
+//! is measured is the cost of deciding for a known key.
+
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{Request, Response};
+use tower::{Layer, Service, service_fn};
+
+pub type Req = Request<Body>;
+type Answer = Result<Response<Body>, Infallible>;
+
+/// A request from the `n`th of `keys` distinct peers.
+pub fn request(n: u64, keys: u64) -> Req {
+    let mut request = Request::get("/api/items")
+        .body(Body::empty())
+        .expect("a valid request");
+    let ip = Ipv4Addr::from((n % keys) as u32 + 0x0A00_0000);
+    request
+        .extensions_mut()
+        .insert(SocketAddr::new(IpAddr::V4(ip), 443));
+    request
+}
+
+pub fn handler()
+-> impl Service<Req, Response = Response<Body>, Error = Infallible, Future = Ready<Answer>> + Clone
+{
+    service_fn(|_req: Req| ready(Ok(Response::new(Body::empty()))))
+}
+
+/// Sends `request` through `service`; everything here answers on the first poll.
+#[inline]
+pub fn serve<S>(service: &mut S, request: Req)
+where
+    S: Service<Req>,
+    S::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(matches!(service.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+    let future = pin!(service.call(request));
+    match future.poll(&mut cx) {
+        Poll::Ready(Ok(response)) => drop(std::hint::black_box(response)),
+        _ => panic!("the stack answers at once"),
+    }
+}
+
+const BURST: u32 = 1_000_000_000;
+const INTERVAL: Duration = Duration::from_micros(3600);
+
+fn armor_quota() -> tower_armor::rate_limit::Quota {
+    // 1,000,000 per hour is one unit per 3.6 ms.
+    tower_armor::rate_limit::Quota::per_hour(1_000_000).burst(BURST)
+}
+
+pub fn armor_global() -> impl Service<Req, Error = Infallible> {
+    tower_armor::rate_limit::RateLimitLayer::builder()
+        .quota(armor_quota())
+        .headers(false)
+        .build()
+        .expect("a valid limit")
+        .layer(handler())
+}
+
+pub fn armor_peer_ip(keys: usize) -> impl Service<Req, Error = Infallible> {
+    tower_armor::rate_limit::RateLimitLayer::builder()
+        .key(tower_armor::rate_limit::PeerIp)
+        .quota(armor_quota())
+        .headers(false)
+        .max_keys(2 * keys, tower_armor::rate_limit::Overflow::SharedBucket)
+        .build()
+        .expect("a valid limit")
+        .layer(handler())
+}
+
+fn governor_config<K: tower_governor::key_extractor::KeyExtractor>(
+    key: K,
+) -> Arc<tower_governor::governor::GovernorConfig<K, governor::middleware::NoOpMiddleware>> {
+    Arc::new(
+        tower_governor::governor::GovernorConfigBuilder::default()
+            .period(INTERVAL)
+            .burst_size(BURST)
+            .key_extractor(key)
+            .finish()
+            .expect("a valid config"),
+    )
+}
+
+pub fn tower_governor_global() -> impl Service<Req, Error = Infallible> {
+    tower_governor::GovernorLayer::new(governor_config(
+        tower_governor::key_extractor::GlobalKeyExtractor,
+    ))
+    .layer(handler())
+}
+
+pub fn tower_governor_smart_ip() -> impl Service<Req, Error = Infallible> {
+    tower_governor::GovernorLayer::new(governor_config(
+        tower_governor::key_extractor::SmartIpKeyExtractor,
+    ))
+    .layer(handler())
+}
+
+pub fn tower_resilience() -> impl Service<Req, Error: std::fmt::Debug> {
+    tower_resilience::ratelimiter::RateLimiterLayer::builder()
+        .limit_for_period(BURST as usize)
+        .refresh_period(Duration::from_secs(1))
+        .build()
+        .expect("a valid limiter")
+        .layer(handler())
+}
+
+fn plenty() -> governor::Quota {
+    governor::Quota::with_period(INTERVAL)
+        .expect("a non-zero period")
+        .allow_burst(NonZeroU32::new(BURST).expect("non-zero"))
+}
+
+/// governor's direct limiter: one `check` per request, the floor for a global limit.
+pub fn governor_direct() -> governor::DefaultDirectRateLimiter {
+    governor::RateLimiter::direct(plenty())
+}
+
+/// governor's keyed limiter (DashMap): one `check_key` per request.
+pub fn governor_keyed() -> governor::DefaultKeyedRateLimiter<IpAddr> {
+    governor::RateLimiter::keyed(plenty())
+}
