@@ -21,6 +21,7 @@ use http_body_util::BodyExt;
 use tokio::net::TcpListener;
 use tokio::time::{Instant, sleep};
 use tower_armor::Deadline;
+use tower_armor::rate_limit::{Header, MissingKey, Quota, RateLimitLayer};
 use tower_armor::timeout::{RequestBodyTimeoutLayer, ResponseBodyDeadlineLayer, TimeoutLayer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -37,6 +38,19 @@ fn app() -> Result<Router, BoxError> {
         .name("demo")
         .build()?;
 
+    // Five requests per ten seconds, shared by everyone.
+    let shared_limit = RateLimitLayer::builder()
+        .quota(Quota::new(5, Duration::from_secs(10)).named("demo"))
+        .name("shared")
+        .build()?;
+    // Two per minute per API key; no key, no service.
+    let per_key_limit = RateLimitLayer::builder()
+        .key(Header::named(http::HeaderName::from_static("x-api-key")))
+        .quota(Quota::per_minute(2).named("per-key"))
+        .on_missing_key(MissingKey::Refuse(StatusCode::UNAUTHORIZED))
+        .name("per_key")
+        .build()?;
+
     // A real gRPC service (grpc.health.v1), served by the same axum router.
     let (_reporter, health) = tonic_health::server::health_reporter();
     let grpc = tonic::service::Routes::new(health).into_axum_router();
@@ -46,6 +60,14 @@ fn app() -> Result<Router, BoxError> {
         .route("/sleep/{ms}", get(sleep_then_answer))
         .route("/deadline", get(time_left))
         .route("/demo.Slow/Call", post(slow_grpc_call))
+        .route(
+            "/limited",
+            get(|| async { "within the shared limit\n" }).layer(shared_limit),
+        )
+        .route(
+            "/per-key",
+            get(|| async { "within your key's limit\n" }).layer(per_key_limit),
+        )
         .merge(grpc)
         .layer(timeout)
         // Body limits go only where they are wanted: they change the body types.
@@ -147,6 +169,13 @@ request body idle timeout ({}s):
 
 response body deadline ({}s):
   curl -N {base}/stream                     # three chunks, then the stream is cut off
+
+rate limit (RateLimit-Policy / RateLimit headers on every answer):
+  for i in 1 2 3 4 5 6; do curl -si {base}/limited | head -1; done     # 5 x 200, then 429
+  curl -i {base}/limited                    # 429, Retry-After, application/problem+json
+  curl -i {base}/per-key                    # 401: no x-api-key
+  curl -i -H 'x-api-key: alice' {base}/per-key   # 2 per minute for alice...
+  curl -i -H 'x-api-key: bob' {base}/per-key     # ...and 2 for bob
 ",
         HANDLER_TIMEOUT.as_secs(),
         UPLOAD_IDLE.as_secs(),
@@ -291,6 +320,46 @@ async fn run_checks(addr: SocketAddr) -> Result<(), BoxError> {
             "{chunks} chunks, then {}",
             if cut_off { "cut off" } else { "a clean end" }
         ),
+    );
+
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..6 {
+        let response = http1.request(get("/limited")?).await?;
+        statuses.push(response.status().as_u16());
+        last = Some(response);
+    }
+    let last = last.ok_or("no response")?;
+    expect(
+        "shared rate limit",
+        statuses == [200, 200, 200, 200, 200, 429] && last.headers().contains_key("retry-after"),
+        format!(
+            "{statuses:?}, RateLimit: {:?}",
+            last.headers().get("ratelimit")
+        ),
+    );
+
+    let keyed = |key: Option<&str>| {
+        let mut request = http::Request::get(url("/per-key"));
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        request.body(Body::empty())
+    };
+    let mut statuses = Vec::new();
+    for key in [
+        None,
+        Some("alice"),
+        Some("alice"),
+        Some("alice"),
+        Some("bob"),
+    ] {
+        statuses.push(http1.request(keyed(key)?).await?.status().as_u16());
+    }
+    expect(
+        "per-key rate limit",
+        statuses == [401, 200, 200, 429, 200],
+        format!("{statuses:?}"),
     );
 
     if failures > 0 {
