@@ -329,15 +329,19 @@ impl Renderer {
 
     /// Renders `rejection` for a caller speaking `protocol`.
     pub fn render<B>(&self, rejection: Rejection, protocol: Protocol) -> Response<ArmorBody<B>> {
-        let response = match &self.custom {
+        self.render_bytes(rejection, protocol).map(ArmorBody::full)
+    }
+
+    /// Renders `rejection` with a plain bytes body.
+    pub fn render_bytes(&self, rejection: Rejection, protocol: Protocol) -> Response<Bytes> {
+        match &self.custom {
             None => render_default(&rejection, protocol),
             Some(render) => {
                 let mut response = render(&rejection, protocol);
                 response.extensions_mut().insert(rejection);
                 response
             }
-        };
-        response.map(ArmorBody::full)
+        }
     }
 }
 

@@ -552,3 +552,92 @@ async fn the_key_cap_holds_and_overflow_keys_share_a_bucket() {
     assert_eq!(layer.evict_idle(), 10);
     assert_eq!(layer.live_keys(), 0);
 }
+
+/// A store that answers only after a 5 ms "backend round trip", the way a
+/// Redis store would, keeping its state in a `MemoryStore`.
+struct RemoteStore {
+    state: tower_armor::rate_limit::MemoryStore<std::net::IpAddr>,
+}
+
+impl tower_armor::rate_limit::RateStore<std::net::IpAddr> for RemoteStore {
+    type Future = std::pin::Pin<Box<dyn Future<Output = tower_armor::rate_limit::Decision> + Send>>;
+
+    fn check(&self, key: &std::net::IpAddr, check: tower_armor::rate_limit::Check) -> Self::Future {
+        let decision = self.state.check(key, check).into_inner();
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            decision
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_async_store_plugs_in_through_store_with() {
+    let layer = RateLimitLayer::builder()
+        .key(PeerIp)
+        .quota(Quota::per_minute(2).named("remote"))
+        .store_with(|quotas: &[Quota]| RemoteStore {
+            state: tower_armor::rate_limit::MemoryStore::new(quotas, 100, Overflow::Refuse)
+                .unwrap(),
+        })
+        .build()
+        .unwrap();
+    let mut service = ServiceBuilder::new().layer(layer).service(ok_service());
+    let started = Instant::now();
+    let first = service
+        .ready()
+        .await
+        .unwrap()
+        .call(from("192.0.2.9"))
+        .await
+        .unwrap();
+    // The layer waited for the store's answer, then served.
+    assert_eq!(started.elapsed(), Duration::from_millis(5));
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.headers()["ratelimit"], r#""remote";r=1;t=30"#);
+    assert_eq!(
+        status(&mut service, from("192.0.2.9")).await,
+        StatusCode::OK
+    );
+    let refused = service
+        .ready()
+        .await
+        .unwrap()
+        .call(from("192.0.2.9"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "30");
+}
+
+/// A store whose backend is down and which fails open by its own policy.
+struct FailOpenStore;
+
+impl tower_armor::rate_limit::RateStore<()> for FailOpenStore {
+    type Future = std::future::Ready<tower_armor::rate_limit::Decision>;
+
+    fn check(&self, _: &(), _: tower_armor::rate_limit::Check) -> Self::Future {
+        std::future::ready(tower_armor::rate_limit::Decision {
+            verdict: tower_armor::rate_limit::Verdict::Allowed,
+            quotas: Default::default(),
+            placement: tower_armor::rate_limit::Placement::Own,
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_decides_its_own_failure_policy() {
+    let layer = RateLimitLayer::builder()
+        .quota(Quota::per_minute(1))
+        .headers(false)
+        .store_with(|_: &[Quota]| FailOpenStore)
+        .build()
+        .unwrap();
+    let mut service = ServiceBuilder::new().layer(layer).service(ok_service());
+    for _ in 0..5 {
+        assert_eq!(
+            status(&mut service, Request::new(Body::default())).await,
+            StatusCode::OK
+        );
+    }
+}

@@ -9,7 +9,12 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
 
+use std::sync::Arc;
+
+use super::service::{Decide, Next};
+use super::store::Decision;
 use crate::body::ArmorBody;
+use crate::grpc::Protocol;
 
 /// The `RateLimit-Policy` and `RateLimit` values for one response.
 #[derive(Debug, Clone)]
@@ -49,9 +54,19 @@ pin_project! {
         S: Service<Request<ReqBody>>,
     {
         Calling { #[pin] future: S::Future, headers: Option<Box<RateHeaders>> },
+        Deciding { deciding: Box<Deciding<S, ReqBody>> },
         Waiting { waiting: Pin<Box<Waiting<S, ReqBody>>> },
         Refused { response: Option<Box<Response<ArmorBody<ResBody>>>> },
     }
+}
+
+/// A request whose store has not answered yet.
+struct Deciding<S, ReqBody> {
+    decision: Pin<Box<dyn Future<Output = Decision> + Send>>,
+    decider: Arc<dyn Decide>,
+    protocol: Protocol,
+    service: Option<S>,
+    request: Option<Request<ReqBody>>,
 }
 
 pin_project! {
@@ -79,6 +94,26 @@ where
     pub(crate) fn call(future: S::Future, headers: Option<Box<RateHeaders>>) -> Self {
         ResponseFuture {
             state: State::Calling { future, headers },
+        }
+    }
+
+    pub(crate) fn deciding(
+        decision: Pin<Box<dyn Future<Output = Decision> + Send>>,
+        decider: Arc<dyn Decide>,
+        protocol: Protocol,
+        service: S,
+        request: Request<ReqBody>,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Deciding {
+                deciding: Box::new(Deciding {
+                    decision,
+                    decider,
+                    protocol,
+                    service: Some(service),
+                    request: Some(request),
+                }),
+            },
         }
     }
 
@@ -117,6 +152,32 @@ where
                         headers.apply(response.headers_mut());
                     }
                     return Poll::Ready(Ok(response.map(ArmorBody::inner)));
+                }
+                StateProj::Deciding { deciding } => {
+                    let decision = ready!(deciding.decision.as_mut().poll(cx));
+                    let next = deciding.decider.decide(decision, deciding.protocol);
+                    let (mut service, request) = deciding
+                        .service
+                        .take()
+                        .zip(deciding.request.take())
+                        .expect("a deciding rate-limit future holds its service and request");
+                    match next {
+                        Next::Proceed(headers) => {
+                            let future = service.call(request);
+                            state.set(State::Calling { future, headers });
+                        }
+                        Next::Delay(wait, headers) => state.set(State::Waiting {
+                            waiting: Box::pin(Waiting {
+                                sleep: tokio::time::sleep(wait),
+                                service: Some(service),
+                                request: Some(request),
+                                headers,
+                            }),
+                        }),
+                        Next::Refuse(response) => {
+                            return Poll::Ready(Ok(response.map(ArmorBody::full)));
+                        }
+                    }
                 }
                 StateProj::Waiting { waiting } => {
                     let waiting = waiting.as_mut().project();

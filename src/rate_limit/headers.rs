@@ -10,8 +10,8 @@ use std::fmt::Write;
 
 use http::HeaderValue;
 
-use super::gcra::QuotaState;
 use super::quota::Limit;
+use super::store::QuotaState;
 
 /// The `RateLimit-Policy` value: one item per quota, `q` = burst, `w` = window seconds.
 pub(crate) fn policy(limits: &[Limit]) -> HeaderValue {
@@ -39,7 +39,7 @@ pub(crate) fn remaining(limits: &[Limit], states: &[QuotaState]) -> HeaderValue 
             value,
             ";r={};t={}",
             state.remaining,
-            state.reset.div_ceil(1_000_000_000)
+            state.reset.as_nanos().div_ceil(1_000_000_000)
         );
     }
     header_value(value)
@@ -89,11 +89,11 @@ mod tests {
         let states = [
             QuotaState {
                 remaining: 3,
-                reset: 700_000_000,
+                reset: Duration::from_millis(700),
             },
             QuotaState {
                 remaining: 880,
-                reset: 3_600_000_000_001,
+                reset: Duration::from_nanos(3_600_000_000_001),
             },
         ];
         assert_eq!(

@@ -9,10 +9,11 @@ use metrics::{Counter, Gauge, SharedString};
 use tower_layer::Layer;
 
 use super::RateLimit;
-use super::gcra::{KeyedStore, MAX_QUOTAS, Overflow};
+use super::gcra::{MAX_QUOTAS, Overflow};
 use super::headers;
 use super::key::{Global, KeyExtractor, RequestHead};
 use super::quota::{Limit, Quota};
+use super::store::{MemoryStore, RateStore};
 use crate::config::{ConfigError, instance_name};
 use crate::grpc::GrpcCode;
 use crate::reject::Renderer;
@@ -48,13 +49,15 @@ pub enum MissingKey {
 pub(crate) type CostFn = dyn Fn(&RequestHead<'_>) -> u32 + Send + Sync;
 
 /// Settings and state shared by every service a [`RateLimitLayer`] makes.
-pub(crate) struct Shared<K: KeyExtractor> {
+pub(crate) struct Shared<K: KeyExtractor, St> {
     pub(crate) extractor: K,
-    pub(crate) store: KeyedStore<K::Key>,
-    pub(crate) unidentified: KeyedStore<()>,
+    pub(crate) store: St,
+    /// The quotas as compiled, for the headers and refusal details.
+    pub(crate) limits: Box<[Limit]>,
+    pub(crate) unidentified: MemoryStore<()>,
     pub(crate) cost: Option<Box<CostFn>>,
     pub(crate) mode: Mode,
-    pub(crate) max_wait: u64,
+    pub(crate) max_wait: Duration,
     pub(crate) missing_key: MissingKey,
     pub(crate) missing_key_grpc: GrpcCode,
     /// Set once the missing-key fallback has been reported.
@@ -70,11 +73,11 @@ pub(crate) struct Shared<K: KeyExtractor> {
 }
 
 /// Limits request rates per key with GCRA. See the [module docs](super).
-pub struct RateLimitLayer<K: KeyExtractor = Global> {
-    shared: Arc<Shared<K>>,
+pub struct RateLimitLayer<K: KeyExtractor = Global, St = MemoryStore<<K as KeyExtractor>::Key>> {
+    shared: Arc<Shared<K, St>>,
 }
 
-impl<K: KeyExtractor> Clone for RateLimitLayer<K> {
+impl<K: KeyExtractor, St> Clone for RateLimitLayer<K, St> {
     fn clone(&self) -> Self {
         RateLimitLayer {
             shared: self.shared.clone(),
@@ -82,7 +85,7 @@ impl<K: KeyExtractor> Clone for RateLimitLayer<K> {
     }
 }
 
-impl<K: KeyExtractor> fmt::Debug for RateLimitLayer<K> {
+impl<K: KeyExtractor, St: RateStore<K::Key>> fmt::Debug for RateLimitLayer<K, St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitLayer")
             .field("name", &self.shared.name)
@@ -97,6 +100,7 @@ impl RateLimitLayer {
     pub fn builder() -> RateLimitBuilder<Global> {
         RateLimitBuilder {
             extractor: Global,
+            store: InMemory,
             quotas: Vec::new(),
             cost: None,
             mode: Mode::Reject,
@@ -110,7 +114,7 @@ impl RateLimitLayer {
     }
 }
 
-impl<K: KeyExtractor> RateLimitLayer<K> {
+impl<K: KeyExtractor, St: RateStore<K::Key>> RateLimitLayer<K, St> {
     /// The number of keys the limiter holds now.
     pub fn live_keys(&self) -> usize {
         self.shared.store.live_keys()
@@ -129,8 +133,8 @@ impl<K: KeyExtractor> RateLimitLayer<K> {
     }
 }
 
-impl<S, K: KeyExtractor> Layer<S> for RateLimitLayer<K> {
-    type Service = RateLimit<S, K>;
+impl<S, K: KeyExtractor, St> Layer<S> for RateLimitLayer<K, St> {
+    type Service = RateLimit<S, K, St>;
 
     fn layer(&self, inner: S) -> Self::Service {
         RateLimit::new(inner, self.shared.clone())
@@ -140,10 +144,61 @@ impl<S, K: KeyExtractor> Layer<S> for RateLimitLayer<K> {
 /// The default cap on live keys: about 10 MB of state for IP keys.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
+/// Makes the store a layer keeps its state in, from the layer's quotas.
+///
+/// [`InMemory`] makes a [`MemoryStore`]; closures `FnOnce(&[Quota]) -> St`
+/// make any other [`RateStore`].
+pub trait MakeStore<Key> {
+    /// The store made.
+    type Store: RateStore<Key>;
+
+    /// Makes the store for `quotas` (already validated), holding at most
+    /// `max_keys` keys where that applies.
+    fn make_store(
+        self,
+        quotas: &[Quota],
+        max_keys: usize,
+        overflow: Overflow,
+    ) -> Result<Self::Store, ConfigError>;
+}
+
+/// The default: state in this process, in a [`MemoryStore`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InMemory;
+
+impl<Key> MakeStore<Key> for InMemory
+where
+    Key: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+{
+    type Store = MemoryStore<Key>;
+
+    fn make_store(
+        self,
+        quotas: &[Quota],
+        max_keys: usize,
+        overflow: Overflow,
+    ) -> Result<MemoryStore<Key>, ConfigError> {
+        MemoryStore::new(quotas, max_keys, overflow)
+    }
+}
+
+impl<Key, F, St> MakeStore<Key> for F
+where
+    F: FnOnce(&[Quota]) -> St,
+    St: RateStore<Key>,
+{
+    type Store = St;
+
+    fn make_store(self, quotas: &[Quota], _: usize, _: Overflow) -> Result<St, ConfigError> {
+        Ok(self(quotas))
+    }
+}
+
 /// Builds a [`RateLimitLayer`]; made by [`RateLimitLayer::builder`].
 #[must_use = "call .build() to get the layer"]
-pub struct RateLimitBuilder<K> {
+pub struct RateLimitBuilder<K, M = InMemory> {
     extractor: K,
+    store: M,
     quotas: Vec<Quota>,
     cost: Option<Box<CostFn>>,
     mode: Mode,
@@ -155,7 +210,7 @@ pub struct RateLimitBuilder<K> {
     renderer: Renderer,
 }
 
-impl<K> fmt::Debug for RateLimitBuilder<K> {
+impl<K, M> fmt::Debug for RateLimitBuilder<K, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitBuilder")
             .field("quotas", &self.quotas)
@@ -164,12 +219,31 @@ impl<K> fmt::Debug for RateLimitBuilder<K> {
     }
 }
 
-impl<K> RateLimitBuilder<K> {
+impl<K, M> RateLimitBuilder<K, M> {
     /// Counts requests per key from `extractor` (e.g. [`PeerIp`](super::PeerIp),
     /// [`ClientIp`](super::ClientIp), [`Header`](super::Header), a closure).
-    pub fn key<E: KeyExtractor>(self, extractor: E) -> RateLimitBuilder<E> {
+    pub fn key<E: KeyExtractor>(self, extractor: E) -> RateLimitBuilder<E, M> {
         RateLimitBuilder {
             extractor,
+            store: self.store,
+            quotas: self.quotas,
+            cost: self.cost,
+            mode: self.mode,
+            missing_key: self.missing_key,
+            headers: self.headers,
+            max_keys: self.max_keys,
+            overflow: self.overflow,
+            name: self.name,
+            renderer: self.renderer,
+        }
+    }
+
+    /// Keeps the state in the store `make` builds from the quotas, instead of
+    /// in this process: e.g. `.store_with(|quotas| RedisStore::new(client, quotas))`.
+    pub fn store_with<N>(self, make: N) -> RateLimitBuilder<K, N> {
+        RateLimitBuilder {
+            extractor: self.extractor,
+            store: make,
             quotas: self.quotas,
             cost: self.cost,
             mode: self.mode,
@@ -244,9 +318,10 @@ impl<K> RateLimitBuilder<K> {
     ///
     /// Metric handles are registered here, with the recorder installed at
     /// this moment: install yours before building layers.
-    pub fn build(self) -> Result<RateLimitLayer<K>, ConfigError>
+    pub fn build(self) -> Result<RateLimitLayer<K, M::Store>, ConfigError>
     where
         K: KeyExtractor,
+        M: MakeStore<K::Key>,
     {
         let fail = |message: String| Err(ConfigError::new("rate_limit", message));
         if self.quotas.is_empty() {
@@ -272,8 +347,8 @@ impl<K> RateLimitBuilder<K> {
                     "the wait {wait:?} must be above zero and at most a day"
                 ));
             }
-            Mode::Wait(wait) => wait.as_nanos() as u64,
-            Mode::Reject | Mode::Shadow => 0,
+            Mode::Wait(wait) => wait,
+            Mode::Reject | Mode::Shadow => Duration::ZERO,
         };
         let limits: Box<[Limit]> = self
             .quotas
@@ -287,9 +362,13 @@ impl<K> RateLimitBuilder<K> {
         let policy_header = self.headers.then(|| headers::policy(&limits));
         let name = self.name;
         let decisions = |decision: &'static str| metrics::counter!("armor.rate_limit.decisions", "name" => name.clone(), "decision" => decision);
+        let store = self
+            .store
+            .make_store(&self.quotas, self.max_keys, self.overflow)?;
         let shared = Shared {
-            store: KeyedStore::new(limits.clone(), self.max_keys, self.overflow),
-            unidentified: KeyedStore::new(limits, 1, Overflow::SharedBucket),
+            store,
+            unidentified: MemoryStore::from_limits(limits.clone(), 1, Overflow::SharedBucket),
+            limits,
             extractor: self.extractor,
             cost: self.cost,
             mode: self.mode,

@@ -75,13 +75,18 @@ mod key;
 mod layer;
 mod quota;
 mod service;
+mod store;
 
 pub use future::ResponseFuture;
-pub use gcra::Overflow;
 pub use key::{
     ClientIp, ForwardedHeader, Global, Header, IpNetwork, KeyExtractor, MethodAndPath, Or, PeerIp,
     RequestHead,
 };
-pub use layer::{DEFAULT_MAX_KEYS, MissingKey, Mode, RateLimitBuilder, RateLimitLayer};
+pub use layer::{
+    DEFAULT_MAX_KEYS, InMemory, MakeStore, MissingKey, Mode, RateLimitBuilder, RateLimitLayer,
+};
 pub use quota::Quota;
 pub use service::RateLimit;
+pub use store::{
+    Check, Decision, MemoryStore, Overflow, Placement, QuotaState, RateStore, Verdict,
+};

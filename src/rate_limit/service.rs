@@ -1,27 +1,30 @@
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::task::{Context, Poll, Waker};
 
+use bytes::Bytes;
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::ResponseFuture;
 use super::future::RateHeaders;
-use super::gcra::{Decision, Placement, Verdict};
 use super::headers;
 use super::key::{KeyExtractor, RequestHead};
 use super::layer::{MissingKey, Mode, Shared};
+use super::store::{Check, Decision, Placement, RateStore, Verdict};
+use crate::body::ArmorBody;
 use crate::grpc::Protocol;
 use crate::reject::{Reason, Rejection};
 
 /// The service made by [`RateLimitLayer`](super::RateLimitLayer).
-pub struct RateLimit<S, K: KeyExtractor> {
+pub struct RateLimit<S, K: KeyExtractor, St> {
     inner: S,
-    shared: Arc<Shared<K>>,
+    shared: Arc<Shared<K, St>>,
 }
 
-impl<S: Clone, K: KeyExtractor> Clone for RateLimit<S, K> {
+impl<S: Clone, K: KeyExtractor, St> Clone for RateLimit<S, K, St> {
     fn clone(&self) -> Self {
         RateLimit {
             inner: self.inner.clone(),
@@ -30,7 +33,7 @@ impl<S: Clone, K: KeyExtractor> Clone for RateLimit<S, K> {
     }
 }
 
-impl<S: std::fmt::Debug, K: KeyExtractor> std::fmt::Debug for RateLimit<S, K> {
+impl<S: std::fmt::Debug, K: KeyExtractor, St> std::fmt::Debug for RateLimit<S, K, St> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimit")
             .field("inner", &self.inner)
@@ -39,8 +42,8 @@ impl<S: std::fmt::Debug, K: KeyExtractor> std::fmt::Debug for RateLimit<S, K> {
     }
 }
 
-impl<S, K: KeyExtractor> RateLimit<S, K> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared<K>>) -> Self {
+impl<S, K: KeyExtractor, St> RateLimit<S, K, St> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared<K, St>>) -> Self {
         RateLimit { inner, shared }
     }
 
@@ -55,12 +58,13 @@ impl<S, K: KeyExtractor> RateLimit<S, K> {
     }
 }
 
-impl<S, K, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S, K>
+impl<S, K, St, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S, K, St>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     K: KeyExtractor,
+    St: RateStore<K::Key>,
 {
-    type Response = Response<crate::body::ArmorBody<ResBody>>;
+    type Response = Response<ArmorBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S, ReqBody, ResBody>;
 
@@ -72,10 +76,31 @@ where
         let shared = &*self.shared;
         let protocol = Protocol::of_request(&request);
         let head = RequestHead::of(&request);
-        let cost = shared.cost.as_ref().map_or(1, |cost| cost(&head));
-        let want_states = shared.policy_header.is_some();
-        let (decision, placement) = match shared.extractor.extract(&head) {
-            Some(key) => shared.store.check(&key, cost, shared.max_wait, want_states),
+        let check = Check {
+            cost: shared.cost.as_ref().map_or(1, |cost| cost(&head)),
+            max_wait: shared.max_wait,
+            want_states: shared.policy_header.is_some(),
+        };
+        let decision = match shared.extractor.extract(&head) {
+            Some(key) => {
+                let mut pending = shared.store.check(&key, check);
+                // An in-process store answers on the first poll; only a store
+                // still waiting on its backend costs a box.
+                match Pin::new(&mut pending).poll(&mut Context::from_waker(Waker::noop())) {
+                    Poll::Ready(decision) => decision,
+                    Poll::Pending => {
+                        let ready = self.take_ready_service();
+                        let decider: Arc<dyn Decide> = self.shared.clone();
+                        return ResponseFuture::deciding(
+                            Box::pin(pending),
+                            decider,
+                            protocol,
+                            ready,
+                            request,
+                        );
+                    }
+                }
+            }
             None => match shared.missing_key {
                 MissingKey::SharedBucket => {
                     if !shared.warned_missing_key.swap(true, Ordering::Relaxed) {
@@ -86,9 +111,7 @@ where
                              `axum` or `tonic` feature (reported once)"
                         );
                     }
-                    shared
-                        .unidentified
-                        .check(&(), cost, shared.max_wait, want_states)
+                    shared.unidentified.check(&(), check).into_inner()
                 }
                 MissingKey::Refuse(status) => {
                     shared.rejected.increment(1);
@@ -99,38 +122,76 @@ where
                 }
             },
         };
-        if placement == Placement::Inserted {
-            shared.live_keys.set(shared.store.live_keys() as f64);
+        match shared.decide(decision, protocol) {
+            Next::Proceed(headers) => ResponseFuture::call(self.inner.call(request), headers),
+            Next::Delay(wait, headers) => {
+                let ready = self.take_ready_service();
+                ResponseFuture::wait(wait, ready, request, headers)
+            }
+            Next::Refuse(response) => ResponseFuture::refused(response.map(ArmorBody::full)),
         }
-        let headers = rate_headers(shared, &decision);
+    }
+}
+
+impl<S: Clone, K: KeyExtractor, St> RateLimit<S, K, St> {
+    /// Takes the service `poll_ready` made ready, leaving a clone in its place,
+    /// for a call that happens later in the response future.
+    fn take_ready_service(&mut self) -> S {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
+}
+
+/// What to do with a request once its store has decided.
+pub(crate) enum Next {
+    /// Call the service, adding these headers to its response.
+    Proceed(Option<Box<RateHeaders>>),
+    /// Wait this long, then call the service.
+    Delay(std::time::Duration, Option<Box<RateHeaders>>),
+    /// Answer with this refusal.
+    Refuse(Response<Bytes>),
+}
+
+/// Turns a store's decision into what happens next: the same rules whether
+/// the store answered at once or later.
+pub(crate) trait Decide: Send + Sync {
+    fn decide(&self, decision: Decision, protocol: Protocol) -> Next;
+}
+
+impl<K, St> Decide for Shared<K, St>
+where
+    K: KeyExtractor,
+    St: RateStore<K::Key>,
+{
+    fn decide(&self, decision: Decision, protocol: Protocol) -> Next {
+        if decision.placement == Placement::Inserted {
+            self.live_keys.set(self.store.live_keys() as f64);
+        }
+        let headers = self.rate_headers(&decision);
         match decision.verdict {
             Verdict::Allowed => {
-                shared.allowed.increment(1);
-                ResponseFuture::call(self.inner.call(request), headers)
+                self.allowed.increment(1);
+                Next::Proceed(headers)
             }
             Verdict::Delayed(wait) => {
-                shared.allowed.increment(1);
-                // Take the service that was made ready; leave a clone in its place.
-                let clone = self.inner.clone();
-                let ready = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::wait(Duration::from_nanos(wait), ready, request, headers)
+                self.allowed.increment(1);
+                Next::Delay(wait, headers)
             }
-            Verdict::Refused(_) if shared.mode == Mode::Shadow => {
-                shared.shadow_rejected.increment(1);
-                tracing::debug!(
-                    name = &*shared.name,
-                    "rate limit would refuse (shadow mode)"
-                );
-                ResponseFuture::call(self.inner.call(request), headers)
+            Verdict::Refused(_) if self.mode == Mode::Shadow => {
+                self.shadow_rejected.increment(1);
+                tracing::debug!(name = &*self.name, "rate limit would refuse (shadow mode)");
+                Next::Proceed(headers)
             }
             Verdict::Refused(refusal) => {
-                shared.rejected.increment(1);
-                let mut rejection = Rejection::new("rate_limit", Reason::RateLimited);
-                let limits = shared.store.limits();
-                rejection = match (refusal, placement) {
-                    (Some((wait, quota)), _) => rejection
-                        .with_retry_after(Duration::from_nanos(wait))
-                        .with_detail(format!("quota \"{}\" exceeded", limits[quota].name)),
+                self.rejected.increment(1);
+                let rejection = Rejection::new("rate_limit", Reason::RateLimited);
+                let rejection = match (refusal, decision.placement) {
+                    (Some((wait, quota)), _) => {
+                        let name = self.limits.get(quota).map_or("?", |limit| &limit.name);
+                        rejection
+                            .with_retry_after(wait)
+                            .with_detail(format!("quota \"{name}\" exceeded"))
+                    }
                     (None, Placement::Full) => {
                         rejection.with_detail("too many distinct clients; try again later")
                     }
@@ -138,28 +199,26 @@ where
                         .with_detail("the request costs more than the quota allows at once"),
                 };
                 tracing::debug!(
-                    name = &*shared.name,
+                    name = &*self.name,
                     detail = rejection.detail(),
                     "rate limited"
                 );
-                let mut response = shared.renderer.render(rejection, protocol);
+                let mut response = self.renderer.render_bytes(rejection, protocol);
                 if let Some(headers) = headers {
                     headers.apply(response.headers_mut());
                 }
-                ResponseFuture::refused(response)
+                Next::Refuse(response)
             }
         }
     }
 }
 
-fn rate_headers<K: KeyExtractor>(
-    shared: &Shared<K>,
-    decision: &Decision,
-) -> Option<Box<RateHeaders>> {
-    let policy = shared.policy_header.clone()?;
-    let limits = shared.store.limits();
-    Some(Box::new(RateHeaders {
-        policy,
-        remaining: headers::remaining(limits, &decision.quotas[..limits.len()]),
-    }))
+impl<K: KeyExtractor, St> Shared<K, St> {
+    fn rate_headers(&self, decision: &Decision) -> Option<Box<RateHeaders>> {
+        let policy = self.policy_header.clone()?;
+        Some(Box::new(RateHeaders {
+            policy,
+            remaining: headers::remaining(&self.limits, &decision.quotas[..self.limits.len()]),
+        }))
+    }
 }
