@@ -165,3 +165,32 @@ mod grpc {
         assert_eq!(limit.live_keys(), 1);
     }
 }
+
+#[cfg(feature = "axum")]
+#[tokio::test(start_paused = true)]
+async fn axum_route_templates_get_a_budget_each() {
+    use tower_armor::rate_limit::MatchedRoute;
+    let limit = RateLimitLayer::builder()
+        .key(MatchedRoute)
+        .quota(Quota::per_minute(2))
+        .build()
+        .unwrap();
+    let router = Router::new()
+        .route("/users/{id}", get(|| async { "user" }))
+        .route("/orders/{id}", get(|| async { "order" }))
+        .route_layer(limit.clone());
+    let addr = serve_axum(router).await;
+    let client = hyper_client();
+    let mut statuses = Vec::new();
+    for path in ["/users/1", "/users/2", "/users/3", "/orders/1"] {
+        statuses.push(
+            get_status(&client, format!("http://{addr}{path}"))
+                .await
+                .0
+                .as_u16(),
+        );
+    }
+    // Three different users share the `/users/{id}` budget; orders have their own.
+    assert_eq!(statuses, [200, 200, 429, 200]);
+    assert_eq!(limit.live_keys(), 2);
+}

@@ -373,6 +373,23 @@ impl KeyExtractor for MethodAndPath {
     }
 }
 
+/// The method and the route template axum matched (`/users/{id}`, not
+/// `/users/42`), so every route gets its own budget without one key per
+/// distinct path. Requests axum did not route have no key. Feature `axum`.
+#[cfg(feature = "axum")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MatchedRoute;
+
+#[cfg(feature = "axum")]
+impl KeyExtractor for MatchedRoute {
+    type Key = (Method, std::sync::Arc<str>);
+
+    fn extract(&self, request: &RequestHead<'_>) -> Option<Self::Key> {
+        let route = request.extensions.get::<axum::extract::MatchedPath>()?;
+        Some((request.method.clone(), std::sync::Arc::from(route.as_str())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

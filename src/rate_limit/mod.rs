@@ -4,7 +4,9 @@
 //! its key: one bucket for everyone ([`Global`], the default), the peer
 //! address ([`PeerIp`]), the client address behind trusted proxies
 //! ([`ClientIp`]), a header such as an API key ([`Header`]), the method and
-//! path ([`MethodAndPath`]), or any closure over the [`RequestHead`].
+//! path ([`MethodAndPath`]) or route template (`MatchedRoute`, feature
+//! `axum`), or any closure over the [`RequestHead`]; `a.or(b)` tries `b` when
+//! `a` finds nothing.
 //!
 //! * **Refusal**: 429 with `Retry-After` (seconds, rounded up) and an RFC 9457
 //!   problem body; gRPC callers get `RESOURCE_EXHAUSTED` with
@@ -78,6 +80,8 @@ mod service;
 mod store;
 
 pub use future::ResponseFuture;
+#[cfg(feature = "axum")]
+pub use key::MatchedRoute;
 pub use key::{
     ClientIp, ForwardedHeader, Global, Header, IpNetwork, KeyExtractor, MethodAndPath, Or, PeerIp,
     RequestHead,
