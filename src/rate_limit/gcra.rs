@@ -16,42 +16,16 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::time::Instant;
 
+use std::time::Duration;
+
 use super::quota::Limit;
+use super::store::{Decision, Placement, QuotaState, Verdict};
 
 /// The most quotas one policy may hold (checked at build).
 pub(crate) const MAX_QUOTAS: usize = 4;
 
 /// One key's state: a TAT per quota, in nanoseconds since the store began.
 type Tats = [u64; MAX_QUOTAS];
-
-/// Where one quota stands after a decision.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct QuotaState {
-    /// Units still available now.
-    pub(crate) remaining: u64,
-    /// Nanoseconds until the quota is whole again.
-    pub(crate) reset: u64,
-}
-
-/// The outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// Spent; go ahead.
-    Allowed,
-    /// Spent in advance; go ahead after waiting this many nanoseconds.
-    Delayed(u64),
-    /// Not spent. `Some(ns)`: the wait until it would pass, and which quota
-    /// refused (the one with the longest wait). `None`: the cost exceeds a
-    /// quota's burst and can never pass.
-    Refused(Option<(u64, usize)>),
-}
-
-/// A decision and the quotas' state after it (for the `RateLimit` header).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Decision {
-    pub(crate) verdict: Verdict,
-    pub(crate) quotas: [QuotaState; MAX_QUOTAS],
-}
 
 /// Checks `cost` against `limits` for one key's `tats`, writing them only
 /// when the request is admitted now or within `max_wait`. The quotas' states
@@ -79,6 +53,7 @@ pub(crate) fn check(
             return Decision {
                 verdict: Verdict::Refused(None),
                 quotas: states(tats),
+                placement: Placement::Own,
             };
         }
         next[i] = tats[i].max(now) + increment;
@@ -92,11 +67,12 @@ pub(crate) fn check(
     }
     let verdict = match worst {
         None => Verdict::Allowed,
-        Some((wait, _)) if wait <= max_wait => Verdict::Delayed(wait),
-        Some(refusal) => {
+        Some((wait, _)) if wait <= max_wait => Verdict::Delayed(Duration::from_nanos(wait)),
+        Some((wait, quota)) => {
             return Decision {
-                verdict: Verdict::Refused(Some(refusal)),
+                verdict: Verdict::Refused(Some((Duration::from_nanos(wait), quota))),
                 quotas: states(tats),
+                placement: Placement::Own,
             };
         }
     };
@@ -104,6 +80,7 @@ pub(crate) fn check(
     Decision {
         verdict,
         quotas: states(tats),
+        placement: Placement::Own,
     }
 }
 
@@ -113,7 +90,7 @@ fn states(limits: &[Limit], tats: &Tats, now: u64) -> [QuotaState; MAX_QUOTAS] {
         let ahead = tats[i].saturating_sub(now);
         out[i] = QuotaState {
             remaining: limit.tolerance.saturating_sub(ahead) / limit.interval,
-            reset: ahead,
+            reset: Duration::from_nanos(ahead),
         };
     }
     out
@@ -190,19 +167,6 @@ pub(crate) struct KeyedStore<K> {
     new_keys: AtomicU64,
 }
 
-/// Why a check could not be made for the key itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Placement {
-    /// The key's own state was used.
-    Own,
-    /// A new key was stored.
-    Inserted,
-    /// The store was full; the shared overflow bucket was used.
-    OverflowBucket,
-    /// The store was full and new keys are refused.
-    Full,
-}
-
 impl<K: Hash + Eq> KeyedStore<K> {
     pub(crate) fn new(limits: Box<[Limit]>, max_keys: usize, overflow: Overflow) -> Self {
         // A zero-sized key (the global limit) uses `single`, not the shards.
@@ -229,10 +193,6 @@ impl<K: Hash + Eq> KeyedStore<K> {
         }
     }
 
-    pub(crate) fn limits(&self) -> &[Limit] {
-        &self.limits
-    }
-
     /// Nanoseconds since the store began, on Tokio's clock (so paused time works).
     pub(crate) fn now(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
@@ -244,27 +204,17 @@ impl<K: Hash + Eq> KeyedStore<K> {
     }
 
     /// Checks `cost` for `key`, admitting it within `max_wait` nanoseconds.
-    pub(crate) fn check(
-        &self,
-        key: &K,
-        cost: u32,
-        max_wait: u64,
-        want_states: bool,
-    ) -> (Decision, Placement)
+    pub(crate) fn check(&self, key: &K, cost: u32, max_wait: u64, want_states: bool) -> Decision
     where
         K: Clone,
     {
         let now = self.now();
         if size_of::<K>() == 0 && self.limits.len() == 1 {
-            return (
-                self.check_single(now, cost, max_wait, want_states),
-                Placement::Own,
-            );
+            return self.check_single(now, cost, max_wait, want_states);
         }
         if size_of::<K>() == 0 {
             let mut tats = lock(&self.single);
-            let decision = check(&self.limits, &mut tats, now, cost, max_wait, want_states);
-            return (decision, Placement::Own);
+            return check(&self.limits, &mut tats, now, cost, max_wait, want_states);
         }
         // One hash serves both the shard and the table. hashbrown indexes
         // buckets with the low bits and tags them with the top seven, so the
@@ -273,17 +223,14 @@ impl<K: Hash + Eq> KeyedStore<K> {
         let index = (hash >> 32) as usize % self.shards.len();
         let mut shard = lock(&self.shards[index]);
         if let Some((_, tats)) = shard.keys.find_mut(hash, |(k, _)| k == key) {
-            return (
-                check(&self.limits, tats, now, cost, max_wait, want_states),
-                Placement::Own,
-            );
+            return check(&self.limits, tats, now, cost, max_wait, want_states);
         }
         // A new key: a fresh state (all TATs in the past) needs no entry
         // unless the check spends something.
         let mut tats = [0; MAX_QUOTAS];
         let decision = check(&self.limits, &mut tats, now, cost, max_wait, want_states);
         if matches!(decision.verdict, Verdict::Refused(_)) {
-            return (decision, Placement::Own);
+            return decision;
         }
         if self.live.load(Ordering::Relaxed) >= self.max_keys && !shard.swept_recently(now) {
             self.live
@@ -292,18 +239,19 @@ impl<K: Hash + Eq> KeyedStore<K> {
         if self.live.load(Ordering::Relaxed) >= self.max_keys {
             drop(shard);
             return match self.overflow {
-                Overflow::Refuse => (
-                    Decision {
-                        verdict: Verdict::Refused(None),
-                        quotas: decision.quotas,
-                    },
-                    Placement::Full,
-                ),
+                Overflow::Refuse => Decision {
+                    verdict: Verdict::Refused(None),
+                    placement: Placement::Full,
+                    ..decision
+                },
                 Overflow::SharedBucket => {
                     let mut bucket = lock(&self.overflow_bucket);
                     let decision =
                         check(&self.limits, &mut bucket, now, cost, max_wait, want_states);
-                    (decision, Placement::OverflowBucket)
+                    Decision {
+                        placement: Placement::OverflowBucket,
+                        ..decision
+                    }
                 }
             };
         }
@@ -316,7 +264,10 @@ impl<K: Hash + Eq> KeyedStore<K> {
         if self.new_keys.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.sweep_one(now);
         }
-        (decision, Placement::Inserted)
+        Decision {
+            placement: Placement::Inserted,
+            ..decision
+        }
     }
 
     /// One quota, one key: the TAT moves by compare-and-swap, retried if
@@ -374,7 +325,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::rate_limit::Quota;
-    use std::time::Duration;
 
     const SECOND: u64 = 1_000_000_000;
 
@@ -394,8 +344,11 @@ mod tests {
         }
         // The sixth waits one interval (200 ms) for the first cell to come back.
         let d = check(&limits, &mut tats, now, 1, 0, true);
-        assert_eq!(d.verdict, Verdict::Refused(Some((SECOND / 5, 0))));
-        assert_eq!(d.quotas[0].reset, SECOND);
+        assert_eq!(
+            d.verdict,
+            Verdict::Refused(Some((Duration::from_millis(200), 0)))
+        );
+        assert_eq!(d.quotas[0].reset, Duration::from_secs(1));
         // 200 ms later exactly one more passes.
         let later = now + SECOND / 5;
         assert_eq!(
@@ -465,11 +418,11 @@ mod tests {
         );
         assert_eq!(
             check(&limits, &mut tats, 0, 1, 2 * SECOND, true).verdict,
-            Verdict::Delayed(SECOND)
+            Verdict::Delayed(Duration::from_secs(1))
         );
         assert_eq!(
             check(&limits, &mut tats, 0, 1, 2 * SECOND, true).verdict,
-            Verdict::Delayed(2 * SECOND)
+            Verdict::Delayed(Duration::from_secs(2))
         );
         assert!(matches!(
             check(&limits, &mut tats, 0, 1, 2 * SECOND, true).verdict,
@@ -499,17 +452,23 @@ mod tests {
             Overflow::Refuse,
         );
         for key in 0..100 {
-            assert_eq!(store.check(&key, 1, 0, false).1, Placement::Inserted);
+            assert_eq!(
+                store.check(&key, 1, 0, false).placement,
+                Placement::Inserted
+            );
         }
         assert_eq!(store.live_keys(), 100);
-        assert_eq!(store.check(&1000, 1, 0, false).1, Placement::Full);
+        assert_eq!(store.check(&1000, 1, 0, false).placement, Placement::Full);
         // Known keys still get their own state.
-        assert_eq!(store.check(&5, 1, 0, false).1, Placement::Own);
+        assert_eq!(store.check(&5, 1, 0, false).placement, Placement::Own);
         tokio::time::advance(Duration::from_secs(2)).await;
         // Idle keys are as good as new: forgetting them changes no decision.
         assert_eq!(store.evict_idle(), 100);
         assert_eq!(store.live_keys(), 0);
-        assert_eq!(store.check(&1000, 1, 0, false).1, Placement::Inserted);
+        assert_eq!(
+            store.check(&1000, 1, 0, false).placement,
+            Placement::Inserted
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -524,11 +483,11 @@ mod tests {
         assert!(
             verdicts
                 .iter()
-                .all(|(_, p)| *p == Placement::OverflowBucket)
+                .all(|d| d.placement == Placement::OverflowBucket)
         );
         let allowed = verdicts
             .iter()
-            .filter(|(d, _)| d.verdict == Verdict::Allowed)
+            .filter(|d| d.verdict == Verdict::Allowed)
             .count();
         assert_eq!(allowed, 3);
     }

@@ -11,7 +11,7 @@ use std::future::{Future, Ready, ready};
 use std::hash::Hash;
 use std::time::Duration;
 
-use super::gcra::{self, KeyedStore, MAX_QUOTAS};
+use super::gcra::{KeyedStore, MAX_QUOTAS};
 use super::quota::{Limit, Quota};
 use crate::config::ConfigError;
 
@@ -128,16 +128,15 @@ where
     type Future = Ready<Decision>;
 
     fn check(&self, key: &K, check: Check) -> Ready<Decision> {
-        let max_wait = u64::try_from(check.max_wait.as_nanos()).unwrap_or(u64::MAX);
-        let (decision, placement) = self
-            .inner
-            .check(key, check.cost, max_wait, check.want_states);
-        ready(public(
-            decision,
-            placement,
-            self.inner.limits().len(),
-            check.want_states,
-        ))
+        let max_wait = if check.max_wait.is_zero() {
+            0
+        } else {
+            u64::try_from(check.max_wait.as_nanos()).unwrap_or(u64::MAX)
+        };
+        ready(
+            self.inner
+                .check(key, check.cost, max_wait, check.want_states),
+        )
     }
 
     fn live_keys(&self) -> usize {
@@ -146,40 +145,5 @@ where
 
     fn evict_idle(&self) -> usize {
         self.inner.evict_idle()
-    }
-}
-
-fn public(
-    decision: gcra::Decision,
-    placement: gcra::Placement,
-    quotas: usize,
-    want_states: bool,
-) -> Decision {
-    let verdict = match decision.verdict {
-        gcra::Verdict::Allowed => Verdict::Allowed,
-        gcra::Verdict::Delayed(ns) => Verdict::Delayed(Duration::from_nanos(ns)),
-        gcra::Verdict::Refused(refusal) => {
-            Verdict::Refused(refusal.map(|(ns, quota)| (Duration::from_nanos(ns), quota)))
-        }
-    };
-    let mut states = [QuotaState::default(); MAX_QUOTAS];
-    if want_states {
-        for (out, state) in states.iter_mut().zip(&decision.quotas[..quotas]) {
-            *out = QuotaState {
-                remaining: state.remaining,
-                reset: Duration::from_nanos(state.reset),
-            };
-        }
-    }
-    let placement = match placement {
-        gcra::Placement::Own => Placement::Own,
-        gcra::Placement::Inserted => Placement::Inserted,
-        gcra::Placement::OverflowBucket => Placement::OverflowBucket,
-        gcra::Placement::Full => Placement::Full,
-    };
-    Decision {
-        verdict,
-        quotas: states,
-        placement,
     }
 }
