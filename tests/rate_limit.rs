@@ -619,7 +619,7 @@ impl tower_armor::rate_limit::RateStore<()> for FailOpenStore {
     fn check(&self, _: &(), _: tower_armor::rate_limit::Check) -> Self::Future {
         std::future::ready(tower_armor::rate_limit::Decision {
             verdict: tower_armor::rate_limit::Verdict::Allowed,
-            quotas: Default::default(),
+            quotas: Vec::new(),
             placement: tower_armor::rate_limit::Placement::Own,
         })
     }

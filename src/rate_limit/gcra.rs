@@ -42,7 +42,7 @@ pub(crate) fn check(
         if want_states {
             states(limits, tats, now)
         } else {
-            [QuotaState::default(); MAX_QUOTAS]
+            Vec::new()
         }
     };
     let mut next = [0u64; MAX_QUOTAS];
@@ -84,16 +84,18 @@ pub(crate) fn check(
     }
 }
 
-fn states(limits: &[Limit], tats: &Tats, now: u64) -> [QuotaState; MAX_QUOTAS] {
-    let mut out = [QuotaState::default(); MAX_QUOTAS];
-    for (i, limit) in limits.iter().enumerate() {
-        let ahead = tats[i].saturating_sub(now);
-        out[i] = QuotaState {
-            remaining: limit.tolerance.saturating_sub(ahead) / limit.interval,
-            reset: Duration::from_nanos(ahead),
-        };
-    }
-    out
+fn states(limits: &[Limit], tats: &Tats, now: u64) -> Vec<QuotaState> {
+    limits
+        .iter()
+        .zip(tats)
+        .map(|(limit, tat)| {
+            let ahead = tat.saturating_sub(now);
+            QuotaState {
+                remaining: limit.tolerance.saturating_sub(ahead) / limit.interval,
+                reset: Duration::from_nanos(ahead),
+            }
+        })
+        .collect()
 }
 
 /// True when every quota is whole again: the key is as good as new and can be forgotten.
@@ -241,8 +243,8 @@ impl<K: Hash + Eq> KeyedStore<K> {
             return match self.overflow {
                 Overflow::Refuse => Decision {
                     verdict: Verdict::Refused(None),
+                    quotas: Vec::new(),
                     placement: Placement::Full,
-                    ..decision
                 },
                 Overflow::SharedBucket => {
                     let mut bucket = lock(&self.overflow_bucket);

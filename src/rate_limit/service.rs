@@ -218,7 +218,7 @@ impl<K: KeyExtractor, St> Shared<K, St> {
         let policy = self.policy_header.clone()?;
         Some(Box::new(RateHeaders {
             policy,
-            remaining: headers::remaining(&self.limits, &decision.quotas[..self.limits.len()]),
+            remaining: headers::remaining(&self.limits, &decision.quotas),
         }))
     }
 }

@@ -11,7 +11,7 @@ use std::future::{Future, Ready, ready};
 use std::hash::Hash;
 use std::time::Duration;
 
-use super::gcra::{KeyedStore, MAX_QUOTAS};
+use super::gcra::KeyedStore;
 use super::quota::{Limit, Quota};
 use crate::config::ConfigError;
 
@@ -64,12 +64,13 @@ pub enum Placement {
 }
 
 /// A store's answer for one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// Go ahead, wait, or refuse.
     pub verdict: Verdict,
-    /// Each quota's state, in the layer's order (zeros unless asked for).
-    pub quotas: [QuotaState; MAX_QUOTAS],
+    /// Each quota's state, in the layer's order: empty (and not allocated)
+    /// unless [`Check::want_states`] asked for it.
+    pub quotas: Vec<QuotaState>,
     /// Where it was decided.
     pub placement: Placement,
 }
