@@ -4,36 +4,16 @@
 //!
 //! Before the timings it prints heap allocations per request on the global path.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use tower::Service;
 
+#[path = "support/common.rs"]
+mod common;
 #[path = "support/rate_limit_stacks.rs"]
 mod stacks;
 
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; it only counts.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+static GLOBAL: common::CountingAllocator = common::CountingAllocator;
 
 /// Allocations per request made by the stack itself (request building excluded).
 fn allocations<S>(mut service: S) -> f64
@@ -50,17 +30,17 @@ where
     let mut bare = stacks::handler();
     let baseline = {
         let warm: Vec<_> = (0..N).map(|n| stacks::request(n, 1)).collect();
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let before = common::allocations();
         for request in warm {
             stacks::serve(&mut bare, request);
         }
-        ALLOCATIONS.load(Ordering::Relaxed) - before
+        common::allocations() - before
     };
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = common::allocations();
     for request in requests {
         stacks::serve(&mut service, request);
     }
-    let used = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let used = common::allocations() - before;
     (used as f64 - baseline as f64) / N as f64
 }
 

@@ -4,43 +4,23 @@
 //! Before the timings it prints heap allocations per request for each stack,
 //! counted by a global counting allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use tower::Layer;
 
+#[path = "support/common.rs"]
+mod common;
 #[path = "support/timeout_stacks.rs"]
 mod stacks;
 
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; it only counts.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+static GLOBAL: common::CountingAllocator = common::CountingAllocator;
 
 fn allocations_per_request(name: &str) -> f64 {
     const N: u64 = 10_000;
     stacks::run(name, 100); // warm up lazily made state
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = common::allocations();
     stacks::run(name, N);
-    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / N as f64
+    (common::allocations() - before) as f64 / N as f64
 }
 
 fn bench(c: &mut Criterion) {

@@ -7,6 +7,9 @@
 //! instructions-per-request.sh target/release/examples/perreq rl:armor-global
 //! ```
 
+#[path = "../benches/support/common.rs"]
+mod common;
+
 #[path = "../benches/support/timeout_stacks.rs"]
 #[allow(dead_code)]
 mod stacks;

@@ -10,6 +10,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tokio::time::{Instant, advance};
 use tower::{Service, ServiceBuilder, ServiceExt};
+mod support;
+
 use tower_armor::body::ArmorBody;
 use tower_armor::rate_limit::{
     Global, Header, MissingKey, Mode, Overflow, PeerIp, Quota, RateLimitBuilder, RateLimitLayer,
@@ -53,18 +55,18 @@ fn from(peer: &str) -> Request<Body> {
     request
 }
 
+async fn respond<S>(service: &mut S, request: Request<Body>) -> Response<ArmorBody<Body>>
+where
+    S: Service<Request<Body>, Response = Response<ArmorBody<Body>>, Error = Infallible>,
+{
+    service.ready().await.unwrap().call(request).await.unwrap()
+}
+
 async fn status<S>(service: &mut S, request: Request<Body>) -> StatusCode
 where
     S: Service<Request<Body>, Response = Response<ArmorBody<Body>>, Error = Infallible>,
 {
-    service
-        .ready()
-        .await
-        .unwrap()
-        .call(request)
-        .await
-        .unwrap()
-        .status()
+    respond(service, request).await.status()
 }
 
 #[tokio::test(start_paused = true)]
@@ -76,13 +78,7 @@ async fn burst_then_refill_then_retry_after() {
             StatusCode::OK
         );
     }
-    let refused = service
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(Body::default()))
-        .await
-        .unwrap();
+    let refused = respond(&mut service, Request::new(Body::default())).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     // The next cell is 200 ms away: Retry-After rounds up to a whole second, never 0.
     assert_eq!(refused.headers()["retry-after"], "1");
@@ -121,13 +117,7 @@ async fn ietf_headers_on_allowed_and_refused_responses() {
             .quota(Quota::per_second(2))
             .quota(Quota::per_hour(100).named("hourly")),
     );
-    let first = service
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(Body::default()))
-        .await
-        .unwrap();
+    let first = respond(&mut service, Request::new(Body::default())).await;
     assert_eq!(
         first.headers()["ratelimit-policy"],
         r#""2-per-1s";q=2;w=1, "hourly";q=100;w=3600"#
@@ -136,20 +126,8 @@ async fn ietf_headers_on_allowed_and_refused_responses() {
         first.headers()["ratelimit"],
         r#""2-per-1s";r=1;t=1, "hourly";r=99;t=36"#
     );
-    service
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(Body::default()))
-        .await
-        .unwrap();
-    let refused = service
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(Body::default()))
-        .await
-        .unwrap();
+    respond(&mut service, Request::new(Body::default())).await;
+    let refused = respond(&mut service, Request::new(Body::default())).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(
         refused.headers()["ratelimit"],
@@ -165,13 +143,7 @@ async fn ietf_headers_on_allowed_and_refused_responses() {
             .quota(Quota::per_second(2))
             .headers(false),
     );
-    let response = quiet
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(Body::default()))
-        .await
-        .unwrap();
+    let response = respond(&mut quiet, Request::new(Body::default())).await;
     assert!(!response.headers().contains_key("ratelimit"));
     assert!(!response.headers().contains_key("ratelimit-policy"));
 }
@@ -223,13 +195,7 @@ async fn costs_weigh_requests() {
     assert_eq!(status(&mut service, costing("2")).await, StatusCode::OK);
     // A cost larger than the burst can never pass, and says so without a Retry-After.
     advance(Duration::from_secs(5)).await;
-    let refused = service
-        .ready()
-        .await
-        .unwrap()
-        .call(costing("11"))
-        .await
-        .unwrap();
+    let refused = respond(&mut service, costing("11")).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(!refused.headers().contains_key("retry-after"));
 }
@@ -269,13 +235,7 @@ async fn wait_mode_holds_requests_until_their_turn() {
     let started = Instant::now();
     let mut waits = Vec::new();
     for _ in 0..3 {
-        let response = service
-            .ready()
-            .await
-            .unwrap()
-            .call(Request::new(Body::default()))
-            .await
-            .unwrap();
+        let response = respond(&mut service, Request::new(Body::default())).await;
         assert_eq!(response.status(), StatusCode::OK);
         waits.push(started.elapsed());
     }
@@ -292,13 +252,7 @@ async fn wait_mode_holds_requests_until_their_turn() {
     let first = tokio::spawn(service.clone().oneshot(Request::new(Body::default())));
     let second = tokio::spawn(service.clone().oneshot(Request::new(Body::default())));
     tokio::task::yield_now().await;
-    let third = service
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(Body::default()))
-        .await
-        .unwrap();
+    let third = respond(&mut service, Request::new(Body::default())).await;
     assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
     assert_eq!(second.await.unwrap().unwrap().status(), StatusCode::OK);
@@ -332,13 +286,7 @@ async fn missing_keys_share_a_bucket_or_are_refused() {
             .quota(Quota::per_minute(2))
             .on_missing_key(MissingKey::Refuse(StatusCode::UNAUTHORIZED)),
     );
-    let refused = strict
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(Body::default()))
-        .await
-        .unwrap();
+    let refused = respond(&mut strict, Request::new(Body::default())).await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         refused.extensions().get::<Rejection>().unwrap().reason(),
@@ -348,7 +296,7 @@ async fn missing_keys_share_a_bucket_or_are_refused() {
         .header("content-type", "application/grpc")
         .body(Body::default())
         .unwrap();
-    let refused = strict.ready().await.unwrap().call(grpc).await.unwrap();
+    let refused = respond(&mut strict, grpc).await;
     assert_eq!(refused.headers()["grpc-status"], "16");
     let keyed = Request::builder()
         .header("x-api-key", "k1")
@@ -366,8 +314,8 @@ async fn grpc_callers_get_resource_exhausted_with_pushback() {
             .body(Body::default())
             .unwrap()
     };
-    service.ready().await.unwrap().call(grpc()).await.unwrap();
-    let refused = service.ready().await.unwrap().call(grpc()).await.unwrap();
+    respond(&mut service, grpc()).await;
+    let refused = respond(&mut service, grpc()).await;
     assert_eq!(refused.status(), StatusCode::OK);
     assert_eq!(refused.headers()["grpc-status"], "8");
     assert_eq!(refused.headers()["grpc-retry-pushback-ms"], "1000");
@@ -422,66 +370,41 @@ async fn a_thousand_requests_on_four_threads_let_exactly_the_burst_through() {
 
 #[test]
 fn decisions_are_counted_including_shadow_refusals() {
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let mut enforcing = limited(
-                RateLimitLayer::builder()
-                    .quota(Quota::per_minute(2))
-                    .name("enforce"),
+    let counters = support::counters_recorded(|| async {
+        let mut enforcing = limited(
+            RateLimitLayer::builder()
+                .quota(Quota::per_minute(2))
+                .name("enforce"),
+        );
+        let mut shadow = limited(
+            RateLimitLayer::builder()
+                .quota(Quota::per_minute(2))
+                .mode(Mode::Shadow)
+                .name("shadow"),
+        );
+        for _ in 0..5 {
+            status(&mut enforcing, Request::new(Body::default())).await;
+            // Shadow mode never refuses.
+            assert_eq!(
+                status(&mut shadow, Request::new(Body::default())).await,
+                StatusCode::OK
             );
-            let mut shadow = limited(
-                RateLimitLayer::builder()
-                    .quota(Quota::per_minute(2))
-                    .mode(Mode::Shadow)
-                    .name("shadow"),
-            );
-            for _ in 0..5 {
-                status(&mut enforcing, Request::new(Body::default())).await;
-                // Shadow mode never refuses.
-                assert_eq!(
-                    status(&mut shadow, Request::new(Body::default())).await,
-                    StatusCode::OK
-                );
-            }
-        });
+        }
     });
-    let mut counts: Vec<(String, String, u64)> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(key, ..)| key.key().name() == "armor.rate_limit.decisions")
-        .filter_map(|(key, _, _, value)| {
-            let label = |name: &str| {
-                key.key()
-                    .labels()
-                    .find(|l| l.key() == name)
-                    .unwrap()
-                    .value()
-                    .to_owned()
-            };
-            match value {
-                DebugValue::Counter(n) if n > 0 => Some((label("name"), label("decision"), n)),
-                _ => None,
-            }
-        })
-        .collect();
-    counts.sort();
+    let decisions = |name: &str, decision: &str, n: u64| {
+        (
+            "armor.rate_limit.decisions".to_string(),
+            vec![format!("name={name}"), format!("decision={decision}")],
+            n,
+        )
+    };
     assert_eq!(
-        counts,
+        counters,
         vec![
-            ("enforce".into(), "allowed".into(), 2),
-            ("enforce".into(), "rejected".into(), 3),
-            ("shadow".into(), "allowed".into(), 2),
-            ("shadow".into(), "shadow_rejected".into(), 3),
+            decisions("enforce", "allowed", 2),
+            decisions("enforce", "rejected", 3),
+            decisions("shadow", "allowed", 2),
+            decisions("shadow", "shadow_rejected", 3),
         ]
     );
 }
@@ -584,13 +507,7 @@ async fn an_async_store_plugs_in_through_store_with() {
         .unwrap();
     let mut service = ServiceBuilder::new().layer(layer).service(ok_service());
     let started = Instant::now();
-    let first = service
-        .ready()
-        .await
-        .unwrap()
-        .call(from("192.0.2.9"))
-        .await
-        .unwrap();
+    let first = respond(&mut service, from("192.0.2.9")).await;
     // The layer waited for the store's answer, then served.
     assert_eq!(started.elapsed(), Duration::from_millis(5));
     assert_eq!(first.status(), StatusCode::OK);
@@ -599,13 +516,7 @@ async fn an_async_store_plugs_in_through_store_with() {
         status(&mut service, from("192.0.2.9")).await,
         StatusCode::OK
     );
-    let refused = service
-        .ready()
-        .await
-        .unwrap()
-        .call(from("192.0.2.9"))
-        .await
-        .unwrap();
+    let refused = respond(&mut service, from("192.0.2.9")).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(refused.headers()["retry-after"], "30");
 }

@@ -55,6 +55,29 @@ fn request_from(n: u32) -> Request<()> {
     request
 }
 
+/// Sends one request from each address in `range`; returns how many passed.
+async fn flood<S>(service: &mut S, range: std::ops::Range<u32>) -> u32
+where
+    S: Service<
+            Request<()>,
+            Response = Response<tower_armor::body::ArmorBody<()>>,
+            Error = Infallible,
+        >,
+{
+    let mut allowed = 0;
+    for n in range {
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request_from(n))
+            .await
+            .unwrap();
+        allowed += u32::from(response.status() == StatusCode::OK);
+    }
+    allowed
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_million_distinct_keys_stay_under_the_bound() {
     let layer = RateLimitLayer::builder()
@@ -70,17 +93,7 @@ async fn a_million_distinct_keys_stay_under_the_bound() {
 
     // A flood of a million new addresses, all within one instant: no key is
     // idle yet, so the cap is what holds.
-    let mut allowed = 0u32;
-    for n in 0..1_000_000u32 {
-        let response = service
-            .ready()
-            .await
-            .unwrap()
-            .call(request_from(n))
-            .await
-            .unwrap();
-        allowed += u32::from(response.status() == StatusCode::OK);
-    }
+    let allowed = flood(&mut service, 0..1_000_000).await;
     let grown = LIVE_BYTES.load(Ordering::Relaxed) - before;
     eprintln!(
         "after 1,000,000 keys: {} live keys in {grown} bytes",
@@ -94,17 +107,7 @@ async fn a_million_distinct_keys_stay_under_the_bound() {
     // Once those keys are idle, a second flood of new addresses replaces
     // them a shard at a time instead of adding to them.
     tokio::time::advance(Duration::from_secs(2)).await;
-    let mut allowed = 0u32;
-    for n in 1_000_000..2_000_000u32 {
-        let response = service
-            .ready()
-            .await
-            .unwrap()
-            .call(request_from(n))
-            .await
-            .unwrap();
-        allowed += u32::from(response.status() == StatusCode::OK);
-    }
+    let allowed = flood(&mut service, 1_000_000..2_000_000).await;
     let grown = LIVE_BYTES.load(Ordering::Relaxed) - before;
     eprintln!(
         "after 2,000,000 keys: {} live keys in {grown} bytes",

@@ -10,6 +10,8 @@ use tokio::time::{Instant, advance, sleep};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_armor::Deadline;
 use tower_armor::reject::{Reason, Rejection, Renderer};
+mod support;
+
 use tower_armor::timeout::{
     IdleTimeoutBody, RequestBodyTimeoutLayer, ResponseBodyDeadlineLayer, TimeoutLayer,
 };
@@ -307,53 +309,29 @@ async fn clones_and_layer_calls_share_one_configuration() {
 
 #[test]
 fn expiries_are_counted_by_name_and_stage() {
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let service = ServiceBuilder::new()
-                .layer(
-                    TimeoutLayer::builder(Duration::from_secs(1))
-                        .name("checkout")
-                        .build()
-                        .unwrap(),
-                )
-                .service(answers_after(Duration::from_secs(2)));
-            for _ in 0..3 {
-                service
-                    .clone()
-                    .oneshot(Request::new(Full::default()))
-                    .await
-                    .unwrap();
-            }
-        });
+    let counters = support::counters_recorded(|| async {
+        let service = ServiceBuilder::new()
+            .layer(
+                TimeoutLayer::builder(Duration::from_secs(1))
+                    .name("checkout")
+                    .build()
+                    .unwrap(),
+            )
+            .service(answers_after(Duration::from_secs(2)));
+        for _ in 0..3 {
+            service
+                .clone()
+                .oneshot(Request::new(Full::default()))
+                .await
+                .unwrap();
+        }
     });
-    let counts: Vec<_> = snapshotter
-        .snapshot()
-        .into_vec()
-        .into_iter()
-        .filter(|(key, ..)| key.key().name() == "armor.timeout.expired")
-        .map(|(key, _, _, value)| {
-            let labels: Vec<_> = key
-                .key()
-                .labels()
-                .map(|l| format!("{}={}", l.key(), l.value()))
-                .collect();
-            (labels, value)
-        })
-        .collect();
     assert_eq!(
-        counts,
+        counters,
         vec![(
+            "armor.timeout.expired".to_string(),
             vec!["name=checkout".to_string(), "stage=response".to_string()],
-            DebugValue::Counter(3)
+            3
         )]
     );
 }

@@ -8,12 +8,10 @@
 //! is measured is the cost of deciding for a known key.
 
 use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
+use std::future::{Ready, ready};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -41,21 +39,7 @@ pub fn handler()
     service_fn(|_req: Req| ready(Ok(Response::new(Body::empty()))))
 }
 
-/// Sends `request` through `service`; everything here answers on the first poll.
-#[inline]
-pub fn serve<S>(service: &mut S, request: Req)
-where
-    S: Service<Req>,
-    S::Error: std::fmt::Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(matches!(service.poll_ready(&mut cx), Poll::Ready(Ok(()))));
-    let future = pin!(service.call(request));
-    match future.poll(&mut cx) {
-        Poll::Ready(Ok(response)) => drop(std::hint::black_box(response)),
-        _ => panic!("the stack answers at once"),
-    }
-}
+pub use super::common::serve;
 
 const BURST: u32 = 1_000_000_000;
 const INTERVAL: Duration = Duration::from_micros(3600);

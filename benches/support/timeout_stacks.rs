@@ -6,9 +6,7 @@
 //! `poll_ready`, `call`, one poll of the response future and dropping it.
 
 use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
+use std::future::{Ready, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -57,24 +55,7 @@ fn handler()
     service_fn(|_req: Req| ready(Ok(Response::new(Full::default()))))
 }
 
-/// Sends `request` through `service`; the handler answers at once.
-#[inline]
-pub fn serve<S>(service: &mut S, request: Req)
-where
-    S: Service<Req>,
-    S::Error: std::fmt::Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    match service.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        _ => panic!("the handler is always ready"),
-    }
-    let future = pin!(service.call(request));
-    match future.poll(&mut cx) {
-        Poll::Ready(Ok(response)) => drop(std::hint::black_box(response)),
-        _ => panic!("the handler answers at once"),
-    }
-}
+pub use super::common::serve;
 
 /// Builds a request of `kind` and sends it through `service`.
 #[inline]

@@ -101,15 +101,17 @@ impl RateLimitLayer {
         RateLimitBuilder {
             extractor: Global,
             store: InMemory,
-            quotas: Vec::new(),
-            cost: None,
-            mode: Mode::Reject,
-            missing_key: MissingKey::SharedBucket,
-            headers: true,
-            max_keys: DEFAULT_MAX_KEYS,
-            overflow: Overflow::SharedBucket,
-            name: SharedString::const_str("default"),
-            renderer: Renderer::default(),
+            settings: Settings {
+                quotas: Vec::new(),
+                cost: None,
+                mode: Mode::Reject,
+                missing_key: MissingKey::SharedBucket,
+                headers: true,
+                max_keys: DEFAULT_MAX_KEYS,
+                overflow: Overflow::SharedBucket,
+                name: SharedString::const_str("default"),
+                renderer: Renderer::default(),
+            },
         }
     }
 }
@@ -199,6 +201,11 @@ where
 pub struct RateLimitBuilder<K, M = InMemory> {
     extractor: K,
     store: M,
+    settings: Settings,
+}
+
+/// Everything a builder holds besides its key extractor and store maker.
+struct Settings {
     quotas: Vec<Quota>,
     cost: Option<Box<CostFn>>,
     mode: Mode,
@@ -213,8 +220,8 @@ pub struct RateLimitBuilder<K, M = InMemory> {
 impl<K, M> fmt::Debug for RateLimitBuilder<K, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitBuilder")
-            .field("quotas", &self.quotas)
-            .field("mode", &self.mode)
+            .field("quotas", &self.settings.quotas)
+            .field("mode", &self.settings.mode)
             .finish_non_exhaustive()
     }
 }
@@ -226,15 +233,7 @@ impl<K, M> RateLimitBuilder<K, M> {
         RateLimitBuilder {
             extractor,
             store: self.store,
-            quotas: self.quotas,
-            cost: self.cost,
-            mode: self.mode,
-            missing_key: self.missing_key,
-            headers: self.headers,
-            max_keys: self.max_keys,
-            overflow: self.overflow,
-            name: self.name,
-            renderer: self.renderer,
+            settings: self.settings,
         }
     }
 
@@ -244,21 +243,13 @@ impl<K, M> RateLimitBuilder<K, M> {
         RateLimitBuilder {
             extractor: self.extractor,
             store: make,
-            quotas: self.quotas,
-            cost: self.cost,
-            mode: self.mode,
-            missing_key: self.missing_key,
-            headers: self.headers,
-            max_keys: self.max_keys,
-            overflow: self.overflow,
-            name: self.name,
-            renderer: self.renderer,
+            settings: self.settings,
         }
     }
 
     /// Adds a quota; a request must fit every quota (at most four).
     pub fn quota(mut self, quota: Quota) -> Self {
-        self.quotas.push(quota);
+        self.settings.quotas.push(quota);
         self
     }
 
@@ -267,46 +258,46 @@ impl<K, M> RateLimitBuilder<K, M> {
     where
         F: Fn(&RequestHead<'_>) -> u32 + Send + Sync + 'static,
     {
-        self.cost = Some(Box::new(cost));
+        self.settings.cost = Some(Box::new(cost));
         self
     }
 
     /// Reject (default), wait, or shadow: see [`Mode`].
     pub fn mode(mut self, mode: Mode) -> Self {
-        self.mode = mode;
+        self.settings.mode = mode;
         self
     }
 
     /// What to do when a request has no key: see [`MissingKey`].
     pub fn on_missing_key(mut self, missing: MissingKey) -> Self {
-        self.missing_key = missing;
+        self.settings.missing_key = missing;
         self
     }
 
     /// Whether to send the IETF `RateLimit-Policy` and `RateLimit` headers on
     /// allowed and refused responses (default `true`).
     pub fn headers(mut self, on: bool) -> Self {
-        self.headers = on;
+        self.settings.headers = on;
         self
     }
 
     /// The most keys held at once (default [`DEFAULT_MAX_KEYS`]) and what new
     /// keys get beyond that (default: a shared overflow bucket).
     pub fn max_keys(mut self, max_keys: usize, overflow: Overflow) -> Self {
-        self.max_keys = max_keys;
-        self.overflow = overflow;
+        self.settings.max_keys = max_keys;
+        self.settings.overflow = overflow;
         self
     }
 
     /// Names this instance in metrics and traces (default `"default"`).
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
-        self.name = instance_name(name);
+        self.settings.name = instance_name(name);
         self
     }
 
     /// Renders refusals your own way.
     pub fn renderer(mut self, renderer: Renderer) -> Self {
-        self.renderer = renderer;
+        self.settings.renderer = renderer;
         self
     }
 
@@ -324,24 +315,25 @@ impl<K, M> RateLimitBuilder<K, M> {
         M: MakeStore<K::Key>,
     {
         let fail = |message: String| Err(ConfigError::new("rate_limit", message));
-        if self.quotas.is_empty() {
+        let settings = self.settings;
+        if settings.quotas.is_empty() {
             return fail("at least one quota is needed".into());
         }
-        if self.quotas.len() > MAX_QUOTAS {
+        if settings.quotas.len() > MAX_QUOTAS {
             return fail(format!(
                 "at most {MAX_QUOTAS} quotas per limiter, got {}",
-                self.quotas.len()
+                settings.quotas.len()
             ));
         }
-        if self.max_keys == 0 {
+        if settings.max_keys == 0 {
             return fail("max_keys must be at least 1".into());
         }
-        if let MissingKey::Refuse(status) = self.missing_key {
+        if let MissingKey::Refuse(status) = settings.missing_key {
             if !(status.is_client_error() || status.is_server_error()) {
                 return fail(format!("the missing-key status {status} is not 4xx or 5xx"));
             }
         }
-        let max_wait = match self.mode {
+        let max_wait = match settings.mode {
             Mode::Wait(wait) if wait.is_zero() || wait > Duration::from_secs(86_400) => {
                 return fail(format!(
                     "the wait {wait:?} must be above zero and at most a day"
@@ -350,34 +342,34 @@ impl<K, M> RateLimitBuilder<K, M> {
             Mode::Wait(wait) => wait,
             Mode::Reject | Mode::Shadow => Duration::ZERO,
         };
-        let limits: Box<[Limit]> = self
+        let limits: Box<[Limit]> = settings
             .quotas
             .iter()
             .map(Quota::compile)
             .collect::<Result<_, _>>()?;
-        let missing_key_grpc = match self.missing_key {
+        let missing_key_grpc = match settings.missing_key {
             MissingKey::Refuse(StatusCode::UNAUTHORIZED) => GrpcCode::Unauthenticated,
             _ => GrpcCode::InvalidArgument,
         };
-        let policy_header = self.headers.then(|| headers::policy(&limits));
-        let name = self.name;
+        let policy_header = settings.headers.then(|| headers::policy(&limits));
+        let name = settings.name;
         let decisions = |decision: &'static str| metrics::counter!("armor.rate_limit.decisions", "name" => name.clone(), "decision" => decision);
-        let store = self
-            .store
-            .make_store(&self.quotas, self.max_keys, self.overflow)?;
+        let store =
+            self.store
+                .make_store(&settings.quotas, settings.max_keys, settings.overflow)?;
         let shared = Shared {
             store,
             unidentified: MemoryStore::from_limits(limits.clone(), 1, Overflow::SharedBucket),
             limits,
             extractor: self.extractor,
-            cost: self.cost,
-            mode: self.mode,
+            cost: settings.cost,
+            mode: settings.mode,
             max_wait,
-            missing_key: self.missing_key,
+            missing_key: settings.missing_key,
             missing_key_grpc,
             warned_missing_key: AtomicBool::new(false),
             policy_header,
-            renderer: self.renderer,
+            renderer: settings.renderer,
             allowed: decisions("allowed"),
             rejected: decisions("rejected"),
             shadow_rejected: decisions("shadow_rejected"),

@@ -60,3 +60,41 @@ pub type Client = hyper_util::client::legacy::Client<
     hyper_util::client::legacy::connect::HttpConnector,
     Full<Bytes>,
 >;
+
+/// Counter values by name and labels, e.g. `("armor.timeout.expired", ["name=api"], 3)`.
+pub type Counters = Vec<(String, Vec<String>, u64)>;
+
+/// Runs `test` on a paused current-thread runtime with a local debugging
+/// recorder (never a global one) and returns the non-zero counters it saw.
+pub fn counters_recorded<F: std::future::Future>(test: impl FnOnce() -> F) -> Counters {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+            .block_on(test());
+    });
+    let mut counters: Counters = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(key, _, _, value)| match value {
+            DebugValue::Counter(n) if n > 0 => Some((
+                key.key().name().to_owned(),
+                key.key()
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect(),
+                n,
+            )),
+            _ => None,
+        })
+        .collect();
+    counters.sort();
+    counters
+}

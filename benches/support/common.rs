@@ -1,0 +1,56 @@
+//! Shared by the benches and `examples/perreq.rs`: a counting allocator and
+//! the one way every stack is driven.
+#![allow(dead_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use tower::Service;
+
+/// Counts heap allocations; install with `#[global_allocator]`.
+pub struct CountingAllocator;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Allocations made so far by a program using [`CountingAllocator`].
+pub fn allocations() -> u64 {
+    ALLOCATIONS.load(Ordering::Relaxed)
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; it only counts.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+/// Sends `request` through `service`; every stack measured answers on the
+/// first poll, so no runtime is needed to drive it (only entered, for clocks).
+#[inline]
+pub fn serve<S, R>(service: &mut S, request: R)
+where
+    S: Service<R>,
+    S::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(
+        matches!(service.poll_ready(&mut cx), Poll::Ready(Ok(()))),
+        "the stack is always ready"
+    );
+    let future = pin!(service.call(request));
+    match future.poll(&mut cx) {
+        Poll::Ready(Ok(response)) => drop(std::hint::black_box(response)),
+        _ => panic!("the stack answers at once"),
+    }
+}
