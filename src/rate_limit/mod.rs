@@ -92,5 +92,6 @@ pub use layer::{
 pub use quota::Quota;
 pub use service::RateLimit;
 pub use store::{
-    Check, Decision, MemoryStore, Overflow, Placement, QuotaState, RateStore, Verdict,
+    Check, Clock, Decision, MemoryStore, Overflow, Placement, QuotaState, RateStore, StoreOptions,
+    Verdict,
 };
