@@ -6,7 +6,6 @@
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use tower::Service;
-use tower_armor::rate_limit::Clock;
 
 #[path = "support/common.rs"]
 mod common;
@@ -82,7 +81,7 @@ fn bench(c: &mut Criterion) {
     println!("heap allocations per request, global key (the bare handler's subtracted):");
     println!(
         "  armor            {:+.2}",
-        allocations(stacks::armor_global(Clock::Tokio))
+        allocations(stacks::armor_global())
     );
     println!(
         "  tower_governor   {:+.2}",
@@ -95,13 +94,7 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("rate_limit/global");
     measure(&mut group, "bare", 1, stacks::handler());
-    measure(&mut group, "armor", 1, stacks::armor_global(Clock::Tokio));
-    measure(
-        &mut group,
-        "armor (tsc clock)",
-        1,
-        stacks::armor_global(Clock::Tsc),
-    );
+    measure(&mut group, "armor", 1, stacks::armor_global());
     measure(
         &mut group,
         "tower_governor",
@@ -127,13 +120,7 @@ fn bench(c: &mut Criterion) {
             &mut group,
             "armor",
             keys,
-            stacks::armor_peer_ip(keys as usize, Clock::Tokio),
-        );
-        measure(
-            &mut group,
-            "armor (tsc clock)",
-            keys,
-            stacks::armor_peer_ip(keys as usize, Clock::Tsc),
+            stacks::armor_peer_ip(keys as usize),
         );
         measure(
             &mut group,

@@ -21,7 +21,6 @@ mod rate_limit_stacks;
 /// Rate-limit stacks, by name, with the number of distinct peer keys they see.
 fn run_rate_limit(name: &str, n: u64) -> bool {
     use rate_limit_stacks as rl;
-    use tower_armor::rate_limit::Clock::{Tokio, Tsc};
     fn go<S: tower::Service<rl::Req>>(mut service: S, keys: u64, n: u64)
     where
         S::Error: std::fmt::Debug,
@@ -32,9 +31,8 @@ fn run_rate_limit(name: &str, n: u64) -> bool {
     }
     match name {
         "bare" => go(rl::handler(), 1, n),
-        "armor-global" => go(rl::armor_global(Tokio), 1, n),
-        "armor-global-tsc" => go(rl::armor_global(Tsc), 1, n),
-        "armor-ip-10k" => go(rl::armor_peer_ip(10_000, Tokio), 10_000, n),
+        "armor-global" => go(rl::armor_global(), 1, n),
+        "armor-ip-10k" => go(rl::armor_peer_ip(10_000), 10_000, n),
         "tower-governor-global" => go(rl::tower_governor_global(), 1, n),
         "tower-governor-ip-10k" => go(rl::tower_governor_smart_ip(), 10_000, n),
         _ => return false,

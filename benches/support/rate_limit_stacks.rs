@@ -49,11 +49,8 @@ fn armor_quota() -> tower_armor::rate_limit::Quota {
     tower_armor::rate_limit::Quota::per_hour(1_000_000).burst(BURST)
 }
 
-pub fn armor_global(
-    clock: tower_armor::rate_limit::Clock,
-) -> impl Service<Req, Error = Infallible> {
+pub fn armor_global() -> impl Service<Req, Error = Infallible> {
     tower_armor::rate_limit::RateLimitLayer::builder()
-        .clock(clock)
         .quota(armor_quota())
         .headers(false)
         .build()
@@ -61,12 +58,8 @@ pub fn armor_global(
         .layer(handler())
 }
 
-pub fn armor_peer_ip(
-    keys: usize,
-    clock: tower_armor::rate_limit::Clock,
-) -> impl Service<Req, Error = Infallible> {
+pub fn armor_peer_ip(keys: usize) -> impl Service<Req, Error = Infallible> {
     tower_armor::rate_limit::RateLimitLayer::builder()
-        .clock(clock)
         .key(tower_armor::rate_limit::PeerIp)
         .quota(armor_quota())
         .headers(false)

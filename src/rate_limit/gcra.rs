@@ -103,47 +103,6 @@ fn idle(tats: &Tats, now: u64) -> bool {
     tats.iter().all(|&tat| tat <= now)
 }
 
-/// The clock a limiter measures time with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Clock {
-    /// Tokio's clock (default): `tokio::time::pause()` and `advance()` in
-    /// your tests drive the limiter exactly.
-    #[default]
-    Tokio,
-    /// The CPU's time-stamp counter, through quanta: about 15 ns cheaper per
-    /// request, but blind to Tokio's paused time.
-    Tsc,
-}
-
-/// A started clock: nanoseconds since the store began.
-#[derive(Debug)]
-enum StoreClock {
-    Tokio(Instant),
-    Tsc { clock: quanta::Clock, start: u64 },
-}
-
-impl StoreClock {
-    fn new(clock: Clock) -> Self {
-        match clock {
-            Clock::Tokio => StoreClock::Tokio(Instant::now()),
-            Clock::Tsc => {
-                let clock = quanta::Clock::new();
-                let start = clock.raw();
-                StoreClock::Tsc { clock, start }
-            }
-        }
-    }
-
-    fn now(&self) -> u64 {
-        match self {
-            StoreClock::Tokio(start) => {
-                u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
-            }
-            StoreClock::Tsc { clock, start } => clock.delta_as_nanos(*start, clock.raw()),
-        }
-    }
-}
-
 /// What happens to a new key when the store already holds `max_keys`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overflow {
@@ -197,7 +156,7 @@ pub(crate) struct KeyedStore<K> {
     /// cannot be aimed at one bucket without knowing the seed.
     hasher: DefaultHashBuilder,
     limits: Box<[Limit]>,
-    clock: StoreClock,
+    start: Instant,
     max_keys: usize,
     overflow: Overflow,
     overflow_bucket: Mutex<Tats>,
@@ -211,12 +170,7 @@ pub(crate) struct KeyedStore<K> {
 }
 
 impl<K: Hash + Eq> KeyedStore<K> {
-    pub(crate) fn new(
-        limits: Box<[Limit]>,
-        max_keys: usize,
-        overflow: Overflow,
-        clock: Clock,
-    ) -> Self {
+    pub(crate) fn new(limits: Box<[Limit]>, max_keys: usize, overflow: Overflow) -> Self {
         // A zero-sized key (the global limit) uses `single`, not the shards.
         let shards = if size_of::<K>() == 0 { 1 } else { SHARDS };
         KeyedStore {
@@ -230,7 +184,7 @@ impl<K: Hash + Eq> KeyedStore<K> {
                 .collect(),
             hasher: DefaultHashBuilder::default(),
             limits,
-            clock: StoreClock::new(clock),
+            start: Instant::now(),
             max_keys,
             overflow,
             overflow_bucket: Mutex::new([0; MAX_QUOTAS]),
@@ -241,9 +195,9 @@ impl<K: Hash + Eq> KeyedStore<K> {
         }
     }
 
-    /// Nanoseconds since the store began, on the configured clock.
+    /// Nanoseconds since the store began, on Tokio's clock (so paused time works).
     pub(crate) fn now(&self) -> u64 {
-        self.clock.now()
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// The number of keys held now.
@@ -498,7 +452,6 @@ mod tests {
             limits(&[Quota::per_second(1)]).into(),
             100,
             Overflow::Refuse,
-            Clock::Tokio,
         );
         for key in 0..100 {
             assert_eq!(
@@ -526,7 +479,6 @@ mod tests {
             limits(&[Quota::per_second(3)]).into(),
             1,
             Overflow::SharedBucket,
-            Clock::Tokio,
         );
         store.check(&0, 1, 0, false);
         let verdicts: Vec<_> = (1..=4).map(|key| store.check(&key, 1, 0, false)).collect();

@@ -13,7 +13,7 @@ use super::gcra::{MAX_QUOTAS, Overflow};
 use super::headers;
 use super::key::{Global, KeyExtractor, RequestHead};
 use super::quota::{Limit, Quota};
-use super::store::{Clock, MemoryStore, RateStore, StoreOptions};
+use super::store::{MemoryStore, RateStore};
 use crate::config::{ConfigError, instance_name};
 use crate::grpc::GrpcCode;
 use crate::reject::Renderer;
@@ -109,7 +109,6 @@ impl RateLimitLayer {
                 headers: true,
                 max_keys: DEFAULT_MAX_KEYS,
                 overflow: Overflow::SharedBucket,
-                clock: Clock::Tokio,
                 name: SharedString::const_str("default"),
                 renderer: Renderer::default(),
             },
@@ -155,12 +154,13 @@ pub trait MakeStore<Key> {
     /// The store made.
     type Store: RateStore<Key>;
 
-    /// Makes the store for `quotas` (already validated), set up as `options`
-    /// say where they apply.
+    /// Makes the store for `quotas` (already validated), holding at most
+    /// `max_keys` keys where that applies.
     fn make_store(
         self,
         quotas: &[Quota],
-        options: StoreOptions,
+        max_keys: usize,
+        overflow: Overflow,
     ) -> Result<Self::Store, ConfigError>;
 }
 
@@ -177,9 +177,10 @@ where
     fn make_store(
         self,
         quotas: &[Quota],
-        options: StoreOptions,
+        max_keys: usize,
+        overflow: Overflow,
     ) -> Result<MemoryStore<Key>, ConfigError> {
-        MemoryStore::new(quotas, options)
+        MemoryStore::new(quotas, max_keys, overflow)
     }
 }
 
@@ -190,7 +191,7 @@ where
 {
     type Store = St;
 
-    fn make_store(self, quotas: &[Quota], _: StoreOptions) -> Result<St, ConfigError> {
+    fn make_store(self, quotas: &[Quota], _: usize, _: Overflow) -> Result<St, ConfigError> {
         Ok(self(quotas))
     }
 }
@@ -212,7 +213,6 @@ struct Settings {
     headers: bool,
     max_keys: usize,
     overflow: Overflow,
-    clock: Clock,
     name: SharedString,
     renderer: Renderer,
 }
@@ -289,14 +289,6 @@ impl<K, M> RateLimitBuilder<K, M> {
         self
     }
 
-    /// The clock the in-process store measures time with: Tokio's (default,
-    /// follows `tokio::time::pause()` in tests) or the CPU's time-stamp
-    /// counter (faster, blind to paused time). See [`Clock`].
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.settings.clock = clock;
-        self
-    }
-
     /// Names this instance in metrics and traces (default `"default"`).
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.settings.name = instance_name(name);
@@ -362,22 +354,12 @@ impl<K, M> RateLimitBuilder<K, M> {
         let policy_header = settings.headers.then(|| headers::policy(&limits));
         let name = settings.name;
         let decisions = |decision: &'static str| metrics::counter!("armor.rate_limit.decisions", "name" => name.clone(), "decision" => decision);
-        let options = StoreOptions {
-            max_keys: settings.max_keys,
-            overflow: settings.overflow,
-            clock: settings.clock,
-        };
-        let store = self.store.make_store(&settings.quotas, options)?;
+        let store =
+            self.store
+                .make_store(&settings.quotas, settings.max_keys, settings.overflow)?;
         let shared = Shared {
             store,
-            unidentified: MemoryStore::from_limits(
-                limits.clone(),
-                StoreOptions {
-                    max_keys: 1,
-                    overflow: Overflow::SharedBucket,
-                    ..options
-                },
-            ),
+            unidentified: MemoryStore::from_limits(limits.clone(), 1, Overflow::SharedBucket),
             limits,
             extractor: self.extractor,
             cost: settings.cost,

@@ -92,6 +92,5 @@ pub use layer::{
 pub use quota::Quota;
 pub use service::RateLimit;
 pub use store::{
-    Check, Clock, Decision, MemoryStore, Overflow, Placement, QuotaState, RateStore, StoreOptions,
-    Verdict,
+    Check, Decision, MemoryStore, Overflow, Placement, QuotaState, RateStore, Verdict,
 };

@@ -15,18 +15,7 @@ use super::gcra::KeyedStore;
 use super::quota::{Limit, Quota};
 use crate::config::ConfigError;
 
-pub use super::gcra::{Clock, Overflow};
-
-/// How an in-process store is set up; built by the layer's builder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreOptions {
-    /// The most keys held at once.
-    pub max_keys: usize,
-    /// What new keys get beyond `max_keys`.
-    pub overflow: Overflow,
-    /// The clock time is measured with.
-    pub clock: Clock,
-}
+pub use super::gcra::Overflow;
 
 /// What a store is asked for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,18 +106,18 @@ pub struct MemoryStore<K> {
 }
 
 impl<K: Hash + Eq> MemoryStore<K> {
-    /// A store for `quotas`, set up as `options` say.
-    pub fn new(quotas: &[Quota], options: StoreOptions) -> Result<Self, ConfigError> {
+    /// A store for `quotas`, holding at most `max_keys` keys.
+    pub fn new(quotas: &[Quota], max_keys: usize, overflow: Overflow) -> Result<Self, ConfigError> {
         let limits = quotas
             .iter()
             .map(Quota::compile)
             .collect::<Result<Box<[_]>, _>>()?;
-        Ok(Self::from_limits(limits, options))
+        Ok(Self::from_limits(limits, max_keys, overflow))
     }
 
-    pub(crate) fn from_limits(limits: Box<[Limit]>, options: StoreOptions) -> Self {
+    pub(crate) fn from_limits(limits: Box<[Limit]>, max_keys: usize, overflow: Overflow) -> Self {
         MemoryStore {
-            inner: KeyedStore::new(limits, options.max_keys, options.overflow, options.clock),
+            inner: KeyedStore::new(limits, max_keys, overflow),
         }
     }
 }
