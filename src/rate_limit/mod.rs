@@ -25,6 +25,10 @@
 //!   shard at a time as new keys arrive (no background task); at most
 //!   [`max_keys`](RateLimitBuilder::max_keys) are held, beyond which new keys
 //!   share an overflow bucket (or are refused, see [`Overflow`]).
+//! * **Stores**: state lives in a [`MemoryStore`] unless
+//!   [`store_with`](RateLimitBuilder::store_with) plugs in another
+//!   [`RateStore`] (an async one, e.g. distributed). Time is Tokio's, so
+//!   `tokio::time::pause()` in your tests drives the limiter exactly.
 //! * **Metrics**: `armor.rate_limit.decisions{name, decision}` with
 //!   `allowed`, `rejected` or `shadow_rejected`, and the gauge
 //!   `armor.rate_limit.keys{name}`.
