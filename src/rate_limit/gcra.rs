@@ -493,4 +493,59 @@ mod tests {
             .count();
         assert_eq!(allowed, 3);
     }
+
+    mod against_governor {
+        //! Differential property test: for one quota, every decision matches
+        //! governor's (the GCRA implementation DESIGN.md names), step by step.
+
+        use super::*;
+        use governor::clock::FakeRelativeClock;
+        use proptest::prelude::*;
+        use std::num::NonZeroU32;
+
+        fn run(
+            count: u32,
+            period_ms: u64,
+            burst: u32,
+            steps: &[(u64, u32)],
+        ) -> Result<(), TestCaseError> {
+            let period = Duration::from_millis(period_ms);
+            let ours = [Quota::new(count, period).burst(burst).compile().unwrap()];
+            let interval = Duration::from_nanos(ours[0].interval);
+            let quota = governor::Quota::with_period(interval)
+                .unwrap()
+                .allow_burst(NonZeroU32::new(burst).unwrap());
+            let clock = FakeRelativeClock::default();
+            let theirs = governor::RateLimiter::direct_with_clock(quota, clock.clone());
+            let mut tats = [0; MAX_QUOTAS];
+            let mut now = 0u64;
+            for (i, &(advance_us, cost)) in steps.iter().enumerate() {
+                now += advance_us * 1_000;
+                clock.advance(Duration::from_micros(advance_us));
+                let mine = check(&ours, &mut tats, now, cost, 0, false).verdict == Verdict::Allowed;
+                let expected = matches!(theirs.check_n(NonZeroU32::new(cost).unwrap()), Ok(Ok(())));
+                prop_assert_eq!(
+                    mine,
+                    expected,
+                    "step {} (+{}us, cost {})",
+                    i,
+                    advance_us,
+                    cost
+                );
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #[test]
+            fn single_quota_decisions_match_governor(
+                count in 1u32..50,
+                period_ms in 1u64..5_000,
+                burst in 1u32..20,
+                steps in prop::collection::vec((0u64..400_000, 1u32..25), 1..200),
+            ) {
+                run(count, period_ms, burst, &steps)?;
+            }
+        }
+    }
 }

@@ -536,4 +536,36 @@ mod tests {
             Some(ip("192.0.2.1"))
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn forwarding_headers_never_panic_and_cannot_be_forged(
+                bytes in prop::collection::vec(any::<u8>(), 0..80),
+                header in 0..3usize,
+                trusted_peer in any::<bool>(),
+            ) {
+                let which = [
+                    ForwardedHeader::XForwardedFor,
+                    ForwardedHeader::Forwarded,
+                    ForwardedHeader::XRealIp,
+                ][header];
+                let client = ClientIp::trusting(["10.0.0.0/8", "fd00::/8"]).unwrap().header(which);
+                let peer = if trusted_peer { ip("10.0.0.1") } else { ip("203.0.113.1") };
+                if let Ok(value) = http::HeaderValue::from_bytes(&bytes) {
+                    let mut headers = HeaderMap::new();
+                    for name in [&X_FORWARDED_FOR, &FORWARDED, &X_REAL_IP] {
+                        headers.insert(name.clone(), value.clone());
+                    }
+                    let key = client.client_ip(peer, &headers);
+                    if !trusted_peer {
+                        prop_assert_eq!(key, peer);
+                    }
+                }
+            }
+        }
+    }
 }
