@@ -28,19 +28,10 @@ where
         stacks::serve(&mut service, request);
     }
     let mut bare = stacks::handler();
-    let baseline = {
-        let warm: Vec<_> = (0..N).map(|n| stacks::request(n, 1)).collect();
-        let before = common::allocations();
-        for request in warm {
-            stacks::serve(&mut bare, request);
-        }
-        common::allocations() - before
-    };
-    let before = common::allocations();
-    for request in requests {
-        stacks::serve(&mut service, request);
-    }
-    let used = common::allocations() - before;
+    let warm: Vec<_> = (0..N).map(|n| stacks::request(n, 1)).collect();
+    let baseline =
+        common::allocations_during(|| warm.into_iter().for_each(|r| stacks::serve(&mut bare, r)));
+    let used = common::allocations_during(|| requests.for_each(|r| stacks::serve(&mut service, r)));
     (used as f64 - baseline as f64) / N as f64
 }
 

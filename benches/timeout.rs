@@ -18,9 +18,10 @@ static GLOBAL: common::CountingAllocator = common::CountingAllocator;
 fn allocations_per_request(name: &str) -> f64 {
     const N: u64 = 10_000;
     stacks::run(name, 100); // warm up lazily made state
-    let before = common::allocations();
-    stacks::run(name, N);
-    (common::allocations() - before) as f64 / N as f64
+    common::allocations_during(|| {
+        stacks::run(name, N);
+    }) as f64
+        / N as f64
 }
 
 fn bench(c: &mut Criterion) {

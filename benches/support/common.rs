@@ -15,9 +15,11 @@ pub struct CountingAllocator;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
-/// Allocations made so far by a program using [`CountingAllocator`].
-pub fn allocations() -> u64 {
-    ALLOCATIONS.load(Ordering::Relaxed)
+/// Heap allocations made while `work` runs, in a program using [`CountingAllocator`].
+pub fn allocations_during(work: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    work();
+    ALLOCATIONS.load(Ordering::Relaxed) - before
 }
 
 // SAFETY: forwards every call to the system allocator unchanged; it only counts.
