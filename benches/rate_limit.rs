@@ -63,10 +63,7 @@ fn measure<S>(
 }
 
 fn bench(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a runtime");
+    let runtime = common::runtime();
     let _context = runtime.enter();
 
     println!("heap allocations per request, global key (the bare handler's subtracted):");

@@ -25,10 +25,7 @@ fn allocations_per_request(name: &str) -> f64 {
 }
 
 fn bench(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a runtime");
+    let runtime = common::runtime();
     let _context = runtime.enter();
 
     for (suffix, kind) in [("", stacks::Kind::Get), (":post", stacks::Kind::Post)] {

@@ -49,10 +49,7 @@ fn main() {
         );
         std::process::exit(2);
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a runtime");
+    let runtime = common::runtime();
     let _context = runtime.enter();
     let found = match stack.strip_prefix("rl:") {
         Some(name) => run_rate_limit(name, n),

@@ -44,6 +44,23 @@ fn grpc_request(timeout_header: Option<&str>) -> Request<Full<Bytes>> {
     builder.body(Full::default()).unwrap()
 }
 
+/// A handler that waits `delay`, then answers with the milliseconds left
+/// before the request's deadline.
+fn reports_time_left(
+    delay: Duration,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<String>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone {
+    service_fn(move |req: Request<Full<Bytes>>| async move {
+        sleep(delay).await;
+        let left = Deadline::from_request(&req).unwrap().remaining();
+        Ok::<_, Infallible>(Response::new(format!("{}", left.as_millis())))
+    })
+}
+
 async fn body_text<B: http_body::Body>(response: Response<B>) -> String
 where
     B::Error: std::fmt::Debug,
@@ -179,11 +196,7 @@ async fn grpc_timeout_is_ignored_when_honouring_is_off() {
 async fn handlers_read_the_time_left_from_the_deadline_extension() {
     let service = ServiceBuilder::new()
         .layer(layer(Duration::from_secs(3)))
-        .service_fn(|req: Request<Full<Bytes>>| async move {
-            sleep(Duration::from_millis(500)).await;
-            let left = Deadline::from_request(&req).unwrap().remaining();
-            Ok::<_, Infallible>(Response::new(format!("{}", left.as_millis())))
-        });
+        .service(reports_time_left(Duration::from_millis(500)));
     let response = service
         .oneshot(Request::new(Full::default()))
         .await
@@ -196,10 +209,7 @@ async fn nested_timeouts_expose_the_earliest_deadline() {
     let service = ServiceBuilder::new()
         .layer(layer(Duration::from_secs(1)))
         .layer(layer(Duration::from_secs(30)))
-        .service_fn(|req: Request<Full<Bytes>>| async move {
-            let left = Deadline::from_request(&req).unwrap().remaining();
-            Ok::<_, Infallible>(Response::new(format!("{}", left.as_millis())))
-        });
+        .service(reports_time_left(Duration::ZERO));
     let response = service
         .oneshot(Request::new(Full::default()))
         .await

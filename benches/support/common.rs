@@ -37,6 +37,15 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 }
 
+/// The runtime every stack is measured in: current-thread, with time (the
+/// timeouts and the rate limiter read its clock). Enter it before serving.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime")
+}
+
 /// Sends `request` through `service`; every stack measured answers on the
 /// first poll, so no runtime is needed to drive it (only entered, for clocks).
 #[inline]
