@@ -77,10 +77,13 @@ pub mod classify;
 mod config;
 mod deadline;
 pub mod grpc;
+pub mod key;
 pub mod reject;
 #[cfg_attr(not(feature = "timeout"), allow(dead_code))]
 mod timer;
 
+#[cfg(feature = "circuit-breaker")]
+pub mod circuit_breaker;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 #[cfg(feature = "timeout")]

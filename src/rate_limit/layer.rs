@@ -11,11 +11,11 @@ use tower_layer::Layer;
 use super::RateLimit;
 use super::gcra::{MAX_QUOTAS, Overflow};
 use super::headers;
-use super::key::{Global, KeyExtractor, RequestHead};
 use super::quota::{Limit, Quota};
 use super::store::{MemoryStore, RateStore};
 use crate::config::{ConfigError, instance_name};
 use crate::grpc::GrpcCode;
+use crate::key::{Global, KeyExtractor, RequestHead};
 use crate::reject::Renderer;
 
 /// What happens when a request is over its limit.

@@ -77,19 +77,19 @@
 mod future;
 mod gcra;
 mod headers;
-mod key;
+
 mod layer;
 mod quota;
 mod service;
 mod store;
 
-pub use future::ResponseFuture;
 #[cfg(feature = "axum")]
-pub use key::MatchedRoute;
-pub use key::{
+pub use crate::key::MatchedRoute;
+pub use crate::key::{
     ClientIp, ForwardedHeader, Global, Header, IpNetwork, KeyExtractor, MethodAndPath, Or, PeerIp,
     RequestHead,
 };
+pub use future::ResponseFuture;
 pub use layer::{
     DEFAULT_MAX_KEYS, InMemory, MakeStore, MissingKey, Mode, RateLimitBuilder, RateLimitLayer,
 };

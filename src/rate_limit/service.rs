@@ -11,11 +11,11 @@ use tower_service::Service;
 use super::ResponseFuture;
 use super::future::RateHeaders;
 use super::headers;
-use super::key::{KeyExtractor, RequestHead};
 use super::layer::{MissingKey, Mode, Shared};
 use super::store::{Check, Decision, Placement, RateStore, Verdict};
 use crate::body::ArmorBody;
 use crate::grpc::Protocol;
+use crate::key::{KeyExtractor, RequestHead};
 use crate::reject::{Reason, Rejection};
 
 /// The service made by [`RateLimitLayer`](super::RateLimitLayer).

@@ -1,4 +1,10 @@
-//! Who a request is counted against.
+//! Who a request belongs to: the keys that rate limits and circuit breakers
+//! keep separate state for.
+//!
+//! A [`KeyExtractor`] looks at a [`RequestHead`] and returns a key, or `None`
+//! when the request has none (each layer documents what it does then).
+//! Closures `Fn(&RequestHead<'_>) -> Option<K>` are extractors, and `a.or(b)`
+//! tries `b` when `a` finds nothing.
 
 use std::fmt;
 use std::hash::Hash;
@@ -36,7 +42,7 @@ impl<'a> RequestHead<'a> {
 }
 
 /// Picks the key a request is counted against; `None` when it has none (the
-/// layer's [`on_missing_key`](super::RateLimitBuilder::on_missing_key) rule applies).
+/// layer using it documents what happens then).
 ///
 /// Closures `Fn(&RequestHead<'_>) -> Option<K>` are extractors.
 pub trait KeyExtractor: Send + Sync + 'static {
@@ -167,7 +173,7 @@ impl FromStr for IpNetwork {
     type Err = ConfigError;
 
     fn from_str(text: &str) -> Result<Self, ConfigError> {
-        let bad = || ConfigError::new("rate_limit", format!("{text:?} is not an IP network"));
+        let bad = || ConfigError::new("key", format!("{text:?} is not an IP network"));
         let (address, prefix) = match text.split_once('/') {
             Some((address, prefix)) => (address, Some(prefix)),
             None => (text, None),
@@ -370,6 +376,23 @@ impl KeyExtractor for MethodAndPath {
 
     fn extract(&self, request: &RequestHead<'_>) -> Option<(Method, String)> {
         Some((request.method.clone(), request.uri.path().to_owned()))
+    }
+}
+
+/// The upstream a client request goes to: the URI's authority, else the
+/// `Host` header. For a client stack, one breaker or budget per upstream.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Authority;
+
+impl KeyExtractor for Authority {
+    type Key = http::uri::Authority;
+
+    fn extract(&self, request: &RequestHead<'_>) -> Option<http::uri::Authority> {
+        if let Some(authority) = request.uri.authority() {
+            return Some(authority.clone());
+        }
+        let host = request.headers.get(http::header::HOST)?;
+        http::uri::Authority::try_from(host.as_bytes()).ok()
     }
 }
 

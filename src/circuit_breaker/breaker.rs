@@ -1,0 +1,440 @@
+//! A breaker with what reports on it (metrics, the state-change hook), the
+//! operator handle, and the bounded registry of keyed breakers.
+
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hashbrown::DefaultHashBuilder;
+use metrics::{Counter, Gauge, SharedString};
+use tokio::time::Instant;
+
+use super::core::{Admission, Change, CircuitState, Core, Counted, Permit, Policy};
+use crate::classify::Outcome;
+
+/// A change of a breaker's state, as the hook set with
+/// [`on_state_change`](super::CircuitBreakerBuilder::on_state_change) sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct StateChange<'a, K> {
+    /// The breaker's key; `None` for an unkeyed breaker or the shared breaker
+    /// of requests without a key.
+    pub key: Option<&'a K>,
+    /// The state before.
+    pub from: CircuitState,
+    /// The state now.
+    pub to: CircuitState,
+}
+
+pub(crate) type Hook<K> = dyn Fn(&StateChange<'_, K>) + Send + Sync;
+
+/// Metric handles and the hook, shared by every breaker of a layer.
+pub(crate) struct Observer<K> {
+    pub(crate) name: SharedString,
+    calls: [Counter; 7],
+    /// How many of the layer's breakers are in each state.
+    states: [Gauge; 6],
+    hook: Option<Box<Hook<K>>>,
+}
+
+const CALL_OUTCOMES: [&str; 7] = [
+    "success",
+    "failure",
+    "slow",
+    "refused",
+    "cancelled",
+    "ignored",
+    "shadow_refused",
+];
+
+/// The `outcome` label a call is counted under.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CallLabel {
+    Counted(Counted),
+    Refused,
+    ShadowRefused,
+}
+
+impl CallLabel {
+    fn index(self) -> usize {
+        match self {
+            CallLabel::Counted(Counted::Success) => 0,
+            CallLabel::Counted(Counted::Failure) => 1,
+            CallLabel::Counted(Counted::Slow) => 2,
+            CallLabel::Refused => 3,
+            CallLabel::Counted(Counted::Cancelled) => 4,
+            CallLabel::Counted(Counted::Ignored) => 5,
+            CallLabel::ShadowRefused => 6,
+        }
+    }
+}
+
+impl<K> Observer<K> {
+    pub(crate) fn new(name: SharedString, hook: Option<Box<Hook<K>>>) -> Self {
+        let calls = CALL_OUTCOMES.map(|outcome| {
+            metrics::counter!("armor.circuit_breaker.calls", "name" => name.clone(), "outcome" => outcome)
+        });
+        let states = CircuitState::ALL.map(|state| {
+            metrics::gauge!("armor.circuit_breaker.state", "name" => name.clone(), "state" => state.as_str())
+        });
+        // Every state is set, so a dashboard never sees a stale 1.
+        for gauge in &states {
+            gauge.set(0.0);
+        }
+        Observer {
+            name,
+            calls,
+            states,
+            hook,
+        }
+    }
+
+    pub(crate) fn count(&self, label: CallLabel) {
+        self.calls[label.index()].increment(1);
+    }
+
+    fn transition(&self, key: Option<&K>, (from, to): Change) {
+        metrics::counter!(
+            "armor.circuit_breaker.transitions",
+            "name" => self.name.clone(),
+            "from" => from.as_str(),
+            "to" => to.as_str()
+        )
+        .increment(1);
+        tracing::info!(
+            name = &*self.name,
+            from = from.as_str(),
+            to = to.as_str(),
+            "circuit breaker state changed"
+        );
+        if let Some(hook) = &self.hook {
+            hook(&StateChange { key, from, to });
+        }
+    }
+
+    fn gauge_moved(&self, (from, to): Change) {
+        self.states[from.index()].decrement(1.0);
+        self.states[to.index()].increment(1.0);
+    }
+}
+
+/// One breaker of a layer, with its key.
+pub(crate) struct Breaker<K> {
+    pub(crate) key: Option<K>,
+    pub(crate) core: Core,
+    pub(crate) observer: Arc<Observer<K>>,
+    /// Used since the registry's last idle sweep.
+    touched: AtomicBool,
+}
+
+impl<K> Breaker<K> {
+    pub(crate) fn new(key: Option<K>, policy: Policy, observer: Arc<Observer<K>>) -> Self {
+        observer.states[CircuitState::Closed.index()].increment(1.0);
+        Breaker {
+            key,
+            core: Core::new(policy),
+            observer,
+            touched: AtomicBool::new(true),
+        }
+    }
+
+    pub(crate) fn admit(&self) -> Admission {
+        let mut changes = Vec::new();
+        let admission = self.core.admit(&|| self.core.now_us(), &mut changes);
+        self.report(&changes);
+        match &admission {
+            Admission::Refused(_) => self.observer.count(CallLabel::Refused),
+            Admission::Admitted(permit) if permit.kind == super::core::PermitKind::Shadow => {
+                self.observer.count(CallLabel::ShadowRefused)
+            }
+            Admission::Admitted(_) => {}
+        }
+        admission
+    }
+
+    pub(crate) fn complete(&self, permit: Permit, outcome: Outcome) {
+        use super::core::PermitKind;
+        let mut changes = Vec::new();
+        let counted = self
+            .core
+            .complete(permit, outcome, &|| self.core.now_us(), &mut changes);
+        if matches!(permit.kind, PermitKind::Closed | PermitKind::Probe) {
+            self.observer.count(CallLabel::Counted(counted));
+        }
+        self.report(&changes);
+    }
+
+    /// Reports the state machine's own changes, then brings the gauge up to date.
+    fn report(&self, changes: &[Change]) {
+        if changes.is_empty() {
+            return;
+        }
+        for &change in changes {
+            self.observer.transition(self.key.as_ref(), change);
+        }
+        if let Some(change) = self.core.sync_reported() {
+            self.observer.gauge_moved(change);
+        }
+    }
+
+    /// After an operator action: the change callers see is the one reported.
+    fn operator_changed(&self) {
+        if let Some(change) = self.core.sync_reported() {
+            self.observer.gauge_moved(change);
+            self.observer.transition(self.key.as_ref(), change);
+        }
+    }
+
+    fn touch(&self) {
+        if !self.touched.load(Ordering::Relaxed) {
+            self.touched.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl<K> Drop for Breaker<K> {
+    fn drop(&mut self) {
+        self.observer.states[self.core.reported().index()].decrement(1.0);
+    }
+}
+
+/// Reads and steers one breaker: for operators, admin endpoints and health
+/// checks. Cheap to clone; every clone steers the same breaker.
+pub struct CircuitHandle<K = ()> {
+    breaker: Arc<Breaker<K>>,
+}
+
+impl<K> Clone for CircuitHandle<K> {
+    fn clone(&self) -> Self {
+        CircuitHandle {
+            breaker: self.breaker.clone(),
+        }
+    }
+}
+
+impl<K: std::fmt::Debug> std::fmt::Debug for CircuitHandle<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitHandle")
+            .field("name", &self.breaker.observer.name)
+            .field("key", &self.breaker.key)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+/// The calls a closed breaker's window holds now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowStats {
+    /// Calls in the window.
+    pub calls: u64,
+    /// Of which failed.
+    pub failures: u64,
+    /// Of which were slow.
+    pub slow: u64,
+}
+
+impl<K> CircuitHandle<K> {
+    pub(crate) fn new(breaker: Arc<Breaker<K>>) -> Self {
+        CircuitHandle { breaker }
+    }
+
+    /// The state callers see now.
+    pub fn state(&self) -> CircuitState {
+        self.breaker.core.state()
+    }
+
+    /// The state machine's own state, which keeps running under
+    /// [`metrics_only`](Self::metrics_only).
+    pub fn machine_state(&self) -> CircuitState {
+        self.breaker.core.machine_state()
+    }
+
+    /// When the next call will be admitted: now, the end of the open period,
+    /// or `None` when that depends on probes in flight or on an operator.
+    pub fn next_admission(&self) -> Option<Instant> {
+        let core = &self.breaker.core;
+        core.next_admission_us().map(|us| core.instant_at_us(us))
+    }
+
+    /// What the window holds now.
+    pub fn window(&self) -> WindowStats {
+        let core = &self.breaker.core;
+        let totals = core.totals(|| core.now_us());
+        WindowStats {
+            calls: totals.calls,
+            failures: totals.failures,
+            slow: totals.slow,
+        }
+    }
+
+    /// Isolates the service: every call is refused until
+    /// [`force_closed`](Self::force_closed) or [`reset`](Self::reset).
+    pub fn force_open(&self) {
+        self.breaker.core.force_open();
+        self.breaker.operator_changed();
+    }
+
+    /// Closes now with an empty window, ending any operator mode. The breaker
+    /// then works as usual, and remembers how often it re-opened: if it trips
+    /// again soon, it stays open as long as it would have.
+    pub fn force_closed(&self) {
+        let mut changes = Vec::new();
+        self.breaker.core.close(false, &mut changes);
+        self.breaker.operator_changed();
+    }
+
+    /// Switches the breaker off: every call goes through and nothing is
+    /// recorded, until [`force_closed`](Self::force_closed) or [`reset`](Self::reset).
+    pub fn disable(&self) {
+        self.breaker.core.disable();
+        self.breaker.operator_changed();
+    }
+
+    /// Observes without refusing: the state machine, its metrics and the hook
+    /// carry on, but calls it would refuse go through (counted as
+    /// `shadow_refused`). For trying out a breaker on live traffic.
+    pub fn metrics_only(&self) {
+        self.breaker.core.metrics_only();
+        self.breaker.operator_changed();
+    }
+
+    /// Makes the breaker as new: closed, empty window, no memory of past
+    /// re-openings, no operator mode.
+    pub fn reset(&self) {
+        let mut changes = Vec::new();
+        self.breaker.core.close(true, &mut changes);
+        self.breaker.operator_changed();
+    }
+}
+
+type Shard<K> = RwLock<hashbrown::HashMap<K, Arc<Breaker<K>>>>;
+
+/// The keyed breakers of one layer: sharded, bounded, idle ones forgotten.
+pub(crate) struct Registry<K> {
+    shards: Box<[Shard<K>]>,
+    hasher: DefaultHashBuilder,
+    /// Requests with no key, and new keys while the registry is full, share this one.
+    pub(crate) shared: Arc<Breaker<K>>,
+    policy: Policy,
+    observer: Arc<Observer<K>>,
+    max_keys: usize,
+    idle_us: u64,
+    live: AtomicU64,
+    swept_at_us: AtomicU64,
+    epoch: Instant,
+}
+
+const SHARDS: usize = 16;
+
+impl<K: Hash + Eq + Clone> Registry<K> {
+    pub(crate) fn new(
+        policy: Policy,
+        observer: Arc<Observer<K>>,
+        max_keys: usize,
+        idle: Duration,
+    ) -> Self {
+        Registry {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            hasher: DefaultHashBuilder::default(),
+            shared: Arc::new(Breaker::new(None, policy.clone(), observer.clone())),
+            policy,
+            observer,
+            max_keys,
+            idle_us: u64::try_from(idle.as_micros()).unwrap_or(u64::MAX),
+            live: AtomicU64::new(0),
+            swept_at_us: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn shard(&self, key: &K) -> &Shard<K> {
+        let hash = self.hasher.hash_one(key);
+        &self.shards[(hash >> 60) as usize % SHARDS]
+    }
+
+    /// The breaker for `key`, made if new (or the shared one when full).
+    pub(crate) fn get(&self, key: &K) -> Arc<Breaker<K>> {
+        let shard = self.shard(key);
+        if let Some(breaker) = read(shard).get(key) {
+            breaker.touch();
+            return breaker.clone();
+        }
+        self.maybe_sweep();
+        if self.live.load(Ordering::Relaxed) >= self.max_keys as u64 {
+            return self.shared.clone();
+        }
+        let mut map = write(shard);
+        let breaker = map.entry(key.clone()).or_insert_with(|| {
+            self.live.fetch_add(1, Ordering::Relaxed);
+            Arc::new(Breaker::new(
+                Some(key.clone()),
+                self.policy.clone(),
+                self.observer.clone(),
+            ))
+        });
+        breaker.clone()
+    }
+
+    pub(crate) fn existing(&self, key: &K) -> Option<Arc<Breaker<K>>> {
+        read(self.shard(key)).get(key).cloned()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.live.load(Ordering::Relaxed) as usize
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<(K, CircuitState)> {
+        self.shards
+            .iter()
+            .flat_map(|shard| {
+                read(shard)
+                    .iter()
+                    .map(|(key, breaker)| (key.clone(), breaker.core.state()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// At most once per idle period, when a new key arrives: forgets breakers
+    /// that were not used since the last sweep, are closed, are not held in
+    /// an operator mode and have no call in flight. Such a breaker is
+    /// indistinguishable from a new one.
+    fn maybe_sweep(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let last = self.swept_at_us.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < self.idle_us
+            || self
+                .swept_at_us
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.sweep();
+    }
+
+    pub(crate) fn sweep(&self) -> usize {
+        let mut dropped = 0;
+        for shard in self.shards.iter() {
+            write(shard).retain(|_, breaker| {
+                let idle = !breaker.touched.swap(false, Ordering::Relaxed)
+                    && breaker.core.state() == CircuitState::Closed
+                    && breaker.core.totals(|| breaker.core.now_us()).failures == 0
+                    && Arc::strong_count(breaker) == 1;
+                dropped += usize::from(idle);
+                !idle
+            });
+        }
+        self.live.fetch_sub(dropped as u64, Ordering::Relaxed);
+        dropped
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
