@@ -803,6 +803,38 @@ mod tests {
     }
 
     #[test]
+    fn exactly_n_probes_across_threads() {
+        let core = Core::new(Policy {
+            probes: 5,
+            ..policy()
+        });
+        let now = AtomicU64::new(0);
+        let clock = || now.load(Ordering::Relaxed);
+        for _ in 0..4 {
+            if let Admission::Admitted(permit) = core.admit(&clock, &mut Vec::new()) {
+                core.complete(permit, FAIL, &clock, &mut Vec::new());
+            }
+        }
+        assert_eq!(core.state(), CircuitState::Open);
+        now.store(10_000_000, Ordering::Relaxed);
+        let admitted = AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..1000 {
+                        if let Admission::Admitted(permit) = core.admit(&clock, &mut Vec::new()) {
+                            assert_eq!(permit.kind, PermitKind::Probe);
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(admitted.load(Ordering::Relaxed), 5);
+        assert_eq!(core.state(), CircuitState::HalfOpen);
+    }
+
+    #[test]
     fn a_cancelled_probe_gives_its_permit_back() {
         let breaker = Clocked::new(policy());
         for _ in 0..4 {
