@@ -5,6 +5,7 @@
 //! cargo build --release --example perreq
 //! instructions-per-request.sh target/release/examples/perreq armor          # a timeout stack
 //! instructions-per-request.sh target/release/examples/perreq rl:armor-global
+//! instructions-per-request.sh target/release/examples/perreq cb:armor       # a breaker, closed
 //! ```
 
 #[path = "../benches/support/common.rs"]
@@ -17,6 +18,31 @@ mod stacks;
 #[path = "../benches/support/rate_limit_stacks.rs"]
 #[allow(dead_code)]
 mod rate_limit_stacks;
+
+#[path = "../benches/support/circuit_breaker_stacks.rs"]
+#[allow(dead_code)]
+mod circuit_breaker_stacks;
+
+/// Circuit-breaker stacks (closed), by name.
+fn run_circuit_breaker(name: &str, n: u64) -> bool {
+    use circuit_breaker_stacks as cb;
+    fn go<S: tower::Service<cb::Req>>(mut service: S, n: u64)
+    where
+        S::Error: std::fmt::Debug,
+    {
+        for _ in 0..n {
+            common::serve(&mut service, cb::request());
+        }
+    }
+    match name {
+        "bare" => go(cb::handler(), n),
+        "armor" => go(cb::armor(), n),
+        "tower-resilience" => go(cb::tower_resilience(), n),
+        "failsafe" => go(cb::failsafe(), n),
+        _ => return false,
+    }
+    true
+}
 
 /// Rate-limit stacks, by name, with the number of distinct peer keys they see.
 fn run_rate_limit(name: &str, n: u64) -> bool {
@@ -44,16 +70,19 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(stack), Some(n)) = (args.next(), args.next().and_then(|n| n.parse().ok())) else {
         eprintln!(
-            "usage: perreq STACK N   (timeout stacks: {}; rate-limit stacks: rl:NAME)",
+            "usage: perreq STACK N   (timeout stacks: {}; rate-limit stacks: rl:NAME; breakers: cb:NAME)",
             stacks::STACKS.join(", ")
         );
         std::process::exit(2);
     };
     let runtime = common::runtime();
     let _context = runtime.enter();
-    let found = match stack.strip_prefix("rl:") {
-        Some(name) => run_rate_limit(name, n),
-        None => stacks::run(&stack, n),
+    let found = if let Some(name) = stack.strip_prefix("rl:") {
+        run_rate_limit(name, n)
+    } else if let Some(name) = stack.strip_prefix("cb:") {
+        run_circuit_breaker(name, n)
+    } else {
+        stacks::run(&stack, n)
     };
     if !found {
         eprintln!("no stack named {stack:?}");

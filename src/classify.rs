@@ -98,6 +98,15 @@ pub trait Classify: Clone + Send + Sync + 'static {
     /// Classifies the end of a body whose head said [`Classification::AtEndOfStream`].
     fn classify_end_of_stream(&self, trailers: Option<&HeaderMap>) -> Outcome;
 
+    /// Classifies a response head knowing the protocol of the request it
+    /// answers (see [`Protocol::of_request`]). Layers call this one; the
+    /// default ignores the request, and [`DefaultClassifier`] uses it to skip
+    /// looking for gRPC in answers to plain HTTP requests.
+    fn classify_response_to<B>(&self, request: Protocol, response: &Response<B>) -> Classification {
+        let _ = request;
+        self.classify_response(response)
+    }
+
     /// Classifies an error returned by the service. Errors fail by default.
     fn classify_error<E>(&self, _error: &E) -> Outcome {
         Outcome::Failure(FailureKind::ServiceError)
@@ -269,6 +278,15 @@ impl DefaultClassifier {
 }
 
 impl Classify for DefaultClassifier {
+    fn classify_response_to<B>(&self, request: Protocol, response: &Response<B>) -> Classification {
+        // A plain HTTP request never gets a gRPC answer.
+        if request.is_grpc() {
+            self.classify_response(response)
+        } else {
+            self.http.classify_response(response)
+        }
+    }
+
     fn classify_response<B>(&self, response: &Response<B>) -> Classification {
         if Protocol::detect(response.headers()).is_grpc() {
             self.grpc.classify_response(response)

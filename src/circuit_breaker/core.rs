@@ -521,7 +521,13 @@ impl Core {
             0
         };
         let totals = self.window.record(mark, now_us);
-        if self.policy.trips(totals, consecutive) {
+        // In a count window a clean success cannot raise a rate: it can only
+        // trip the breaker by being the call that reaches the minimum.
+        let may_trip = mark.failure
+            || mark.slow
+            || matches!(self.window, Window::Time(_))
+            || totals.calls == self.policy.min_calls;
+        if may_trip && self.policy.trips(totals, consecutive) {
             let now = now_us();
             let until_ms = self.open_until_ms(now, self.reopens.load(Ordering::Relaxed));
             let open = Word::new(OPEN, generation + 1, until_ms);

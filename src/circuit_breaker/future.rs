@@ -11,6 +11,7 @@ use super::breaker::Breaker;
 use super::core::Permit;
 use crate::body::{ArmorBody, BodyEnd, GuardBody, OnBodyEnd};
 use crate::classify::{Classification, Classify, FailureKind, Outcome};
+use crate::grpc::Protocol;
 
 /// The response body of [`CircuitBreaker`](super::CircuitBreaker): the inner
 /// body, watched to its end so the call's outcome (gRPC trailers included)
@@ -24,6 +25,7 @@ pub struct Recorder<K, C> {
     breaker: Arc<Breaker<K>>,
     permit: Option<Permit>,
     classifier: C,
+    protocol: Protocol,
     head: Classification,
 }
 
@@ -36,11 +38,17 @@ impl<K, C> std::fmt::Debug for Recorder<K, C> {
 }
 
 impl<K, C: Classify> Recorder<K, C> {
-    pub(crate) fn new(breaker: Arc<Breaker<K>>, permit: Permit, classifier: C) -> Self {
+    pub(crate) fn new(
+        breaker: Arc<Breaker<K>>,
+        permit: Permit,
+        classifier: C,
+        protocol: Protocol,
+    ) -> Self {
         Recorder {
             breaker,
             permit: Some(permit),
             classifier,
+            protocol,
             head: Classification::AtEndOfStream,
         }
     }
@@ -167,7 +175,9 @@ where
                         .expect("circuit-breaker future polled after completion");
                     return Poll::Ready(match result {
                         Ok(response) => {
-                            recorder.head = recorder.classifier.classify_response(&response);
+                            recorder.head = recorder
+                                .classifier
+                                .classify_response_to(recorder.protocol, &response);
                             Ok(response
                                 .map(|body| ArmorBody::inner(GuardBody::new(body, recorder))))
                         }

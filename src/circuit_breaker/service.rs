@@ -110,10 +110,10 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let breaker = self.breaker_for(&request);
+        let protocol = Protocol::of_request(&request);
         let permit = match breaker.admit() {
             Admission::Admitted(permit) => permit,
             Admission::Refused(wait) => {
-                let protocol = Protocol::of_request(&request);
                 let mut rejection = Rejection::new("circuit_breaker", Reason::CircuitOpen)
                     .with_detail(format!(
                         "circuit breaker \"{}\" is {}",
@@ -126,7 +126,7 @@ where
                 return ResponseFuture::refused(self.shared.renderer.render(rejection, protocol));
             }
         };
-        let recorder = Recorder::new(breaker, permit, self.shared.classifier.clone());
+        let recorder = Recorder::new(breaker, permit, self.shared.classifier.clone(), protocol);
         if std::mem::take(&mut self.inner_ready) {
             ResponseFuture::call(self.inner.call(request), recorder)
         } else {
