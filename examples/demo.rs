@@ -21,6 +21,7 @@ use http_body_util::BodyExt;
 use tokio::net::TcpListener;
 use tokio::time::{Instant, sleep};
 use tower_armor::Deadline;
+use tower_armor::circuit_breaker::{CircuitBreakerLayer, CircuitHandle};
 use tower_armor::rate_limit::{Header, MissingKey, Quota, RateLimitLayer};
 use tower_armor::timeout::{RequestBodyTimeoutLayer, ResponseBodyDeadlineLayer, TimeoutLayer};
 
@@ -32,6 +33,11 @@ const HANDLER_TIMEOUT: Duration = Duration::from_secs(1);
 const UPLOAD_IDLE: Duration = Duration::from_secs(2);
 /// A streamed response must finish within this.
 const STREAM_DEADLINE: Duration = Duration::from_secs(3);
+/// How long the flaky route's breaker stays open the first time.
+const BREAKER_OPEN: Duration = Duration::from_secs(2);
+
+/// Whether the flaky route's pretend upstream is healthy.
+static UPSTREAM_HEALTHY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn app() -> Result<Router, BoxError> {
     let timeout = TimeoutLayer::builder(HANDLER_TIMEOUT)
@@ -51,6 +57,16 @@ fn app() -> Result<Router, BoxError> {
         .name("per_key")
         .build()?;
 
+    // Opens after three failures in a row, for 2 s (then 4, 8... while the
+    // upstream stays broken), and lets 3 probes through to test recovery.
+    let breaker = CircuitBreakerLayer::builder()
+        .name("flaky")
+        .consecutive_failures(3)
+        .open_duration(BREAKER_OPEN, Duration::from_secs(30))
+        .jitter(0.0)
+        .build()?;
+    let breaker_handle = breaker.handle();
+
     // A real gRPC service (grpc.health.v1), served by the same axum router.
     let (_reporter, health) = tonic_health::server::health_reporter();
     let grpc = tonic::service::Routes::new(health).into_axum_router();
@@ -68,6 +84,13 @@ fn app() -> Result<Router, BoxError> {
             "/per-key",
             get(|| async { "within your key's limit\n" }).layer(per_key_limit),
         )
+        .route("/flaky", get(flaky_upstream).layer(breaker))
+        .route("/flaky/heal", post(|| async { set_upstream(true) }))
+        .route("/flaky/break", post(|| async { set_upstream(false) }))
+        .route(
+            "/breaker",
+            get(move || breaker_state(breaker_handle.clone())),
+        )
         .merge(grpc)
         .layer(timeout)
         // Body limits go only where they are wanted: they change the body types.
@@ -80,6 +103,39 @@ fn app() -> Result<Router, BoxError> {
             get(one_chunk_per_second)
                 .layer(ResponseBodyDeadlineLayer::named("stream", STREAM_DEADLINE)?),
         ))
+}
+
+/// A pretend upstream: 500 while broken (it starts broken).
+async fn flaky_upstream() -> (StatusCode, &'static str) {
+    if UPSTREAM_HEALTHY.load(std::sync::atomic::Ordering::Relaxed) {
+        (StatusCode::OK, "upstream answered\n")
+    } else {
+        (StatusCode::INTERNAL_SERVER_ERROR, "upstream failed\n")
+    }
+}
+
+fn set_upstream(healthy: bool) -> &'static str {
+    UPSTREAM_HEALTHY.store(healthy, std::sync::atomic::Ordering::Relaxed);
+    if healthy {
+        "upstream healed\n"
+    } else {
+        "upstream broken\n"
+    }
+}
+
+/// What an admin endpoint can show from the breaker's handle.
+async fn breaker_state(handle: CircuitHandle) -> String {
+    let next = handle
+        .next_admission()
+        .map(|at| at.saturating_duration_since(Instant::now()).as_millis());
+    let window = handle.window();
+    format!(
+        "{{\"state\":\"{}\",\"next_admission_in_ms\":{},\"window\":{{\"calls\":{},\"failures\":{}}}}}\n",
+        handle.state().as_str(),
+        next.map_or("null".to_owned(), |ms| ms.to_string()),
+        window.calls,
+        window.failures
+    )
 }
 
 /// Sleeps `ms` milliseconds, then answers: over a second is too slow.
@@ -176,10 +232,19 @@ rate limit (RateLimit-Policy / RateLimit headers on every answer):
   curl -i {base}/per-key                    # 401: no x-api-key
   curl -i -H 'x-api-key: alice' {base}/per-key   # 2 per minute for alice...
   curl -i -H 'x-api-key: bob' {base}/per-key     # ...and 2 for bob
+
+circuit breaker (3 failures in a row open it for {}s, doubling while it stays broken):
+  for i in 1 2 3 4; do curl -si {base}/flaky | head -1; done      # 3 x 500, then 503
+  curl -i {base}/flaky                      # 503, Retry-After, application/problem+json
+  curl {base}/breaker                       # state, time to the next probe, window
+  curl -X POST {base}/flaky/heal; sleep {}; for i in 1 2 3; do curl -s {base}/flaky; done
+  curl {base}/breaker                       # closed again after 3 good probes
 ",
         HANDLER_TIMEOUT.as_secs(),
         UPLOAD_IDLE.as_secs(),
         STREAM_DEADLINE.as_secs(),
+        BREAKER_OPEN.as_secs(),
+        BREAKER_OPEN.as_secs(),
     );
 }
 
@@ -360,6 +425,60 @@ async fn run_checks(addr: SocketAddr) -> Result<(), BoxError> {
         "per-key rate limit",
         statuses == [401, 200, 200, 429, 200],
         format!("{statuses:?}"),
+    );
+
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..4 {
+        let response = http1.request(get("/flaky")?).await?;
+        statuses.push(response.status().as_u16());
+        last = Some(response);
+    }
+    let last = last.ok_or("no response")?;
+    expect(
+        "circuit breaker opens",
+        statuses == [500, 500, 500, 503] && last.headers().contains_key("retry-after"),
+        format!(
+            "{statuses:?}, Retry-After: {:?}",
+            last.headers().get("retry-after")
+        ),
+    );
+    let state = |body: Bytes| String::from_utf8_lossy(&body).trim().to_owned();
+    let open = state(
+        http1
+            .request(get("/breaker")?)
+            .await?
+            .into_body()
+            .collect()
+            .await?
+            .to_bytes(),
+    );
+    expect(
+        "breaker handle reads open",
+        open.contains("\"state\":\"open\""),
+        open,
+    );
+
+    let heal = http::Request::post(url("/flaky/heal")).body(Body::empty())?;
+    http1.request(heal).await?;
+    sleep(BREAKER_OPEN).await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(http1.request(get("/flaky")?).await?.status().as_u16());
+    }
+    let closed = state(
+        http1
+            .request(get("/breaker")?)
+            .await?
+            .into_body()
+            .collect()
+            .await?
+            .to_bytes(),
+    );
+    expect(
+        "breaker closes after good probes",
+        statuses == [200, 200, 200] && closed.contains("\"state\":\"closed\""),
+        format!("{statuses:?}, {closed}"),
     );
 
     if failures > 0 {

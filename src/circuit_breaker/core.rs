@@ -610,7 +610,9 @@ impl Core {
         } else {
             full
         };
-        now_us.saturating_add(jittered).div_ceil(1000)
+        // Whole milliseconds, rounded down (so `Retry-After` shows the
+        // configured seconds, not one more), but always in the future.
+        (now_us.saturating_add(jittered) / 1000).max(now_us / 1000 + 1)
     }
 
     /// A uniform number in `[0, 1)` (splitmix64 over a shared counter).
@@ -992,7 +994,7 @@ mod tests {
             for _ in 0..reopens {
                 open = (open * 2).min(self.policy.open_max_us);
             }
-            (now + open).div_ceil(1000)
+            ((now + open) / 1000).max(now / 1000 + 1)
         }
 
         fn trips(&self, totals: Totals) -> bool {
