@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | [`timeout`] | 504 / `DEADLINE_EXCEEDED` on expiry, honours and propagates `grpc-timeout`, body deadlines | ready |
 //! | [`rate_limit`] | keyed GCRA limits, several quotas, 429 / `RESOURCE_EXHAUSTED` with `Retry-After` and `RateLimit` headers | ready |
-//! | `circuit_breaker` | sliding-window breaker, 503 / `UNAVAILABLE`, safe half-open | planned |
+//! | [`circuit_breaker`] | lock-free breaker: count or time window, 503 / `UNAVAILABLE` with `Retry-After`, exactly N half-open probes, keyed breakers, operator handle | ready |
 //! | `retry` | retries real (non-`Clone`) requests with budgets, backoff and body replay | planned |
 //! | `compression` | negotiated, streaming response compression; safe request decompression | planned |
 //! | `cache` | RFC 9111 response cache | planned |
