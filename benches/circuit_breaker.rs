@@ -17,27 +17,12 @@ mod stacks;
 #[global_allocator]
 static GLOBAL: common::CountingAllocator = common::CountingAllocator;
 
-/// Allocations per request made by the stack itself (request building excluded).
-fn allocations<S>(mut service: S) -> f64
+fn allocations<S>(service: S) -> f64
 where
     S: Service<stacks::Req>,
     S::Error: std::fmt::Debug,
 {
-    const N: u64 = 10_000;
-    for _ in 0..100 {
-        common::serve(&mut service, stacks::request());
-    }
-    let requests: Vec<_> = (0..N).map(|_| stacks::request()).collect();
-    let mut bare = stacks::handler();
-    let warm: Vec<_> = (0..N).map(|_| stacks::request()).collect();
-    let baseline =
-        common::allocations_during(|| warm.into_iter().for_each(|r| common::serve(&mut bare, r)));
-    let used = common::allocations_during(|| {
-        requests
-            .into_iter()
-            .for_each(|r| common::serve(&mut service, r))
-    });
-    (used as f64 - baseline as f64) / N as f64
+    common::allocations_per_request(service, stacks::handler(), |_| stacks::request())
 }
 
 fn single_task<S>(

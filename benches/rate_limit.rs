@@ -15,24 +15,13 @@ mod stacks;
 #[global_allocator]
 static GLOBAL: common::CountingAllocator = common::CountingAllocator;
 
-/// Allocations per request made by the stack itself (request building excluded).
-fn allocations<S>(mut service: S) -> f64
+/// Allocations per request on the global key (the bare handler's subtracted).
+fn allocations<S>(service: S) -> f64
 where
     S: Service<stacks::Req>,
     S::Error: std::fmt::Debug,
 {
-    const N: u64 = 10_000;
-    let requests: Vec<_> = (0..N + 100).map(|n| stacks::request(n, 1)).collect();
-    let mut requests = requests.into_iter();
-    for request in requests.by_ref().take(100) {
-        stacks::serve(&mut service, request);
-    }
-    let mut bare = stacks::handler();
-    let warm: Vec<_> = (0..N).map(|n| stacks::request(n, 1)).collect();
-    let baseline =
-        common::allocations_during(|| warm.into_iter().for_each(|r| stacks::serve(&mut bare, r)));
-    let used = common::allocations_during(|| requests.for_each(|r| stacks::serve(&mut service, r)));
-    (used as f64 - baseline as f64) / N as f64
+    common::allocations_per_request(service, stacks::handler(), |n| stacks::request(n, 1))
 }
 
 /// Times `service` on requests from `keys` distinct peers, after one warm-up

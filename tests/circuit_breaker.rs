@@ -111,6 +111,20 @@ fn layer() -> tower_armor::circuit_breaker::CircuitBreakerBuilder<tower_armor::k
         .half_open_probes(2)
 }
 
+/// Four failures open a [`layer()`] breaker; then its 10 s open period passes.
+async fn open_then_wait<S, B>(service: &mut S)
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    for _ in 0..4 {
+        status_of(service).await;
+    }
+    tokio::time::advance(Duration::from_secs(10)).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn opens_refuses_probes_and_closes() {
     let upstream = Upstream::new(500);
@@ -214,10 +228,7 @@ async fn exactly_the_configured_probes_run_under_concurrency() {
     let breaker = layer().half_open_probes(3).build().unwrap();
     let handle = breaker.handle();
     let mut service = breaker.layer(upstream.service());
-    for _ in 0..4 {
-        status_of(&mut service).await;
-    }
-    tokio::time::advance(Duration::from_secs(10)).await;
+    open_then_wait(&mut service).await;
     upstream.set(200);
     let calls_before = upstream.calls();
 
@@ -263,10 +274,7 @@ async fn a_dropped_probe_gives_its_permit_back() {
     let breaker = layer().half_open_probes(1).build().unwrap();
     let handle = breaker.handle();
     let mut service = breaker.layer(upstream.service());
-    for _ in 0..4 {
-        status_of(&mut service).await;
-    }
-    tokio::time::advance(Duration::from_secs(10)).await;
+    open_then_wait(&mut service).await;
     upstream.set(200);
 
     // A probe whose response body is dropped unread (the client went away)...
@@ -296,10 +304,7 @@ async fn a_hung_probe_cannot_wedge_the_breaker() {
         .unwrap();
     let handle = breaker.handle();
     let mut service = breaker.layer(upstream.service());
-    for _ in 0..4 {
-        status_of(&mut service).await;
-    }
-    tokio::time::advance(Duration::from_secs(10)).await;
+    open_then_wait(&mut service).await;
     let _hung = send(&mut service).await; // body never read, never dropped
     tokio::time::advance(Duration::from_secs(5)).await;
     let refused = send(&mut service).await;

@@ -19,22 +19,7 @@ use tower_armor::circuit_breaker::{CircuitBreakerLayer, CircuitState};
 use tower_armor::key::Authority;
 
 mod support;
-use support::{hyper_client, serve_hyper};
-
-async fn get_status(client: &support::Client, url: String) -> (StatusCode, http::HeaderMap) {
-    let response = client.get(url.parse().unwrap()).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    response.into_body().collect().await.unwrap();
-    (status, headers)
-}
-
-async fn serve_axum(router: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    addr
-}
+use support::{get_status, hyper_client, serve_axum, serve_hyper};
 
 #[tokio::test(start_paused = true)]
 async fn axum_route_layer_guards_only_its_routes() {

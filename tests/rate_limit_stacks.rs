@@ -1,43 +1,19 @@
 //! The rate-limit layer inside real stacks: axum served over loopback with
 //! connection info, a tonic server and client, and a hyper server.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_armor::rate_limit::{PeerIp, Quota, RateLimitLayer};
 
 mod support;
-use support::{hyper_client, serve_hyper};
-
-async fn get_status(client: &support::Client, url: String) -> (StatusCode, http::HeaderMap) {
-    let response = client.get(url.parse().unwrap()).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    response.into_body().collect().await.unwrap();
-    (status, headers)
-}
-
-/// Serves `router` with axum over loopback, with the peer address as
-/// `ConnectInfo`, the way production axum apps run.
-async fn serve_axum(router: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
-    addr
-}
+use support::{get_status, hyper_client, serve_axum, serve_hyper};
 
 #[cfg(feature = "axum")]
 #[tokio::test(start_paused = true)]

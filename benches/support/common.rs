@@ -22,6 +22,27 @@ pub fn allocations_during(work: impl FnOnce()) -> u64 {
     ALLOCATIONS.load(Ordering::Relaxed) - before
 }
 
+/// Heap allocations per request made by `service` itself: `N` requests from
+/// `make` (built beforehand, so building them is not counted), less what the
+/// bare handler allocates for the same requests.
+pub fn allocations_per_request<S, B, R>(mut service: S, mut bare: B, make: impl Fn(u64) -> R) -> f64
+where
+    S: Service<R>,
+    S::Error: std::fmt::Debug,
+    B: Service<R>,
+    B::Error: std::fmt::Debug,
+{
+    const N: u64 = 10_000;
+    for n in 0..100 {
+        serve(&mut service, make(n));
+    }
+    let warm: Vec<_> = (0..N).map(&make).collect();
+    let baseline = allocations_during(|| warm.into_iter().for_each(|r| serve(&mut bare, r)));
+    let requests: Vec<_> = (0..N).map(&make).collect();
+    let used = allocations_during(|| requests.into_iter().for_each(|r| serve(&mut service, r)));
+    (used as f64 - baseline as f64) / N as f64
+}
+
 // SAFETY: forwards every call to the system allocator unchanged; it only counts.
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for CountingAllocator {

@@ -98,3 +98,29 @@ pub fn counters_recorded<F: std::future::Future>(test: impl FnOnce() -> F) -> Co
     counters.sort();
     counters
 }
+
+/// GETs `url` and reads the whole body; returns the status and headers.
+pub async fn get_status(client: &Client, url: String) -> (http::StatusCode, http::HeaderMap) {
+    use http_body_util::BodyExt;
+
+    let response = client.get(url.parse().unwrap()).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    response.into_body().collect().await.unwrap();
+    (status, headers)
+}
+
+/// Serves `router` with axum over loopback, with the peer address as
+/// `ConnectInfo`, the way production axum apps run.
+pub async fn serve_axum(router: axum::Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    addr
+}
