@@ -280,6 +280,36 @@ async fn main() -> Result<(), BoxError> {
     run_checks(addr).await
 }
 
+type Http1 =
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
+
+/// GETs `url` `times` times: the statuses, and the last response.
+async fn statuses_of(
+    client: &Http1,
+    url: String,
+    times: usize,
+) -> Result<(Vec<u16>, http::Response<hyper::body::Incoming>), BoxError> {
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..times {
+        let response = client
+            .request(http::Request::get(&url).body(Body::empty())?)
+            .await?;
+        statuses.push(response.status().as_u16());
+        last = Some(response);
+    }
+    Ok((statuses, last.ok_or("no request sent")?))
+}
+
+/// GETs `url` and returns its body as trimmed text.
+async fn text_of(client: &Http1, url: String) -> Result<String, BoxError> {
+    let response = client
+        .request(http::Request::get(url).body(Body::empty())?)
+        .await?;
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&body).trim().to_owned())
+}
+
 /// What `--check` does: every behaviour the tour prints, checked with a real client.
 async fn run_checks(addr: SocketAddr) -> Result<(), BoxError> {
     use hyper_util::client::legacy::Client;
@@ -387,14 +417,7 @@ async fn run_checks(addr: SocketAddr) -> Result<(), BoxError> {
         ),
     );
 
-    let mut statuses = Vec::new();
-    let mut last = None;
-    for _ in 0..6 {
-        let response = http1.request(get("/limited")?).await?;
-        statuses.push(response.status().as_u16());
-        last = Some(response);
-    }
-    let last = last.ok_or("no response")?;
+    let (statuses, last) = statuses_of(&http1, url("/limited"), 6).await?;
     expect(
         "shared rate limit",
         statuses == [200, 200, 200, 200, 200, 429] && last.headers().contains_key("retry-after"),
@@ -427,14 +450,7 @@ async fn run_checks(addr: SocketAddr) -> Result<(), BoxError> {
         format!("{statuses:?}"),
     );
 
-    let mut statuses = Vec::new();
-    let mut last = None;
-    for _ in 0..4 {
-        let response = http1.request(get("/flaky")?).await?;
-        statuses.push(response.status().as_u16());
-        last = Some(response);
-    }
-    let last = last.ok_or("no response")?;
+    let (statuses, last) = statuses_of(&http1, url("/flaky"), 4).await?;
     expect(
         "circuit breaker opens",
         statuses == [500, 500, 500, 503] && last.headers().contains_key("retry-after"),
@@ -443,16 +459,7 @@ async fn run_checks(addr: SocketAddr) -> Result<(), BoxError> {
             last.headers().get("retry-after")
         ),
     );
-    let state = |body: Bytes| String::from_utf8_lossy(&body).trim().to_owned();
-    let open = state(
-        http1
-            .request(get("/breaker")?)
-            .await?
-            .into_body()
-            .collect()
-            .await?
-            .to_bytes(),
-    );
+    let open = text_of(&http1, url("/breaker")).await?;
     expect(
         "breaker handle reads open",
         open.contains("\"state\":\"open\""),
@@ -462,19 +469,8 @@ async fn run_checks(addr: SocketAddr) -> Result<(), BoxError> {
     let heal = http::Request::post(url("/flaky/heal")).body(Body::empty())?;
     http1.request(heal).await?;
     sleep(BREAKER_OPEN).await;
-    let mut statuses = Vec::new();
-    for _ in 0..3 {
-        statuses.push(http1.request(get("/flaky")?).await?.status().as_u16());
-    }
-    let closed = state(
-        http1
-            .request(get("/breaker")?)
-            .await?
-            .into_body()
-            .collect()
-            .await?
-            .to_bytes(),
-    );
+    let (statuses, _) = statuses_of(&http1, url("/flaky"), 3).await?;
+    let closed = text_of(&http1, url("/breaker")).await?;
     expect(
         "breaker closes after good probes",
         statuses == [200, 200, 200] && closed.contains("\"state\":\"closed\""),

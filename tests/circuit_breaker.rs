@@ -83,7 +83,18 @@ where
     S: Service<Request<Body>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
-    let request = Request::builder().uri(uri).body(Body::default()).unwrap();
+    call(
+        service,
+        Request::builder().uri(uri).body(Body::default()).unwrap(),
+    )
+    .await
+}
+
+async fn call<S, B>(service: &mut S, request: Request<Body>) -> Response<B>
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
     service.ready().await.unwrap().call(request).await.unwrap()
 }
 
@@ -490,13 +501,7 @@ async fn grpc_status_in_trailers_counts_and_refusals_are_unavailable() {
     // INVALID_ARGUMENT is the caller's fault: not a failure.
     let mut ok = breaker.layer(grpc_upstream("3"));
     for _ in 0..3 {
-        let response = ok
-            .ready()
-            .await
-            .unwrap()
-            .call(grpc_request())
-            .await
-            .unwrap();
+        let response = call(&mut ok, grpc_request()).await;
         response.into_body().collect().await.unwrap();
     }
     assert_eq!(handle.state(), CircuitState::Closed);
@@ -504,13 +509,7 @@ async fn grpc_status_in_trailers_counts_and_refusals_are_unavailable() {
     // INTERNAL, read from the trailers at the end of the body, is.
     let mut failing = breaker.layer(grpc_upstream("13"));
     for _ in 0..2 {
-        let response = failing
-            .ready()
-            .await
-            .unwrap()
-            .call(grpc_request())
-            .await
-            .unwrap();
+        let response = call(&mut failing, grpc_request()).await;
         assert_eq!(
             handle.state(),
             CircuitState::Closed,
@@ -520,13 +519,7 @@ async fn grpc_status_in_trailers_counts_and_refusals_are_unavailable() {
     }
     assert_eq!(handle.state(), CircuitState::Open);
 
-    let refused = failing
-        .ready()
-        .await
-        .unwrap()
-        .call(grpc_request())
-        .await
-        .unwrap();
+    let refused = call(&mut failing, grpc_request()).await;
     assert_eq!(refused.status(), StatusCode::OK);
     assert_eq!(refused.headers()["grpc-status"], "14");
     assert_eq!(refused.headers()["grpc-retry-pushback-ms"], "1500");

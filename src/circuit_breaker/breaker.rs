@@ -278,8 +278,7 @@ impl<K> CircuitHandle<K> {
     /// then works as usual, and remembers how often it re-opened: if it trips
     /// again soon, it stays open as long as it would have.
     pub fn force_closed(&self) {
-        let mut changes = Vec::new();
-        self.breaker.core.close(false, &mut changes);
+        self.breaker.core.close(false);
         self.breaker.operator_changed();
     }
 
@@ -301,8 +300,7 @@ impl<K> CircuitHandle<K> {
     /// Makes the breaker as new: closed, empty window, no memory of past
     /// re-openings, no operator mode.
     pub fn reset(&self) {
-        let mut changes = Vec::new();
-        self.breaker.core.close(true, &mut changes);
+        self.breaker.core.close(true);
         self.breaker.operator_changed();
     }
 }

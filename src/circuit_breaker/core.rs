@@ -668,22 +668,16 @@ impl Core {
 
     /// Releases any operator mode and closes with an empty window. `forget`
     /// also forgets past re-openings (the next open period is the base one).
-    pub(crate) fn close(&self, forget: bool, changes: &mut Vec<Change>) {
+    /// The change is reported as operators see it, by `sync_reported`.
+    pub(crate) fn close(&self, forget: bool) {
         self.window.clear();
         self.consecutive.store(0, Ordering::Relaxed);
         if forget {
             self.reopens.store(0, Ordering::Relaxed);
         }
         let mut word = self.word();
-        loop {
-            let closed = Word::new(CLOSED, word.generation() + 1, 0);
-            match self.swap_word(word, closed) {
-                Ok(()) => break,
-                Err(current) => word = current,
-            }
-        }
-        if word.kind() != CLOSED {
-            changes.push((word.state(), CircuitState::Closed));
+        while let Err(current) = self.swap_word(word, Word::new(CLOSED, word.generation() + 1, 0)) {
+            word = current;
         }
         self.set_mode(NORMAL);
     }
@@ -944,7 +938,7 @@ mod tests {
             panic!("metrics-only never refuses")
         };
         assert_eq!(permit.kind, PermitKind::Shadow);
-        breaker.core.close(true, &mut Vec::new());
+        breaker.core.close(true);
         assert_eq!(breaker.core.state(), CircuitState::Closed);
     }
 

@@ -75,10 +75,7 @@ impl CircuitBreakerLayer {
 impl<C> CircuitBreakerLayer<Global, C> {
     /// The handle of the layer's breaker.
     pub fn handle(&self) -> CircuitHandle<()> {
-        match &self.shared.breakers {
-            Breakers::Single(breaker) => CircuitHandle::new(breaker.clone()),
-            Breakers::Keyed(registry) => CircuitHandle::new(registry.shared.clone()),
-        }
+        self.shared_handle()
     }
 }
 
