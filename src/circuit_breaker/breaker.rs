@@ -165,10 +165,15 @@ impl<K> Breaker<K> {
     }
 
     /// Reports the state machine's own changes, then brings the gauge up to date.
+    #[inline]
     fn report(&self, changes: &[Change]) {
-        if changes.is_empty() {
-            return;
+        if !changes.is_empty() {
+            self.report_changes(changes);
         }
+    }
+
+    #[cold]
+    fn report_changes(&self, changes: &[Change]) {
         for &change in changes {
             self.observer.transition(self.key.as_ref(), change);
         }
