@@ -15,7 +15,8 @@ use metrics::SharedString;
     not(any(
         feature = "timeout",
         feature = "rate-limit",
-        feature = "circuit-breaker"
+        feature = "circuit-breaker",
+        feature = "retry"
     )),
     allow(dead_code)
 )]

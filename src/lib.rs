@@ -9,7 +9,7 @@
 //! | [`timeout`] | 504 / `DEADLINE_EXCEEDED` on expiry, honours and propagates `grpc-timeout`, body deadlines | ready |
 //! | [`rate_limit`] | keyed GCRA limits, several quotas, 429 / `RESOURCE_EXHAUSTED` with `Retry-After` and `RateLimit` headers | ready |
 //! | [`circuit_breaker`] | lock-free breaker: count or time window, 503 / `UNAVAILABLE` with `Retry-After`, exactly N half-open probes, keyed breakers, operator handle | ready |
-//! | `retry` | retries real (non-`Clone`) requests with budgets, backoff and body replay | planned |
+//! | [`retry`] | retries real (non-`Clone`) requests: idempotency-aware, body replay, budgets, jittered backoff, `Retry-After` / pushback, deadlines | ready |
 //! | `compression` | negotiated, streaming response compression; safe request decompression | planned |
 //! | `cache` | RFC 9111 response cache | planned |
 //! | `metrics` | OpenTelemetry-named request metrics with bounded labels | planned |
@@ -79,13 +79,15 @@ mod deadline;
 pub mod grpc;
 pub mod key;
 pub mod reject;
-#[cfg_attr(not(feature = "timeout"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "timeout", feature = "retry")), allow(dead_code))]
 mod timer;
 
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
+#[cfg(feature = "retry")]
+pub mod retry;
 #[cfg(feature = "timeout")]
 pub mod timeout;
 

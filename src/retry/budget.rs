@@ -1,0 +1,250 @@
+//! The retry budget: over a sliding window, retries may be at most a ratio of
+//! the requests seen, plus a small reserve so a quiet service can still retry.
+//!
+//! Counts live in per-second buckets tagged with their second, so the budget
+//! is lock-free, forgets old traffic without a task, and every clone of the
+//! layer draws on the same numbers. The ratio is kept in parts per million and
+//! compared in integers: 10 requests at a ratio of 0.25 allow exactly 2
+//! retries (tower's `TpsBudget` rounds `1 / ratio` and over-grants, tower#857).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+const PPM: u64 = 1_000_000;
+
+/// One window of counts: a ring of buckets, each `(second << 32) | count`.
+struct Ring {
+    cells: Box<[AtomicU64]>,
+}
+
+impl Ring {
+    fn new(buckets: usize) -> Self {
+        Ring {
+            cells: (0..buckets).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn tag(second: u64) -> u64 {
+        // Tag 0 marks a never-used cell, so seconds are tagged from 1.
+        (second + 1) & 0xFFFF_FFFF
+    }
+
+    fn cell(&self, second: u64) -> &AtomicU64 {
+        &self.cells[(second % self.cells.len() as u64) as usize]
+    }
+
+    /// The value the current bucket holds once `second` has begun.
+    fn current(value: u64, second: u64) -> u64 {
+        if value >> 32 == Ring::tag(second) {
+            value
+        } else {
+            Ring::tag(second) << 32
+        }
+    }
+
+    fn add(&self, second: u64) {
+        let cell = self.cell(second);
+        let mut value = cell.load(Ordering::Relaxed);
+        loop {
+            let next = Ring::current(value, second) + 1;
+            match cell.compare_exchange_weak(value, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(seen) => value = seen,
+            }
+        }
+    }
+
+    /// Adds one to the current bucket if `allowed(sum)` says so, where the
+    /// sum is taken over the window. Every increment goes to the current
+    /// bucket and the others only expire, so the check is exact under races.
+    fn add_if(&self, second: u64, allowed: impl Fn(u64) -> bool) -> bool {
+        let cell = self.cell(second);
+        let mut value = cell.load(Ordering::Relaxed);
+        loop {
+            let current = Ring::current(value, second);
+            let others = self.sum_except(second);
+            if !allowed(others + (current & 0xFFFF_FFFF)) {
+                return false;
+            }
+            match cell.compare_exchange_weak(
+                value,
+                current + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(seen) => value = seen,
+            }
+        }
+    }
+
+    fn sum_except(&self, second: u64) -> u64 {
+        let buckets = self.cells.len() as u64;
+        (1..buckets)
+            .filter_map(|back| second.checked_sub(back))
+            .map(|past| {
+                let value = self.cell(past).load(Ordering::Relaxed);
+                if value >> 32 == Ring::tag(past) {
+                    value & 0xFFFF_FFFF
+                } else {
+                    0
+                }
+            })
+            .sum()
+    }
+
+    fn sum(&self, second: u64) -> u64 {
+        let value = self.cell(second).load(Ordering::Relaxed);
+        let current = if value >> 32 == Ring::tag(second) {
+            value & 0xFFFF_FFFF
+        } else {
+            0
+        };
+        current + self.sum_except(second)
+    }
+}
+
+/// A retry budget shared by every clone of a layer (or by every request of one key).
+pub(crate) struct Budget {
+    ratio_ppm: u64,
+    /// Retries always allowed per window: `min_per_second` × window seconds.
+    reserve: u64,
+    start: Instant,
+    requests: Ring,
+    retries: Ring,
+}
+
+/// What a budget is made of, checked by the builder.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BudgetSpec {
+    pub(crate) ratio: f64,
+    pub(crate) min_per_second: u32,
+    pub(crate) window: Duration,
+}
+
+impl Budget {
+    pub(crate) fn new(spec: BudgetSpec) -> Self {
+        let seconds = spec.window.as_secs().max(1);
+        Budget {
+            ratio_ppm: (spec.ratio * PPM as f64).round() as u64,
+            reserve: u64::from(spec.min_per_second) * seconds,
+            start: Instant::now(),
+            requests: Ring::new(seconds as usize),
+            retries: Ring::new(seconds as usize),
+        }
+    }
+
+    fn second(&self) -> u64 {
+        self.start.elapsed().as_secs()
+    }
+
+    /// A request reached the service: it earns `ratio` of a retry.
+    pub(crate) fn deposit(&self) {
+        self.requests.add(self.second());
+    }
+
+    /// Takes one retry if the window allows it.
+    pub(crate) fn withdraw(&self) -> bool {
+        let second = self.second();
+        let requests = self.requests.sum(second);
+        // retries + 1 <= requests × ratio + reserve, in parts per million.
+        let allowance = requests
+            .saturating_mul(self.ratio_ppm)
+            .saturating_add(self.reserve.saturating_mul(PPM));
+        self.retries.add_if(second, |retries| {
+            (retries + 1).saturating_mul(PPM) <= allowance
+        })
+    }
+
+    /// Whether the window holds no traffic at all (an idle keyed budget can go).
+    pub(crate) fn is_idle(&self) -> bool {
+        let second = self.second();
+        self.requests.sum(second) == 0 && self.retries.sum(second) == 0
+    }
+
+    /// Retries the window would allow now.
+    pub(crate) fn available(&self) -> u64 {
+        let second = self.second();
+        let allowance = (self.requests.sum(second).saturating_mul(self.ratio_ppm) / PPM)
+            .saturating_add(self.reserve);
+        allowance.saturating_sub(self.retries.sum(second))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(ratio: f64, min_per_second: u32) -> Budget {
+        Budget::new(BudgetSpec {
+            ratio,
+            min_per_second,
+            window: Duration::from_secs(10),
+        })
+    }
+
+    fn retries_allowed(budget: &Budget) -> u32 {
+        let mut granted = 0;
+        while budget.withdraw() {
+            granted += 1;
+            assert!(granted < 1_000_000, "the budget never runs out");
+        }
+        granted
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fractional_ratios_grant_exactly_their_share() {
+        for (ratio, requests, expected) in [
+            (0.25, 10, 2),
+            (0.6, 10, 6),
+            (0.1, 100, 10),
+            (0.333, 1000, 333),
+            (0.0, 50, 0),
+        ] {
+            let budget = budget(ratio, 0);
+            (0..requests).for_each(|_| budget.deposit());
+            assert_eq!(retries_allowed(&budget), expected, "ratio {ratio}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_reserve_covers_a_quiet_window() {
+        let budget = budget(0.2, 1);
+        assert_eq!(budget.available(), 10);
+        assert_eq!(retries_allowed(&budget), 10);
+        (0..20).for_each(|_| budget.deposit());
+        assert_eq!(retries_allowed(&budget), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn old_traffic_leaves_the_window() {
+        let budget = budget(0.5, 0);
+        (0..10).for_each(|_| budget.deposit());
+        assert_eq!(retries_allowed(&budget), 5);
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(!budget.withdraw(), "still inside the 10 s window");
+        assert!(!budget.is_idle());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(budget.is_idle());
+        (0..4).for_each(|_| budget.deposit());
+        assert_eq!(retries_allowed(&budget), 2);
+    }
+
+    #[test]
+    fn threads_never_overdraw() {
+        let budget = std::sync::Arc::new(budget(0.1, 0));
+        (0..1000).for_each(|_| budget.deposit());
+        let granted: u32 = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let budget = budget.clone();
+                    scope.spawn(move || (0..100).filter(|_| budget.withdraw()).count() as u32)
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(granted, 100);
+    }
+}

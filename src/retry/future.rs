@@ -1,0 +1,476 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, SystemTime};
+
+use bytes::Buf;
+use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::AttemptBody;
+use super::body::Replayer;
+use super::budget::Budget;
+use super::layer::{AttemptLabel, Budgets, RetryCheck, Shared};
+use super::policy::{Hint, grpc_code_of_http_status, grpc_pushback, retry_after};
+use crate::body::ArmorBody;
+use crate::classify::{Classification, Classify, Outcome};
+use crate::deadline::Deadline;
+use crate::grpc::{GrpcCode, Protocol};
+use crate::key::KeyExtractor;
+use crate::reject::{Reason, Rejection};
+use crate::timer::LazySleep;
+
+/// The parts of a request kept to rebuild it for another attempt.
+pub(crate) struct Template {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    extensions: Extensions,
+}
+
+impl Template {
+    pub(crate) fn of(parts: &http::request::Parts) -> Self {
+        Template {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            version: parts.version,
+            headers: parts.headers.clone(),
+            extensions: parts.extensions.clone(),
+        }
+    }
+
+    fn request<T>(&self, body: T) -> Request<T> {
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers.clone();
+        *request.extensions_mut() = self.extensions.clone();
+        request
+    }
+}
+
+/// What a request that may be retried carries between attempts.
+pub(crate) struct Retrying<S, B, A> {
+    service: S,
+    template: Template,
+    replayer: Replayer<B>,
+    adapter: A,
+    deadline: Option<Deadline>,
+    previous_delay: Duration,
+}
+
+impl<S, B, A> Retrying<S, B, A> {
+    pub(crate) fn new(
+        service: S,
+        template: Template,
+        replayer: Replayer<B>,
+        adapter: A,
+        deadline: Option<Deadline>,
+    ) -> Self {
+        Retrying {
+            service,
+            template,
+            replayer,
+            adapter,
+            deadline,
+            previous_delay: Duration::ZERO,
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Retry`](super::Retry).
+    pub struct ResponseFuture<S, B, A, E, C>
+    where
+        A: AttemptBody<B>,
+        S: Service<Request<A::Body>>,
+        E: KeyExtractor,
+    {
+        #[pin]
+        state: State<S::Future>,
+        // The per-try timeout while calling; the backoff while waiting.
+        #[pin]
+        timer: Option<LazySleep>,
+        retrying: Option<Retrying<S, B, A>>,
+        shared: Arc<Shared<E, C>>,
+        keyed_budget: Option<Arc<Budget>>,
+        attempt: u32,
+        protocol: Protocol,
+        deadline: Option<Deadline>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Calling { #[pin] future: F },
+        Waiting,
+        Readying,
+        Done,
+    }
+}
+
+/// How an attempt ended.
+enum Answer<R, E> {
+    Response(R),
+    Error(E),
+    /// The per-try timeout ran out first.
+    TimedOut,
+}
+
+/// What an answer means for retrying.
+enum Verdict {
+    Success,
+    /// A layer further in refused the call locally.
+    Refused,
+    Failure {
+        retryable: bool,
+        hint: Hint,
+    },
+}
+
+impl<S, B, A, E, C> ResponseFuture<S, B, A, E, C>
+where
+    A: AttemptBody<B>,
+    S: Service<Request<A::Body>>,
+    E: KeyExtractor,
+    C: Classify,
+{
+    pub(crate) fn new(
+        future: S::Future,
+        retrying: Option<Retrying<S, B, A>>,
+        shared: Arc<Shared<E, C>>,
+        keyed_budget: Option<Arc<Budget>>,
+        protocol: Protocol,
+        deadline: Option<Deadline>,
+    ) -> Self {
+        let timer = per_try_timer(&shared, deadline);
+        ResponseFuture {
+            state: State::Calling { future },
+            timer,
+            retrying,
+            shared,
+            keyed_budget,
+            attempt: 1,
+            protocol,
+            deadline,
+        }
+    }
+}
+
+/// The timer of one attempt: the per-try timeout, cut to the deadline.
+fn per_try_timer<E: KeyExtractor, C>(
+    shared: &Shared<E, C>,
+    deadline: Option<Deadline>,
+) -> Option<LazySleep> {
+    let per_try = shared.settings.per_try_timeout?;
+    let mut at = Instant::now() + per_try;
+    if let Some(deadline) = deadline {
+        at = at.min(deadline.instant());
+    }
+    Some(LazySleep::until(at))
+}
+
+impl<S, B, A, E, C, ResBody> Future for ResponseFuture<S, B, A, E, C>
+where
+    A: AttemptBody<B>,
+    S: Service<Request<A::Body>, Response = Response<ResBody>>,
+    B: http_body::Body,
+    B::Data: Buf,
+    E: KeyExtractor,
+    C: Classify,
+{
+    type Output = Result<Response<ArmorBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let answer = match future.poll(cx) {
+                        Poll::Ready(Ok(response)) => Answer::Response(response),
+                        Poll::Ready(Err(error)) => Answer::Error(error),
+                        Poll::Pending => {
+                            let expired = this
+                                .timer
+                                .as_mut()
+                                .as_pin_mut()
+                                .is_some_and(|timer| timer.poll(cx).is_ready());
+                            if !expired {
+                                return Poll::Pending;
+                            }
+                            Answer::TimedOut
+                        }
+                    };
+                    // Drops the attempt (and, on a timeout, cancels it).
+                    this.state.set(State::Done);
+                    this.timer.set(None);
+                    let shared: &Shared<E, C> = this.shared;
+                    let budget = match &shared.budgets {
+                        Budgets::Off => None,
+                        Budgets::Single(budget) => Some(&**budget),
+                        Budgets::Keyed(_) => this.keyed_budget.as_deref(),
+                    };
+                    let verdict = judge(
+                        shared,
+                        *this.protocol,
+                        *this.attempt,
+                        this.retrying.as_ref(),
+                        &answer,
+                    );
+                    if *this.attempt == 1 && !matches!(verdict, Verdict::Refused) {
+                        if let Some(budget) = budget {
+                            budget.deposit();
+                        }
+                    }
+                    let delay = match verdict {
+                        Verdict::Success => {
+                            shared.observer.attempt(AttemptLabel::Success);
+                            None
+                        }
+                        Verdict::Refused => {
+                            shared.observer.attempt(AttemptLabel::Refused);
+                            None
+                        }
+                        Verdict::Failure { retryable, hint } => {
+                            let delay = retryable
+                                .then(|| {
+                                    next_delay(
+                                        shared,
+                                        budget,
+                                        this.retrying.as_mut(),
+                                        *this.attempt,
+                                        hint,
+                                    )
+                                })
+                                .flatten();
+                            let label = if delay.is_some() {
+                                AttemptLabel::Retried
+                            } else {
+                                AttemptLabel::Failed
+                            };
+                            shared.observer.attempt(label);
+                            delay
+                        }
+                    };
+                    let Some(delay) = delay else {
+                        return Poll::Ready(finish(shared, *this.protocol, *this.attempt, answer));
+                    };
+                    tracing::debug!(
+                        name = &*shared.observer.name,
+                        attempt = *this.attempt,
+                        delay_ms = delay.as_millis() as u64,
+                        "retrying"
+                    );
+                    drop(answer);
+                    this.timer
+                        .set(Some(LazySleep::until(Instant::now() + delay)));
+                    this.state.set(State::Waiting);
+                }
+                StateProj::Waiting => {
+                    if let Some(timer) = this.timer.as_mut().as_pin_mut() {
+                        ready!(timer.poll(cx));
+                    }
+                    this.timer.set(None);
+                    this.state.set(State::Readying);
+                }
+                StateProj::Readying => {
+                    let retrying = this
+                        .retrying
+                        .as_mut()
+                        .expect("only a request that may be retried waits for another attempt");
+                    if let Err(error) = ready!(retrying.service.poll_ready(cx)) {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(error));
+                    }
+                    let previous = *this.attempt;
+                    *this.attempt += 1;
+                    let body = retrying.adapter.attempt_body(retrying.replayer.replay());
+                    let mut request = retrying.template.request(body);
+                    if this.protocol.is_grpc() {
+                        request
+                            .headers_mut()
+                            .insert("grpc-previous-rpc-attempts", HeaderValue::from(previous));
+                    }
+                    let future = retrying.service.call(request);
+                    this.timer.set(per_try_timer(this.shared, *this.deadline));
+                    this.state.set(State::Calling { future });
+                }
+                StateProj::Done => panic!("retry future polled after completion"),
+            }
+        }
+    }
+}
+
+/// What an attempt's answer means, before attempts, budget and time are counted.
+fn judge<E: KeyExtractor, C: Classify, S, B, A, R, Err>(
+    shared: &Shared<E, C>,
+    protocol: Protocol,
+    attempt: u32,
+    retrying: Option<&Retrying<S, B, A>>,
+    answer: &Answer<Response<R>, Err>,
+) -> Verdict {
+    let response = match answer {
+        Answer::TimedOut => {
+            return Verdict::Failure {
+                retryable: true,
+                hint: Hint::None,
+            };
+        }
+        Answer::Error(error) => {
+            let user = ask_user(shared, retrying, attempt, None);
+            let failed = matches!(
+                shared.classifier.classify_error(error),
+                Outcome::Failure(_) | Outcome::TimedOut
+            );
+            return match (user, failed) {
+                (Some(retryable), _) => Verdict::Failure {
+                    retryable,
+                    hint: Hint::None,
+                },
+                (None, true) => Verdict::Failure {
+                    retryable: true,
+                    hint: Hint::None,
+                },
+                (None, false) => Verdict::Success,
+            };
+        }
+        Answer::Response(response) => response,
+    };
+    if let Some(rejection) = response.extensions().get::<Rejection>() {
+        // A timeout further in (a per-try timeout layer) is worth another
+        // try; other local refusals protect the service and are passed on.
+        return match rejection.reason() {
+            Reason::TimedOut => Verdict::Failure {
+                retryable: true,
+                hint: Hint::None,
+            },
+            _ => Verdict::Refused,
+        };
+    }
+    let headers = response.headers();
+    let hint = || {
+        if protocol.is_grpc() {
+            grpc_pushback(headers)
+        } else {
+            retry_after(headers, SystemTime::now())
+        }
+    };
+    let failed = matches!(
+        shared.classifier.classify_response_to(protocol, response),
+        Classification::Done(Outcome::Failure(_) | Outcome::TimedOut)
+    );
+    let user = ask_user(
+        shared,
+        retrying,
+        attempt,
+        Some((response.status(), headers)),
+    );
+    let retryable = match user {
+        Some(retryable) => retryable,
+        None if protocol.is_grpc() => {
+            // Only a status known at the head can be retried: once a stream
+            // has begun, the answer is the caller's.
+            let code = GrpcCode::from_headers(headers).or_else(|| {
+                (response.status() != http::StatusCode::OK)
+                    .then(|| grpc_code_of_http_status(response.status()))
+            });
+            code.is_some_and(|code| shared.settings.grpc_codes & (1 << code.as_u8()) != 0)
+        }
+        None => failed || response.status() == http::StatusCode::TOO_MANY_REQUESTS,
+    };
+    if retryable {
+        Verdict::Failure {
+            retryable,
+            hint: hint(),
+        }
+    } else if failed {
+        Verdict::Failure {
+            retryable,
+            hint: Hint::None,
+        }
+    } else {
+        Verdict::Success
+    }
+}
+
+fn ask_user<E: KeyExtractor, C, S, B, A>(
+    shared: &Shared<E, C>,
+    retrying: Option<&Retrying<S, B, A>>,
+    attempt: u32,
+    response: Option<(http::StatusCode, &HeaderMap)>,
+) -> Option<bool> {
+    let decide = shared.decide.as_ref()?;
+    let template = &retrying?.template;
+    decide(&RetryCheck {
+        method: &template.method,
+        uri: &template.uri,
+        attempt,
+        response,
+    })
+}
+
+/// The wait before the next attempt, or `None` when there is none: no
+/// attempts left, a body that cannot be replayed, a server that said stop or
+/// asked too long a wait, too little time before the deadline, or no budget.
+fn next_delay<E: KeyExtractor, C, S, B: http_body::Body, A>(
+    shared: &Shared<E, C>,
+    budget: Option<&Budget>,
+    retrying: Option<&mut Retrying<S, B, A>>,
+    attempt: u32,
+    hint: Hint,
+) -> Option<Duration> {
+    let retrying = retrying?;
+    let settings = &shared.settings;
+    if attempt >= settings.max_attempts || !retrying.replayer.can_replay() {
+        return None;
+    }
+    let delay = match hint {
+        Hint::Stop => return None,
+        Hint::After(wait) if wait > settings.max_server_delay => return None,
+        Hint::After(wait) => wait,
+        Hint::None => {
+            settings
+                .backoff
+                .delay(attempt, retrying.previous_delay, shared.jitter.next())
+        }
+    };
+    if retrying
+        .deadline
+        .is_some_and(|deadline| delay >= deadline.remaining())
+    {
+        return None;
+    }
+    if budget.is_some_and(|budget| !budget.withdraw()) {
+        shared.observer.budget_exhausted.increment(1);
+        tracing::debug!(name = &*shared.observer.name, "retry budget exhausted");
+        return None;
+    }
+    retrying.previous_delay = delay;
+    Some(delay)
+}
+
+/// The caller's answer: the last attempt's, or a 504 if it timed out.
+fn finish<E: KeyExtractor, C, R, Err>(
+    shared: &Shared<E, C>,
+    protocol: Protocol,
+    attempt: u32,
+    answer: Answer<Response<R>, Err>,
+) -> Result<Response<ArmorBody<R>>, Err> {
+    match answer {
+        Answer::Response(response) => Ok(response.map(ArmorBody::inner)),
+        Answer::Error(error) => Err(error),
+        Answer::TimedOut => {
+            let timeout = shared.settings.per_try_timeout.unwrap_or_default();
+            let rejection = Rejection::new("retry", Reason::TimedOut).with_detail(format!(
+                "attempt {attempt} got no answer within {timeout:?}"
+            ));
+            Ok(shared.renderer.render(rejection, protocol))
+        }
+    }
+}

@@ -1,0 +1,135 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Buf;
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::AttemptBody;
+use super::body::ReplayBody;
+use super::future::{ResponseFuture, Retrying, Template};
+use super::layer::{Budgets, Shared};
+use super::policy::is_idempotent;
+use crate::body::ArmorBody;
+use crate::classify::Classify;
+use crate::deadline::Deadline;
+use crate::grpc::Protocol;
+use crate::key::{KeyExtractor, RequestHead};
+
+/// The service made by [`RetryLayer`](super::RetryLayer).
+pub struct Retry<S, E: KeyExtractor, C, A> {
+    inner: S,
+    shared: Arc<Shared<E, C>>,
+    adapter: A,
+}
+
+impl<S: Clone, E: KeyExtractor, C, A: Clone> Clone for Retry<S, E, C, A> {
+    fn clone(&self) -> Self {
+        Retry {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+            adapter: self.adapter.clone(),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, E: KeyExtractor, C, A> std::fmt::Debug for Retry<S, E, C, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retry")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, E: KeyExtractor, C, A> Retry<S, E, C, A> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared<E, C>>, adapter: A) -> Self {
+        Retry {
+            inner,
+            shared,
+            adapter,
+        }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, E, C, A, B, ResBody> Service<Request<B>> for Retry<S, E, C, A>
+where
+    A: AttemptBody<B>,
+    S: Service<Request<A::Body>, Response = Response<ResBody>> + Clone,
+    B: http_body::Body,
+    B::Data: Buf,
+    E: KeyExtractor,
+    C: Classify,
+{
+    type Response = Response<ArmorBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B, A, E, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let shared = &self.shared;
+        let settings = &shared.settings;
+        let protocol = Protocol::of_request(&request);
+        let deadline = request.extensions().get::<Deadline>().copied();
+        let keyed_budget = match &shared.budgets {
+            Budgets::Keyed(keyed) => {
+                Some(match shared.extractor.extract(&RequestHead::of(&request)) {
+                    Some(key) => keyed.get(&key),
+                    None => keyed.shared.clone(),
+                })
+            }
+            _ => None,
+        };
+        // Decided before anything is kept: a request that may not be sent
+        // twice, or whose body is known to be too long, goes through as is.
+        let eligible = settings.max_attempts > 1
+            && match &shared.eligible {
+                Some(eligible) => eligible(&RequestHead::of(&request)),
+                None => is_idempotent(request.method(), request.headers()),
+            }
+            && request.body().size_hint().lower() <= settings.max_replay_bytes as u64;
+        if !eligible {
+            let request = request.map(|body| self.adapter.attempt_body(ReplayBody::once(body)));
+            let future = self.inner.call(request);
+            return ResponseFuture::new(
+                future,
+                None,
+                shared.clone(),
+                keyed_budget,
+                protocol,
+                deadline,
+            );
+        }
+        let (parts, body) = request.into_parts();
+        let (first, replayer) = ReplayBody::record(body, settings.max_replay_bytes);
+        let template = Template::of(&parts);
+        let future = self
+            .inner
+            .call(Request::from_parts(parts, self.adapter.attempt_body(first)));
+        // The called service goes with the future for later attempts; a
+        // fresh clone takes its place here.
+        let clone = self.inner.clone();
+        let service = std::mem::replace(&mut self.inner, clone);
+        let retrying = Retrying::new(service, template, replayer, self.adapter.clone(), deadline);
+        ResponseFuture::new(
+            future,
+            Some(retrying),
+            shared.clone(),
+            keyed_budget,
+            protocol,
+            deadline,
+        )
+    }
+}
