@@ -381,7 +381,7 @@ impl<E: KeyExtractor, C, A> RetryBuilder<E, C, A> {
     }
 
     /// Which requests may be sent more than once, replacing the default
-    /// (idempotent methods, or any request with an `Idempotency-Key` header).
+    /// (idempotent methods, any request with an `Idempotency-Key` header, gRPC calls).
     pub fn retry_requests_when<F>(mut self, eligible: F) -> Self
     where
         F: Fn(&RequestHead<'_>) -> bool + Send + Sync + 'static,

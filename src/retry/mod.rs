@@ -4,8 +4,9 @@
 //! [`RetryLayer`] sends a failed call again when that is safe and useful:
 //!
 //! * **Only safe requests**: idempotent methods (GET, HEAD, OPTIONS, TRACE,
-//!   PUT, DELETE) or any request with an `Idempotency-Key` header, unless
-//!   [`retry_requests_when`](RetryBuilder::retry_requests_when) says otherwise.
+//!   PUT, DELETE), any request with an `Idempotency-Key` header, and gRPC
+//!   calls (always POST: for them the retryable codes are the safety rule),
+//!   unless [`retry_requests_when`](RetryBuilder::retry_requests_when) says otherwise.
 //! * **Only useful answers**: what the shared [classifier](crate::classify)
 //!   calls a failure (HTTP 5xx, service errors such as a refused
 //!   connection), HTTP 429, and for gRPC the retryable codes (`UNAVAILABLE`

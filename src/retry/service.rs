@@ -97,7 +97,9 @@ where
         let eligible = settings.max_attempts > 1
             && match &shared.eligible {
                 Some(eligible) => eligible(&RequestHead::of(&request)),
-                None => is_idempotent(request.method(), request.headers()),
+                // gRPC calls are all POST: for them the retryable codes
+                // (UNAVAILABLE by default: not processed) are the safety rule.
+                None => protocol.is_grpc() || is_idempotent(request.method(), request.headers()),
             }
             && request.body().size_hint().lower() <= settings.max_replay_bytes as u64;
         if !eligible {
