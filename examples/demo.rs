@@ -23,6 +23,7 @@ use tokio::time::{Instant, sleep};
 use tower_armor::Deadline;
 use tower_armor::circuit_breaker::{CircuitBreakerLayer, CircuitHandle};
 use tower_armor::rate_limit::{Header, MissingKey, Quota, RateLimitLayer};
+use tower_armor::retry::{ReplayBody, Retry, RetryLayer};
 use tower_armor::timeout::{RequestBodyTimeoutLayer, ResponseBodyDeadlineLayer, TimeoutLayer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -36,10 +37,24 @@ const STREAM_DEADLINE: Duration = Duration::from_secs(3);
 /// How long the flaky route's breaker stays open the first time.
 const BREAKER_OPEN: Duration = Duration::from_secs(2);
 
+/// Calls the shaky upstream has had; two of every three fail.
+static SHAKY_CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// The demo's own HTTP client to its shaky upstream, with retries.
+type RetryingClient = Retry<
+    hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        ReplayBody<http_body_util::Empty<Bytes>>,
+    >,
+    tower_armor::key::Global,
+    tower_armor::classify::DefaultClassifier,
+    tower_armor::retry::AsReplayBody,
+>;
+
 /// Whether the flaky route's pretend upstream is healthy.
 static UPSTREAM_HEALTHY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-fn app() -> Result<Router, BoxError> {
+fn app(addr: SocketAddr) -> Result<Router, BoxError> {
     let timeout = TimeoutLayer::builder(HANDLER_TIMEOUT)
         .name("demo")
         .build()?;
@@ -67,6 +82,18 @@ fn app() -> Result<Router, BoxError> {
         .build()?;
     let breaker_handle = breaker.handle();
 
+    // A client that retries: up to 3 attempts, jittered backoff, budgeted.
+    let retry = RetryLayer::builder()
+        .name("shaky")
+        .backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .build()?;
+    let client: RetryingClient = tower::Layer::layer(
+        &retry,
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http(),
+    );
+    let shaky_url = format!("http://{addr}/shaky");
+
     // A real gRPC service (grpc.health.v1), served by the same axum router.
     let (_reporter, health) = tonic_health::server::health_reporter();
     let grpc = tonic::service::Routes::new(health).into_axum_router();
@@ -90,6 +117,11 @@ fn app() -> Result<Router, BoxError> {
         .route(
             "/breaker",
             get(move || breaker_state(breaker_handle.clone())),
+        )
+        .route("/shaky", get(shaky_upstream))
+        .route(
+            "/retried",
+            get(move || call_shaky(client.clone(), shaky_url.clone())),
         )
         .merge(grpc)
         .layer(timeout)
@@ -120,6 +152,42 @@ fn set_upstream(healthy: bool) -> &'static str {
         "upstream healed\n"
     } else {
         "upstream broken\n"
+    }
+}
+
+/// A pretend upstream that fails two calls of every three with 503.
+async fn shaky_upstream() -> (StatusCode, String) {
+    let call = SHAKY_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    if call % 3 == 0 {
+        (
+            StatusCode::OK,
+            format!("shaky upstream answered call {call}\n"),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("call {call} failed\n"),
+        )
+    }
+}
+
+/// Calls the shaky upstream through the retrying client; its answer is ours.
+async fn call_shaky(mut client: RetryingClient, url: String) -> Response {
+    use tower::{Service, ServiceExt};
+
+    let request = match http::Request::get(url).body(http_body_util::Empty::new()) {
+        Ok(request) => request,
+        Err(error) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response();
+        }
+    };
+    let answer = match client.ready().await {
+        Ok(client) => client.call(request).await,
+        Err(error) => Err(error),
+    };
+    match answer {
+        Ok(response) => response.map(Body::new).into_response(),
+        Err(error) => (StatusCode::BAD_GATEWAY, error.to_string()).into_response(),
     }
 }
 
@@ -239,6 +307,10 @@ circuit breaker (3 failures in a row open it for {}s, doubling while it stays br
   curl {base}/breaker                       # state, time to the next probe, window
   curl -X POST {base}/flaky/heal; sleep {}; for i in 1 2 3; do curl -s {base}/flaky; done
   curl {base}/breaker                       # closed again after 3 good probes
+
+retry (a client inside the demo calls /shaky, which fails 2 calls of every 3):
+  curl -i {base}/shaky                      # 503 twice, then 200
+  curl -i {base}/retried                    # 200: the client retried /shaky until it answered
 ",
         HANDLER_TIMEOUT.as_secs(),
         UPLOAD_IDLE.as_secs(),
@@ -271,7 +343,7 @@ async fn main() -> Result<(), BoxError> {
 
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
-    let server = axum::serve(listener, app()?);
+    let server = axum::serve(listener, app(addr)?);
     if !check {
         print_tour(addr);
         return Ok(server.await?);
@@ -475,6 +547,15 @@ async fn run_checks(addr: SocketAddr) -> Result<(), BoxError> {
         "breaker closes after good probes",
         statuses == [200, 200, 200] && closed.contains("\"state\":\"closed\""),
         format!("{statuses:?}, {closed}"),
+    );
+
+    let before = SHAKY_CALLS.load(std::sync::atomic::Ordering::Relaxed);
+    let (statuses, _) = statuses_of(&http1, url("/retried"), 2).await?;
+    let calls = SHAKY_CALLS.load(std::sync::atomic::Ordering::Relaxed) - before;
+    expect(
+        "retries ride out a shaky upstream",
+        statuses == [200, 200] && calls == 6,
+        format!("{statuses:?} after {calls} upstream calls"),
     );
 
     if failures > 0 {

@@ -6,6 +6,7 @@
 //! instructions-per-request.sh target/release/examples/perreq armor          # a timeout stack
 //! instructions-per-request.sh target/release/examples/perreq rl:armor-global
 //! instructions-per-request.sh target/release/examples/perreq cb:armor       # a breaker, closed
+//! instructions-per-request.sh target/release/examples/perreq retry:armor    # first attempt succeeds
 //! ```
 
 #[path = "../benches/support/common.rs"]
@@ -22,6 +23,31 @@ mod rate_limit_stacks;
 #[path = "../benches/support/circuit_breaker_stacks.rs"]
 #[allow(dead_code)]
 mod circuit_breaker_stacks;
+
+#[path = "../benches/support/retry_stacks.rs"]
+#[allow(dead_code)]
+mod retry_stacks;
+
+/// Retry stacks (the first attempt succeeds), by name.
+fn run_retry(name: &str, n: u64) -> bool {
+    use retry_stacks as retry;
+    fn go<S: tower::Service<retry::Req>>(mut service: S, n: u64)
+    where
+        S::Error: std::fmt::Debug,
+    {
+        for _ in 0..n {
+            common::serve(&mut service, retry::request());
+        }
+    }
+    match name {
+        "bare" => go(retry::handler(), n),
+        "armor" => go(retry::armor(), n),
+        "tower-retry" => go(retry::tower_retry(), n),
+        "tower-resilience" => go(retry::tower_resilience(), n),
+        _ => return false,
+    }
+    true
+}
 
 /// Circuit-breaker stacks (closed), by name.
 fn run_circuit_breaker(name: &str, n: u64) -> bool {
@@ -70,7 +96,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(stack), Some(n)) = (args.next(), args.next().and_then(|n| n.parse().ok())) else {
         eprintln!(
-            "usage: perreq STACK N   (timeout stacks: {}; rate-limit stacks: rl:NAME; breakers: cb:NAME)",
+            "usage: perreq STACK N   (timeout stacks: {}; rate-limit stacks: rl:NAME; breakers: cb:NAME; retries: retry:NAME)",
             stacks::STACKS.join(", ")
         );
         std::process::exit(2);
@@ -81,6 +107,8 @@ fn main() {
         run_rate_limit(name, n)
     } else if let Some(name) = stack.strip_prefix("cb:") {
         run_circuit_breaker(name, n)
+    } else if let Some(name) = stack.strip_prefix("retry:") {
+        run_retry(name, n)
     } else {
         stacks::run(&stack, n)
     };

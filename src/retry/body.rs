@@ -97,6 +97,9 @@ impl<E: std::error::Error + 'static> std::error::Error for ReplayError<E> {
     }
 }
 
+/// One frame of a replay, or why there is none.
+type FrameResult<E> = Result<Frame<Bytes>, ReplayError<E>>;
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -129,7 +132,7 @@ impl<B: Body> ReplayBody<B> {
             finished: false,
             spoiled: false,
         }));
-        let first = ReplayBody::reader(recording.clone(), hint.clone());
+        let first = ReplayBody::reader(recording.clone(), hint);
         (
             first,
             Replayer {
@@ -169,7 +172,7 @@ impl<B: Body> Replayer<B> {
     pub(crate) fn replay(&self) -> ReplayBody<B> {
         match &self.recording {
             None => ReplayBody { kind: Kind::Empty },
-            Some((recording, hint)) => ReplayBody::reader(recording.clone(), hint.clone()),
+            Some((recording, hint)) => ReplayBody::reader(recording.clone(), *hint),
         }
     }
 }
@@ -179,10 +182,7 @@ where
     B: Body,
     B::Data: Buf,
 {
-    fn poll_frame(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, ReplayError<B::Error>>>> {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<FrameResult<B::Error>>> {
         let mut recording = lock(&self.recording);
         if self.position < recording.read() {
             // Replaying: this attempt is behind the recording.
@@ -292,7 +292,7 @@ where
             Kind::Once { body } => body.size_hint(),
             Kind::Empty => SizeHint::with_exact(0),
             // Every attempt sends the same bytes as the first.
-            Kind::Replay { reader } => reader.hint.clone(),
+            Kind::Replay { reader } => reader.hint,
         }
     }
 }

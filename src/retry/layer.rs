@@ -51,11 +51,13 @@ pub(crate) enum Budgets<K> {
     Keyed(Box<KeyedBudgets<K>>),
 }
 
+type Shard<K> = RwLock<hashbrown::HashMap<K, Arc<Budget>>>;
+
 /// One budget per key: 16 shards, at most `max_keys` budgets; beyond that
 /// (after dropping idle ones) new keys share one budget.
 pub(crate) struct KeyedBudgets<K> {
     spec: BudgetSpec,
-    shards: Box<[RwLock<hashbrown::HashMap<K, Arc<Budget>>>]>,
+    shards: Box<[Shard<K>]>,
     hasher: hashbrown::DefaultHashBuilder,
     max_per_shard: usize,
     pub(crate) shared: Arc<Budget>,
