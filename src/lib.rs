@@ -78,6 +78,8 @@ mod config;
 mod deadline;
 pub mod grpc;
 pub mod key;
+#[cfg(any(feature = "circuit-breaker", feature = "retry"))]
+mod random;
 pub mod reject;
 #[cfg_attr(not(any(feature = "timeout", feature = "retry")), allow(dead_code))]
 mod timer;

@@ -18,7 +18,6 @@
 //! Time is passed in (microseconds since the breaker was made), which is what
 //! lets the model test in `tests` drive it step by step.
 
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -27,6 +26,7 @@ use tokio::time::Instant;
 
 use super::window::{CountWindow, Mark, TimeWindow, Totals, Window};
 use crate::classify::Outcome;
+use crate::random::Jitter;
 
 /// Where a breaker is, as callers and operators see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -274,7 +274,7 @@ pub(crate) struct Core {
     consecutive: AtomicU32,
     /// Re-openings in a row since the breaker last closed.
     reopens: AtomicU32,
-    jitter_seed: AtomicU64,
+    jitter: Jitter,
     /// The state last reported to the gauge: changes are reported under this
     /// lock (they are rare) so the gauge always ends on the current state.
     reported: Mutex<CircuitState>,
@@ -306,7 +306,7 @@ impl Core {
             window,
             consecutive: AtomicU32::new(0),
             reopens: AtomicU32::new(0),
-            jitter_seed: AtomicU64::new(RandomState::new().hash_one(0u8)),
+            jitter: Jitter::new(),
             reported: Mutex::new(CircuitState::Closed),
         }
     }
@@ -605,7 +605,7 @@ impl Core {
     fn open_until_ms(&self, now_us: u64, reopens: u32) -> u64 {
         let full = self.policy.open_us(reopens);
         let jittered = if self.policy.jitter > 0.0 {
-            let cut = (full as f64 * self.policy.jitter * self.random_unit()) as u64;
+            let cut = (full as f64 * self.policy.jitter * self.jitter.next_unit()) as u64;
             full - cut.min(full - 1)
         } else {
             full
@@ -613,18 +613,6 @@ impl Core {
         // Whole milliseconds, rounded down (so `Retry-After` shows the
         // configured seconds, not one more), but always in the future.
         (now_us.saturating_add(jittered) / 1000).max(now_us / 1000 + 1)
-    }
-
-    /// A uniform number in `[0, 1)` (splitmix64 over a shared counter).
-    fn random_unit(&self) -> f64 {
-        let mut z = self
-            .jitter_seed
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// When the next call will be admitted: now, the end of the open period,

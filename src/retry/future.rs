@@ -437,7 +437,7 @@ fn next_delay<E: KeyExtractor, C, S, B: http_body::Body, A>(
         Hint::None => {
             settings
                 .backoff
-                .delay(attempt, retrying.previous_delay, shared.jitter.next())
+                .delay(attempt, retrying.previous_delay, shared.jitter.next_u64())
         }
     };
     if retrying

@@ -9,11 +9,12 @@ use tower_layer::Layer;
 
 use super::Retry;
 use super::budget::{Budget, BudgetSpec};
-use super::policy::{Backoff, Jitter};
+use super::policy::Backoff;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::config::{ConfigError, instance_name};
 use crate::grpc::GrpcCode;
 use crate::key::{Global, KeyExtractor, RequestHead};
+use crate::random::Jitter;
 use crate::reject::Renderer;
 
 /// The most attempts a request may get, whatever the configuration (gRPC's
@@ -504,7 +505,6 @@ impl<E: KeyExtractor, C, A> RetryBuilder<E, C, A> {
             .grpc_codes
             .iter()
             .fold(0u32, |mask, code| mask | 1 << code.as_u8());
-        let seed = std::collections::hash_map::RandomState::new().hash_one(0u8);
         Ok(RetryLayer {
             shared: Arc::new(Shared {
                 settings: Settings {
@@ -521,7 +521,7 @@ impl<E: KeyExtractor, C, A> RetryBuilder<E, C, A> {
                 decide: self.decide,
                 extractor: self.extractor,
                 budgets,
-                jitter: Jitter::new(seed),
+                jitter: Jitter::new(),
                 observer: Observer::new(self.name),
             }),
             adapter: self.adapter,

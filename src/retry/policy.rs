@@ -1,7 +1,6 @@
 //! What the retry layer decides on its own: which requests may be sent twice,
 //! how long to wait between attempts, and what the server asked for.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method, StatusCode};
@@ -69,30 +68,6 @@ impl Backoff {
                 pick(base.as_nanos().min(high), high)
             }
         }
-    }
-}
-
-/// A cheap shared random source for jitter (splitmix64 over a counter):
-/// statistically fine for spreading waits, never for secrets.
-pub(crate) struct Jitter {
-    state: AtomicU64,
-}
-
-impl Jitter {
-    pub(crate) fn new(seed: u64) -> Self {
-        Jitter {
-            state: AtomicU64::new(seed),
-        }
-    }
-
-    pub(crate) fn next(&self) -> u64 {
-        let mut z = self
-            .state
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
     }
 }
 
