@@ -253,6 +253,11 @@ pub struct RetryBuilder<E: KeyExtractor = Global, C = DefaultClassifier, A = sup
     keyed: bool,
     classifier: C,
     adapter: A,
+    options: Options,
+}
+
+/// The builder's settings that do not depend on its type parameters.
+struct Options {
     name: SharedString,
     max_attempts: u32,
     backoff: Backoff,
@@ -274,25 +279,27 @@ impl<E: KeyExtractor> RetryBuilder<E> {
             keyed,
             classifier: DefaultClassifier::new(),
             adapter: super::AsReplayBody,
-            name: SharedString::const_str("default"),
-            max_attempts: 3,
-            backoff: Backoff::FullJitter {
-                base: Duration::from_millis(25),
-                max: Duration::from_millis(250),
+            options: Options {
+                name: SharedString::const_str("default"),
+                max_attempts: 3,
+                backoff: Backoff::FullJitter {
+                    base: Duration::from_millis(25),
+                    max: Duration::from_millis(250),
+                },
+                max_server_delay: Duration::from_secs(10),
+                max_replay_bytes: 64 * 1024,
+                per_try_timeout: None,
+                grpc_codes: vec![GrpcCode::Unavailable],
+                budget: Some(BudgetSpec {
+                    ratio: 0.2,
+                    min_per_second: 10,
+                    window: Duration::from_secs(10),
+                }),
+                max_keys: DEFAULT_MAX_KEYS,
+                renderer: Renderer::default(),
+                eligible: None,
+                decide: None,
             },
-            max_server_delay: Duration::from_secs(10),
-            max_replay_bytes: 64 * 1024,
-            per_try_timeout: None,
-            grpc_codes: vec![GrpcCode::Unavailable],
-            budget: Some(BudgetSpec {
-                ratio: 0.2,
-                min_per_second: 10,
-                window: Duration::from_secs(10),
-            }),
-            max_keys: DEFAULT_MAX_KEYS,
-            renderer: Renderer::default(),
-            eligible: None,
-            decide: None,
         }
     }
 }
@@ -300,28 +307,28 @@ impl<E: KeyExtractor> RetryBuilder<E> {
 impl<E: KeyExtractor, C, A> RetryBuilder<E, C, A> {
     /// The instance name in metrics and logs (default `"default"`).
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
-        self.name = instance_name(name);
+        self.options.name = instance_name(name);
         self
     }
 
     /// Attempts in all, the first included (default 3, at most
     /// [`MAX_ATTEMPTS_CAP`]); 1 turns retries off.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts;
+        self.options.max_attempts = attempts;
         self
     }
 
     /// Exponential backoff with full jitter: before retry `n`, a random wait
     /// up to `min(max, base × 2^(n−1))` (default 25 ms and 250 ms).
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
-        self.backoff = Backoff::FullJitter { base, max };
+        self.options.backoff = Backoff::FullJitter { base, max };
         self
     }
 
     /// Decorrelated jitter instead: a random wait in `[base, 3 × previous]`,
     /// at most `max`.
     pub fn decorrelated_backoff(mut self, base: Duration, max: Duration) -> Self {
-        self.backoff = Backoff::Decorrelated { base, max };
+        self.options.backoff = Backoff::Decorrelated { base, max };
         self
     }
 
@@ -329,14 +336,14 @@ impl<E: KeyExtractor, C, A> RetryBuilder<E, C, A> {
     /// layer waits for before retrying (default 10 s). A longer hint ends the
     /// retries: the caller gets the answer with the hint in it.
     pub fn max_server_delay(mut self, max: Duration) -> Self {
-        self.max_server_delay = max;
+        self.options.max_server_delay = max;
         self
     }
 
     /// The most request-body bytes kept for replays (default 64 KiB). A
     /// longer body is sent once and not retried.
     pub fn max_replay_bytes(mut self, bytes: usize) -> Self {
-        self.max_replay_bytes = bytes;
+        self.options.max_replay_bytes = bytes;
         self
     }
 
@@ -345,14 +352,14 @@ impl<E: KeyExtractor, C, A> RetryBuilder<E, C, A> {
     /// that runs out is retried; if it was the last, the caller gets 504 /
     /// `DEADLINE_EXCEEDED`.
     pub fn per_try_timeout(mut self, timeout: Duration) -> Self {
-        self.per_try_timeout = Some(timeout);
+        self.options.per_try_timeout = Some(timeout);
         self
     }
 
     /// The gRPC codes that are retried (default `UNAVAILABLE` only: other
     /// codes may mean the server acted on the call).
     pub fn grpc_retryable_codes(mut self, codes: impl IntoIterator<Item = GrpcCode>) -> Self {
-        self.grpc_codes = codes.into_iter().collect();
+        self.options.grpc_codes = codes.into_iter().collect();
         self
     }
 
@@ -361,7 +368,7 @@ impl<E: KeyExtractor, C, A> RetryBuilder<E, C, A> {
     /// 10 s). Requests refused by this crate's own layers further in neither
     /// earn nor spend.
     pub fn budget(mut self, ratio: f64, min_per_second: u32, window: Duration) -> Self {
-        self.budget = Some(BudgetSpec {
+        self.options.budget = Some(BudgetSpec {
             ratio,
             min_per_second,
             window,
@@ -372,14 +379,14 @@ impl<E: KeyExtractor, C, A> RetryBuilder<E, C, A> {
     /// No budget: every retryable failure is retried. An outage then
     /// multiplies the load by `max_attempts`.
     pub fn no_budget(mut self) -> Self {
-        self.budget = None;
+        self.options.budget = None;
         self
     }
 
     /// For [`RetryLayer::keyed`]: the most per-key budgets held at once
     /// (default 1,000). Idle ones are dropped first; then new keys share one.
     pub fn max_keys(mut self, max_keys: usize) -> Self {
-        self.max_keys = max_keys;
+        self.options.max_keys = max_keys;
         self
     }
 
@@ -389,7 +396,7 @@ impl<E: KeyExtractor, C, A> RetryBuilder<E, C, A> {
     where
         F: Fn(&RequestHead<'_>) -> bool + Send + Sync + 'static,
     {
-        self.eligible = Some(Box::new(eligible));
+        self.options.eligible = Some(Box::new(eligible));
         self
     }
 
@@ -400,13 +407,13 @@ impl<E: KeyExtractor, C, A> RetryBuilder<E, C, A> {
     where
         F: Fn(&RetryCheck<'_>) -> Option<bool> + Send + Sync + 'static,
     {
-        self.decide = Some(Box::new(decide));
+        self.options.decide = Some(Box::new(decide));
         self
     }
 
     /// How local refusals (the 504 of a per-try timeout) are rendered.
     pub fn renderer(mut self, renderer: Renderer) -> Self {
-        self.renderer = renderer;
+        self.options.renderer = renderer;
         self
     }
 
@@ -418,18 +425,7 @@ impl<E: KeyExtractor, C, A> RetryBuilder<E, C, A> {
             extractor: self.extractor,
             keyed: self.keyed,
             adapter: self.adapter,
-            name: self.name,
-            max_attempts: self.max_attempts,
-            backoff: self.backoff,
-            max_server_delay: self.max_server_delay,
-            max_replay_bytes: self.max_replay_bytes,
-            per_try_timeout: self.per_try_timeout,
-            grpc_codes: self.grpc_codes,
-            budget: self.budget,
-            max_keys: self.max_keys,
-            renderer: self.renderer,
-            eligible: self.eligible,
-            decide: self.decide,
+            options: self.options,
         }
     }
 
@@ -444,40 +440,30 @@ impl<E: KeyExtractor, C, A> RetryBuilder<E, C, A> {
             classifier: self.classifier,
             extractor: self.extractor,
             keyed: self.keyed,
-            name: self.name,
-            max_attempts: self.max_attempts,
-            backoff: self.backoff,
-            max_server_delay: self.max_server_delay,
-            max_replay_bytes: self.max_replay_bytes,
-            per_try_timeout: self.per_try_timeout,
-            grpc_codes: self.grpc_codes,
-            budget: self.budget,
-            max_keys: self.max_keys,
-            renderer: self.renderer,
-            eligible: self.eligible,
-            decide: self.decide,
+            options: self.options,
         }
     }
 
     /// Checks the settings and makes the layer.
     pub fn build(self) -> Result<RetryLayer<E, C, A>, ConfigError> {
+        let options = self.options;
         let error = |message: String| Err(ConfigError::new("retry", message));
-        if !(1..=MAX_ATTEMPTS_CAP).contains(&self.max_attempts) {
+        if !(1..=MAX_ATTEMPTS_CAP).contains(&options.max_attempts) {
             return error(format!(
                 "max_attempts must be 1 to {MAX_ATTEMPTS_CAP}, got {}",
-                self.max_attempts
+                options.max_attempts
             ));
         }
-        let (base, max) = self.backoff.limits();
+        let (base, max) = options.backoff.limits();
         if base > max {
             return error(format!(
                 "backoff base {base:?} is longer than its maximum {max:?}"
             ));
         }
-        if self.per_try_timeout == Some(Duration::ZERO) {
+        if options.per_try_timeout == Some(Duration::ZERO) {
             return error("per_try_timeout must be longer than zero".into());
         }
-        if let Some(budget) = &self.budget {
+        if let Some(budget) = &options.budget {
             if !(0.0..=1000.0).contains(&budget.ratio) {
                 return error(format!(
                     "budget ratio must be 0 to 1000, got {}",
@@ -491,38 +477,38 @@ impl<E: KeyExtractor, C, A> RetryBuilder<E, C, A> {
                 ));
             }
         }
-        if self.keyed && self.max_keys == 0 {
+        if self.keyed && options.max_keys == 0 {
             return error("max_keys must be at least 1".into());
         }
-        let budgets = match self.budget {
+        let budgets = match options.budget {
             None => Budgets::Off,
             Some(spec) if self.keyed => {
-                Budgets::Keyed(Box::new(KeyedBudgets::new(spec, self.max_keys)))
+                Budgets::Keyed(Box::new(KeyedBudgets::new(spec, options.max_keys)))
             }
             Some(spec) => Budgets::Single(Arc::new(Budget::new(spec))),
         };
-        let grpc_codes = self
+        let grpc_codes = options
             .grpc_codes
             .iter()
             .fold(0u32, |mask, code| mask | 1 << code.as_u8());
         Ok(RetryLayer {
             shared: Arc::new(Shared {
                 settings: Settings {
-                    max_attempts: self.max_attempts,
-                    backoff: self.backoff,
-                    max_server_delay: self.max_server_delay,
-                    max_replay_bytes: self.max_replay_bytes,
-                    per_try_timeout: self.per_try_timeout,
+                    max_attempts: options.max_attempts,
+                    backoff: options.backoff,
+                    max_server_delay: options.max_server_delay,
+                    max_replay_bytes: options.max_replay_bytes,
+                    per_try_timeout: options.per_try_timeout,
                     grpc_codes,
                 },
                 classifier: self.classifier,
-                renderer: self.renderer,
-                eligible: self.eligible,
-                decide: self.decide,
+                renderer: options.renderer,
+                eligible: options.eligible,
+                decide: options.decide,
                 extractor: self.extractor,
                 budgets,
                 jitter: Jitter::new(),
-                observer: Observer::new(self.name),
+                observer: Observer::new(options.name),
             }),
             adapter: self.adapter,
         })
