@@ -80,29 +80,21 @@ impl Ring {
         }
     }
 
+    /// What `second`'s bucket counted (0 if it now holds another second).
+    fn count(&self, second: u64) -> u64 {
+        Ring::current(self.cell(second).load(Ordering::Relaxed), second) & 0xFFFF_FFFF
+    }
+
     fn sum_except(&self, second: u64) -> u64 {
         let buckets = self.cells.len() as u64;
         (1..buckets)
             .filter_map(|back| second.checked_sub(back))
-            .map(|past| {
-                let value = self.cell(past).load(Ordering::Relaxed);
-                if value >> 32 == Ring::tag(past) {
-                    value & 0xFFFF_FFFF
-                } else {
-                    0
-                }
-            })
+            .map(|past| self.count(past))
             .sum()
     }
 
     fn sum(&self, second: u64) -> u64 {
-        let value = self.cell(second).load(Ordering::Relaxed);
-        let current = if value >> 32 == Ring::tag(second) {
-            value & 0xFFFF_FFFF
-        } else {
-            0
-        };
-        current + self.sum_except(second)
+        self.count(second) + self.sum_except(second)
     }
 }
 
@@ -145,14 +137,19 @@ impl Budget {
         self.requests.add(self.second());
     }
 
-    /// Takes one retry if the window allows it.
+    /// Retries the window's requests earn, plus the reserve, in parts per million.
+    fn allowance_ppm(&self, second: u64) -> u64 {
+        self.requests
+            .sum(second)
+            .saturating_mul(self.ratio_ppm)
+            .saturating_add(self.reserve.saturating_mul(PPM))
+    }
+
+    /// Takes one retry if the window allows it: retries + 1 ≤ requests ×
+    /// ratio + reserve.
     pub(crate) fn withdraw(&self) -> bool {
         let second = self.second();
-        let requests = self.requests.sum(second);
-        // retries + 1 <= requests × ratio + reserve, in parts per million.
-        let allowance = requests
-            .saturating_mul(self.ratio_ppm)
-            .saturating_add(self.reserve.saturating_mul(PPM));
+        let allowance = self.allowance_ppm(second);
         self.retries.add_if(second, |retries| {
             (retries + 1).saturating_mul(PPM) <= allowance
         })
@@ -167,9 +164,7 @@ impl Budget {
     /// Retries the window would allow now.
     pub(crate) fn available(&self) -> u64 {
         let second = self.second();
-        let allowance = (self.requests.sum(second).saturating_mul(self.ratio_ppm) / PPM)
-            .saturating_add(self.reserve);
-        allowance.saturating_sub(self.retries.sum(second))
+        (self.allowance_ppm(second) / PPM).saturating_sub(self.retries.sum(second))
     }
 }
 
