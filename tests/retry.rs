@@ -25,7 +25,7 @@ mod support;
 /// What the upstream does with one call.
 #[derive(Clone)]
 enum Reply {
-    Status(u16, Vec<(&'static str, &'static str)>),
+    Status(u16, Vec<(&'static str, HeaderValue)>),
     /// Fails the call, as a refused or reset connection would.
     Error,
     /// Never answers.
@@ -143,18 +143,12 @@ fn get(uri: &str) -> Request<Full<Bytes>> {
 }
 
 fn grpc(code: Option<GrpcCode>, pushback: Option<&'static str>) -> Reply {
-    let mut headers = vec![("content-type", "application/grpc")];
+    let mut headers = vec![("content-type", HeaderValue::from_static("application/grpc"))];
     if let Some(code) = code {
-        headers.push((
-            "grpc-status",
-            [
-                "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14",
-                "15", "16",
-            ][code.as_u8() as usize],
-        ));
+        headers.push(("grpc-status", code.header_value()));
     }
     if let Some(pushback) = pushback {
-        headers.push(("grpc-retry-pushback-ms", pushback));
+        headers.push(("grpc-retry-pushback-ms", HeaderValue::from_static(pushback)));
     }
     Reply::Status(200, headers)
 }
@@ -225,7 +219,10 @@ fn a_flaky_upstream_fails_twice_then_the_caller_gets_one_success() {
 
 #[tokio::test(start_paused = true)]
 async fn attempts_stop_at_the_maximum_and_the_last_answer_is_passed_on() {
-    let upstream = Upstream::new([], Reply::Status(503, vec![("x-attempt", "any")]));
+    let upstream = Upstream::new(
+        [],
+        Reply::Status(503, vec![("x-attempt", HeaderValue::from_static("any"))]),
+    );
     let layer = layer().max_attempts(4).build().unwrap();
     let response = send(&layer, &upstream, get("/")).await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -438,7 +435,10 @@ async fn retry_after_sets_the_wait_and_a_long_one_ends_the_retries() {
         .build()
         .unwrap();
     let upstream = Upstream::new(
-        [Reply::Status(503, vec![("retry-after", "2")])],
+        [Reply::Status(
+            503,
+            vec![("retry-after", HeaderValue::from_static("2"))],
+        )],
         status(200),
     );
     let start = Instant::now();
@@ -451,7 +451,10 @@ async fn retry_after_sets_the_wait_and_a_long_one_ends_the_retries() {
     assert_eq!(start.elapsed(), Duration::from_secs(2));
 
     let upstream = Upstream::new(
-        [Reply::Status(429, vec![("retry-after", "60")])],
+        [Reply::Status(
+            429,
+            vec![("retry-after", HeaderValue::from_static("60"))],
+        )],
         status(200),
     );
     let answer = send(&layer, &upstream, get("/")).await.unwrap();
@@ -604,7 +607,10 @@ async fn a_closure_can_override_the_decision() {
 async fn no_wait_starts_that_would_end_after_the_deadline() {
     let layer = layer().build().unwrap();
     let upstream = Upstream::new(
-        [Reply::Status(503, vec![("retry-after", "1")])],
+        [Reply::Status(
+            503,
+            vec![("retry-after", HeaderValue::from_static("1"))],
+        )],
         status(200),
     );
     let mut request = get("/");
