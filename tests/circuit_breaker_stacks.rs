@@ -143,7 +143,7 @@ async fn hyper_client_gets_one_breaker_per_upstream() {
 
 mod grpc {
     use super::*;
-    use tonic::transport::{Channel, Server};
+    use tonic::transport::Server;
     use tonic::{Code, Status};
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
@@ -166,11 +166,7 @@ mod grpc {
                 .add_service(health)
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
         );
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = support::tonic_channel(addr).await;
 
         let breaker = CircuitBreakerLayer::builder()
             .consecutive_failures(3)

@@ -100,7 +100,7 @@ async fn hyper_server_limits_over_loopback() {
 mod grpc {
     use super::*;
     use tonic::Code;
-    use tonic::transport::{Channel, Server};
+    use tonic::transport::Server;
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
 
@@ -121,11 +121,7 @@ mod grpc {
                 .add_service(health)
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
         );
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = support::tonic_channel(addr).await;
         let mut client = HealthClient::new(channel);
         client.check(HealthCheckRequest::default()).await.unwrap();
         let status = client

@@ -79,7 +79,7 @@ async fn a_hyper_util_client_recovers_when_its_first_connection_drops() {
 mod grpc {
     use super::*;
     use tonic::Status;
-    use tonic::transport::{Channel, Server};
+    use tonic::transport::Server;
     use tonic_health::ServingStatus;
     use tonic_health::pb::HealthCheckRequest;
     use tonic_health::pb::health_client::HealthClient;
@@ -108,11 +108,7 @@ mod grpc {
                 .add_service(health)
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
         );
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = support::tonic_channel(addr).await;
 
         let retry = RetryLayer::builder().same_body().build().unwrap();
         let mut client = HealthClient::new(ServiceBuilder::new().layer(retry).service(channel));

@@ -184,11 +184,7 @@ mod grpc {
     }
 
     async fn client(addr: SocketAddr) -> HealthClient<Channel> {
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = support::tonic_channel(addr).await;
         HealthClient::new(channel)
     }
 

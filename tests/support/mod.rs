@@ -124,3 +124,12 @@ pub async fn serve_axum(router: axum::Router) -> SocketAddr {
     });
     addr
 }
+
+/// A tonic channel connected to a server on `addr`.
+pub async fn tonic_channel(addr: SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
