@@ -141,6 +141,7 @@ where
     E: KeyExtractor,
     C: Classify,
 {
+    #[inline]
     pub(crate) fn new(
         future: S::Future,
         retrying: Option<Retrying<S, B, A>>,
@@ -164,6 +165,7 @@ where
 }
 
 /// The timer of one attempt: the per-try timeout, cut to the deadline.
+#[inline]
 fn per_try_timer<E: KeyExtractor, C>(
     shared: &Shared<E, C>,
     deadline: Option<Deadline>,
