@@ -10,7 +10,7 @@
 //! | [`rate_limit`] | keyed GCRA limits, several quotas, 429 / `RESOURCE_EXHAUSTED` with `Retry-After` and `RateLimit` headers | ready |
 //! | [`circuit_breaker`] | lock-free breaker: count or time window, 503 / `UNAVAILABLE` with `Retry-After`, exactly N half-open probes, keyed breakers, operator handle | ready |
 //! | [`retry`] | retries real (non-`Clone`) requests: idempotency-aware, body replay, budgets, jittered backoff, `Retry-After` / pushback, deadlines | ready |
-//! | `compression` | negotiated, streaming response compression; safe request decompression | planned |
+//! | [`compression`] | negotiated zstd / br / gzip / deflate that streams (SSE flushed per event), skip rules, 406 before the handler, request decompression with a bomb cap | ready |
 //! | `cache` | RFC 9111 response cache | planned |
 //! | `metrics` | OpenTelemetry-named request metrics with bounded labels | planned |
 //! | `health` | liveness and readiness routes fed by the other layers | planned |
@@ -86,6 +86,8 @@ mod timer;
 
 #[cfg(feature = "circuit-breaker")]
 pub mod circuit_breaker;
+#[cfg(feature = "compression")]
+pub mod compression;
 #[cfg(feature = "rate-limit")]
 pub mod rate_limit;
 #[cfg(feature = "retry")]

@@ -60,6 +60,15 @@ pub enum Reason {
     /// The request carries nothing to identify its sender (no API key, no
     /// address): 400 / `INVALID_ARGUMENT`, or whatever status the layer sets.
     Unidentified,
+    /// None of the response encodings the client accepts is available:
+    /// 406 / `INVALID_ARGUMENT`.
+    NotAcceptable,
+    /// The request body uses a content coding the service cannot decode:
+    /// 415 / `UNIMPLEMENTED`.
+    UnsupportedEncoding,
+    /// The request body could not be decoded (corrupt or truncated):
+    /// 400 / `INVALID_ARGUMENT`.
+    MalformedBody,
 }
 
 impl Reason {
@@ -71,7 +80,9 @@ impl Reason {
             Reason::TimedOut => StatusCode::GATEWAY_TIMEOUT,
             Reason::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Reason::Unidentified => StatusCode::BAD_REQUEST,
+            Reason::Unidentified | Reason::MalformedBody => StatusCode::BAD_REQUEST,
+            Reason::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            Reason::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
 
@@ -81,7 +92,10 @@ impl Reason {
             Reason::RateLimited | Reason::PayloadTooLarge => GrpcCode::ResourceExhausted,
             Reason::CircuitOpen | Reason::Overloaded => GrpcCode::Unavailable,
             Reason::TimedOut | Reason::RequestBodyTimeout => GrpcCode::DeadlineExceeded,
-            Reason::Unidentified => GrpcCode::InvalidArgument,
+            Reason::Unidentified | Reason::NotAcceptable | Reason::MalformedBody => {
+                GrpcCode::InvalidArgument
+            }
+            Reason::UnsupportedEncoding => GrpcCode::Unimplemented,
         }
     }
 
@@ -95,6 +109,9 @@ impl Reason {
             Reason::PayloadTooLarge => "payload_too_large",
             Reason::RequestBodyTimeout => "request_body_timeout",
             Reason::Unidentified => "unidentified",
+            Reason::NotAcceptable => "not_acceptable",
+            Reason::UnsupportedEncoding => "unsupported_encoding",
+            Reason::MalformedBody => "malformed_body",
         }
     }
 
@@ -107,6 +124,9 @@ impl Reason {
             Reason::PayloadTooLarge => "request body too large",
             Reason::RequestBodyTimeout => "request body was not received in time",
             Reason::Unidentified => "the request does not identify its sender",
+            Reason::NotAcceptable => "no acceptable content coding is available",
+            Reason::UnsupportedEncoding => "the request body's content coding is not supported",
+            Reason::MalformedBody => "the request body could not be decoded",
         }
     }
 }

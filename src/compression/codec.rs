@@ -1,0 +1,219 @@
+//! One streaming encoder or decoder per coding, over async-compression's
+//! codecs, writing into a `BytesMut` so each body frame is one call.
+
+use std::io;
+
+use async_compression::codecs::{
+    BrotliDecoder, BrotliEncoder, DecodeV2, EncodeV2, GzipDecoder, GzipEncoder, ZlibDecoder,
+    ZlibEncoder, ZstdDecoder, ZstdEncoder,
+};
+use async_compression::core::Level;
+use async_compression::core::util::{PartialBuffer, WriteBuffer};
+use bytes::BytesMut;
+
+use super::negotiate::Encoding;
+
+/// Compression levels, one per coding, checked by the builder.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Levels {
+    pub(crate) gzip: u32,
+    pub(crate) deflate: u32,
+    pub(crate) brotli: u32,
+    pub(crate) zstd: i32,
+}
+
+impl Default for Levels {
+    /// zlib's default 6 for gzip and deflate (the size users expect, fast
+    /// with zlib-rs); brotli 4, where its speed is close to gzip's (brotli's
+    /// own default, 11, is far too slow for responses, tower-http #301);
+    /// zstd's own default, 3.
+    fn default() -> Self {
+        Levels {
+            gzip: 6,
+            deflate: 6,
+            brotli: 4,
+            zstd: 3,
+        }
+    }
+}
+
+/// Room reserved before each codec call; grown when the codec fills it.
+const MIN_ROOM: usize = 4 * 1024;
+
+/// A streaming compressor for one response body.
+pub(crate) enum Encoder {
+    Gzip(GzipEncoder),
+    Deflate(ZlibEncoder),
+    Brotli(Box<BrotliEncoder>),
+    Zstd(ZstdEncoder),
+}
+
+impl Encoder {
+    pub(crate) fn new(encoding: Encoding, levels: &Levels) -> Encoder {
+        let flate = |level: u32| Level::Precise(level as i32).into();
+        match encoding {
+            Encoding::Gzip => Encoder::Gzip(GzipEncoder::new(flate(levels.gzip))),
+            Encoding::Deflate => Encoder::Deflate(ZlibEncoder::new(flate(levels.deflate))),
+            Encoding::Brotli => Encoder::Brotli(Box::new(BrotliEncoder::new(
+                async_compression::brotli::EncoderParams::default()
+                    .quality(Level::Precise(levels.brotli as i32)),
+            ))),
+            Encoding::Zstd => {
+                // Browsers decode windows up to 8 MiB (log 23); high levels
+                // would pick larger ones.
+                let window = async_compression::zstd::CParameter::window_log(23);
+                Encoder::Zstd(ZstdEncoder::new_with_params(levels.zstd, &[window]))
+            }
+        }
+    }
+
+    fn codec(&mut self) -> &mut dyn EncodeV2 {
+        match self {
+            Encoder::Gzip(codec) => codec,
+            Encoder::Deflate(codec) => codec,
+            Encoder::Brotli(codec) => &mut **codec,
+            Encoder::Zstd(codec) => codec,
+        }
+    }
+
+    /// Compresses all of `input`, appending whatever the codec emits to `out`.
+    pub(crate) fn encode(&mut self, input: &[u8], out: &mut BytesMut) -> io::Result<()> {
+        let mut input = PartialBuffer::new(input);
+        let codec = self.codec();
+        // Compressed output is usually much smaller than its input.
+        let room = MIN_ROOM.max(input.unwritten().len() / 2);
+        while !input.unwritten().is_empty() {
+            with_room(out, room, |output| codec.encode(&mut input, output))?;
+        }
+        Ok(())
+    }
+
+    /// Emits everything given so far, so the client can decode it now.
+    pub(crate) fn flush(&mut self, out: &mut BytesMut) -> io::Result<()> {
+        let codec = self.codec();
+        while !with_room(out, MIN_ROOM, |output| codec.flush(output))? {}
+        Ok(())
+    }
+
+    /// Ends the stream (footer, checksum).
+    pub(crate) fn finish(&mut self, out: &mut BytesMut) -> io::Result<()> {
+        let codec = self.codec();
+        while !with_room(out, MIN_ROOM, |output| codec.finish(output))? {}
+        Ok(())
+    }
+}
+
+/// A streaming decompressor for one request body.
+pub(crate) enum Decoder {
+    Gzip(GzipDecoder),
+    Deflate(ZlibDecoder),
+    Brotli(Box<BrotliDecoder>),
+    Zstd(ZstdDecoder),
+}
+
+/// How far a decoding call got.
+pub(crate) struct Decoded {
+    /// Input bytes used.
+    pub(crate) consumed: usize,
+    /// The coded stream ended.
+    pub(crate) done: bool,
+}
+
+impl Decoder {
+    pub(crate) fn new(encoding: Encoding) -> Decoder {
+        match encoding {
+            Encoding::Gzip => Decoder::Gzip(GzipDecoder::new()),
+            Encoding::Deflate => Decoder::Deflate(ZlibDecoder::new()),
+            Encoding::Brotli => Decoder::Brotli(Box::new(BrotliDecoder::new())),
+            Encoding::Zstd => Decoder::Zstd(ZstdDecoder::new()),
+        }
+    }
+
+    fn codec(&mut self) -> &mut dyn DecodeV2 {
+        match self {
+            Decoder::Gzip(codec) => codec,
+            Decoder::Deflate(codec) => codec,
+            Decoder::Brotli(codec) => &mut **codec,
+            Decoder::Zstd(codec) => codec,
+        }
+    }
+
+    /// Decodes from `input` into `out`, writing at most `limit` bytes.
+    pub(crate) fn decode(
+        &mut self,
+        input: &[u8],
+        out: &mut BytesMut,
+        limit: usize,
+    ) -> io::Result<Decoded> {
+        let mut input = PartialBuffer::new(input);
+        let done = with_room(out, limit, |output| self.codec().decode(&mut input, output))?;
+        Ok(Decoded {
+            consumed: input.written_len(),
+            done,
+        })
+    }
+
+    /// Writes at most `limit` bytes of what the codec still holds once the
+    /// input has ended; `true` when all is out and the stream was complete.
+    pub(crate) fn finish(&mut self, out: &mut BytesMut, limit: usize) -> io::Result<bool> {
+        with_room(out, limit, |output| self.codec().finish(output))
+    }
+
+    /// Gets ready for another coded stream after one ended (concatenated
+    /// gzip members or zstd frames).
+    pub(crate) fn reinit(&mut self) -> io::Result<()> {
+        self.codec().reinit()
+    }
+}
+
+/// Runs `write` over `room` zeroed bytes at the end of `out`, then keeps
+/// only what it wrote.
+fn with_room<T>(
+    out: &mut BytesMut,
+    room: usize,
+    write: impl FnOnce(&mut WriteBuffer<'_>) -> io::Result<T>,
+) -> io::Result<T> {
+    let start = out.len();
+    out.resize(start + room, 0);
+    let mut buffer = WriteBuffer::new_initialized(&mut out[start..]);
+    let result = write(&mut buffer);
+    let written = buffer.written_len();
+    out.truncate(start + written);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(encoding: Encoding, input: &[u8]) -> Vec<u8> {
+        let mut encoder = Encoder::new(encoding, &Levels::default());
+        let mut coded = BytesMut::new();
+        for chunk in input.chunks(1000) {
+            encoder.encode(chunk, &mut coded).unwrap();
+        }
+        encoder.finish(&mut coded).unwrap();
+        let mut decoder = Decoder::new(encoding);
+        let mut plain = BytesMut::new();
+        let mut rest = &coded[..];
+        loop {
+            let step = decoder.decode(rest, &mut plain, 64 * 1024).unwrap();
+            rest = &rest[step.consumed..];
+            if step.done {
+                break;
+            }
+        }
+        while !decoder.finish(&mut plain, 64 * 1024).unwrap() {}
+        plain.to_vec()
+    }
+
+    #[test]
+    fn every_coding_round_trips() {
+        let input: Vec<u8> = (0..50_000u32)
+            .flat_map(|i| format!("{{\"id\":{i},\"name\":\"item {i}\"}},").into_bytes())
+            .collect();
+        for encoding in Encoding::ALL {
+            assert_eq!(roundtrip(encoding, &input), input, "{encoding}");
+        }
+    }
+}

@@ -1,0 +1,161 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::Response;
+use http_body::Body;
+use pin_project_lite::pin_project;
+
+use super::body::{CompressionBody, DecodeOutcome, DecompressionError};
+use super::codec::Encoder;
+use super::layer::Shared;
+use super::negotiate::Encoding;
+use super::rules;
+use crate::grpc::Protocol;
+use crate::reject::{Reason, Rejection};
+
+pin_project! {
+    /// The response future of [`Compression`](super::Compression).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Called {
+            #[pin]
+            future: F,
+            shared: Arc<Shared>,
+            encoding: Option<Encoding>,
+            head_request: bool,
+            outcome: Option<Arc<DecodeOutcome>>,
+        },
+        PassThrough { #[pin] future: F },
+        Refused { response: Option<Response<Bytes>> },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(
+        future: F,
+        shared: Arc<Shared>,
+        encoding: Option<Encoding>,
+        head_request: bool,
+        outcome: Option<Arc<DecodeOutcome>>,
+    ) -> Self {
+        ResponseFuture {
+            kind: Kind::Called {
+                future,
+                shared,
+                encoding,
+                head_request,
+                outcome,
+            },
+        }
+    }
+
+    pub(crate) fn pass_through(future: F) -> Self {
+        ResponseFuture {
+            kind: Kind::PassThrough { future },
+        }
+    }
+
+    pub(crate) fn refused(response: Response<Bytes>) -> Self {
+        ResponseFuture {
+            kind: Kind::Refused {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+{
+    type Output = Result<Response<CompressionBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let (future, shared, encoding, head_request, outcome) = match self.project().kind.project()
+        {
+            KindProj::PassThrough { future } => {
+                return future
+                    .poll(cx)
+                    .map_ok(|response| response.map(CompressionBody::identity));
+            }
+            KindProj::Refused { response } => {
+                let response = response.take().expect("polled after completion");
+                return Poll::Ready(Ok(response.map(CompressionBody::full)));
+            }
+            KindProj::Called {
+                future,
+                shared,
+                encoding,
+                head_request,
+                outcome,
+            } => (future, shared, *encoding, *head_request, outcome),
+        };
+        let response = ready!(future.poll(cx))?;
+        if let Some(failure) = outcome
+            .as_ref()
+            .and_then(|outcome| outcome.failure(shared.max_decompressed_bytes))
+        {
+            // The handler read a body that could not be decoded: whatever it
+            // answered, the caller learns why.
+            let (reason, detail) = match failure {
+                DecompressionError::TooLarge { .. } => {
+                    (Reason::PayloadTooLarge, failure.to_string())
+                }
+                _ => (Reason::MalformedBody, failure.to_string()),
+            };
+            let rejection = Rejection::new("compression", reason).with_detail(detail);
+            let response = shared.renderer.render_bytes(rejection, Protocol::Http);
+            return Poll::Ready(Ok(response.map(CompressionBody::full)));
+        }
+        let (mut parts, body) = response.into_parts();
+        if !rules::compressible(
+            head_request,
+            parts.status,
+            &parts.headers,
+            &body.size_hint(),
+            shared.min_size,
+        ) {
+            return Poll::Ready(Ok(Response::from_parts(
+                parts,
+                CompressionBody::identity(body),
+            )));
+        }
+        // Another client might get another coding of this response.
+        rules::vary_on_accept_encoding(&mut parts.headers);
+        let encoding = match encoding {
+            Some(encoding)
+                if shared
+                    .compress_when
+                    .as_ref()
+                    .is_none_or(|check| check(&parts)) =>
+            {
+                encoding
+            }
+            _ => {
+                return Poll::Ready(Ok(Response::from_parts(
+                    parts,
+                    CompressionBody::identity(body),
+                )));
+            }
+        };
+        rules::mark_encoded(&mut parts.headers, encoding);
+        let body = CompressionBody::encoded(
+            body,
+            Encoder::new(encoding, &shared.levels),
+            shared.flush,
+            shared.observer.out[encoding.index()].clone(),
+        );
+        Poll::Ready(Ok(Response::from_parts(parts, body)))
+    }
+}
