@@ -46,6 +46,9 @@ pin_project! {
     }
 }
 
+/// Compressed output gathered before it is sent without waiting for a pause.
+const SEND_AT: usize = 32 * 1024;
+
 /// The state of a body being compressed.
 struct Encoding {
     encoder: Encoder,
@@ -179,13 +182,18 @@ where
                             state.counters.plain.increment(len as u64);
                             data.advance(len);
                         }
-                        if state.flush == Flush::EveryFrame {
+                        let send_now = if state.flush == Flush::EveryFrame {
                             state.encoder.flush(&mut state.out)?;
+                            true
                         } else {
+                            // More may be ready: gather it into fewer, larger frames.
                             state.unflushed = true;
-                        }
-                        if let Some(frame) = state.take_output() {
-                            return Poll::Ready(Some(Ok(frame)));
+                            state.out.len() >= SEND_AT
+                        };
+                        if send_now {
+                            if let Some(frame) = state.take_output() {
+                                return Poll::Ready(Some(Ok(frame)));
+                            }
                         }
                     }
                     Err(frame) => {
