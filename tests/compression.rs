@@ -220,7 +220,8 @@ async fn nothing_acceptable_is_406_before_the_handler_runs() {
 #[tokio::test]
 async fn responses_that_are_never_compressed() {
     let big = json(500);
-    let cases: &[(&str, u16, &[(&str, &str)], Bytes)] = &[
+    type Case<'a> = (&'a str, u16, &'a [(&'a str, &'a str)], Bytes);
+    let cases: &[Case<'_>] = &[
         (
             "already coded",
             200,
