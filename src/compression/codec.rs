@@ -58,12 +58,13 @@ impl Encoder {
                 async_compression::brotli::EncoderParams::default()
                     .quality(Level::Precise(levels.brotli as i32)),
             ))),
-            Encoding::Zstd => {
-                // Browsers decode windows up to 8 MiB (log 23); high levels
-                // would pick larger ones.
+            // Browsers decode windows up to 8 MiB (log 23); levels from 17
+            // up would pick larger ones.
+            Encoding::Zstd if levels.zstd >= 17 => {
                 let window = async_compression::zstd::CParameter::window_log(23);
                 Encoder::Zstd(ZstdEncoder::new_with_params(levels.zstd, &[window]))
             }
+            Encoding::Zstd => Encoder::Zstd(ZstdEncoder::new(levels.zstd)),
         }
     }
 

@@ -1,0 +1,236 @@
+//! Response compression throughput and output size of every coding, ours
+//! against tower-http's `CompressionLayer` in the same run (so both use
+//! flate2's zlib-rs backend here), for a 64 KiB JSON body and a 1 MiB HTML
+//! body; and the time to the first compressed byte of a server-sent-event
+//! stream. tower-http in its default build (miniz_oxide) is measured by the
+//! package in `benches/tower-http-default/`.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use http::{Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::Full;
+use tower::{Layer, Service};
+
+#[path = "support/compression_inputs.rs"]
+mod inputs;
+
+type Req = Request<Full<Bytes>>;
+
+fn request(coding: &'static str) -> Req {
+    Request::get("/data")
+        .header("accept-encoding", coding)
+        .body(Full::new(Bytes::new()))
+        .expect("a valid request")
+}
+
+/// A handler answering `body` with `content_type`, whatever the request body.
+fn handler<B>(
+    body: Bytes,
+    content_type: &'static str,
+) -> impl Service<Request<B>, Response = Response<Full<Bytes>>, Error = std::convert::Infallible> + Clone
+{
+    tower::service_fn(move |_req: Request<B>| {
+        let response = Response::builder()
+            .header("content-type", content_type)
+            .body(Full::new(body.clone()))
+            .expect("a valid response");
+        std::future::ready(Ok(response))
+    })
+}
+
+/// Sends one request and reads the whole body; returns the bytes received.
+/// Every body here is complete at once, so nothing is ever pending.
+fn compressed_len<S, B>(service: &mut S, coding: &'static str) -> usize
+where
+    S: Service<Req, Response = Response<B>>,
+    S::Error: Debug,
+    B: Body,
+    B::Error: Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    let Poll::Ready(Ok(())) = service.poll_ready(&mut cx) else {
+        panic!("always ready")
+    };
+    let Poll::Ready(Ok(response)) = pin!(service.call(request(coding))).poll(&mut cx) else {
+        panic!("answers at once")
+    };
+    let mut body = pin!(response.into_body());
+    let mut received = 0;
+    loop {
+        match body.as_mut().poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                received += frame.data_ref().map_or(0, |data| data.remaining())
+            }
+            Poll::Ready(None) => return received,
+            other => panic!(
+                "a complete body: {:?}",
+                other.map(|f| f.map(|f| f.map(|_| ())))
+            ),
+        }
+    }
+}
+
+fn armor(
+    body: &[u8],
+    content_type: &'static str,
+) -> impl Service<Req, Response = Response<impl Body<Error: Debug>>, Error: Debug> {
+    tower_armor::compression::CompressionLayer::builder()
+        .build()
+        .expect("a valid layer")
+        .layer(handler(Bytes::copy_from_slice(body), content_type))
+}
+
+fn tower_http(
+    body: &[u8],
+    content_type: &'static str,
+) -> impl Service<Req, Response = Response<impl Body<Error: Debug>>, Error: Debug> {
+    tower_http::compression::CompressionLayer::new()
+        .layer(handler(Bytes::copy_from_slice(body), content_type))
+}
+
+fn throughput(c: &mut Criterion) {
+    let bodies = [
+        ("json-64k", inputs::json_64k(), "application/json"),
+        ("html-1m", inputs::html_1m(), "text/html; charset=utf-8"),
+    ];
+    println!("output size, ours / tower-http (same build):");
+    for (name, body, content_type) in &bodies {
+        for coding in ["gzip", "deflate", "br", "zstd"] {
+            let ours = compressed_len(&mut armor(body, content_type), coding);
+            let theirs = compressed_len(&mut tower_http(body, content_type), coding);
+            println!(
+                "  {name:8} {coding:7} {} -> {ours} / {theirs} bytes ({:.4})",
+                body.len(),
+                ours as f64 / theirs as f64
+            );
+        }
+    }
+    for (name, body, content_type) in &bodies {
+        let mut group = c.benchmark_group(format!("compression/{name}"));
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        if body.len() > 512 * 1024 {
+            group.sample_size(20);
+        }
+        for coding in ["gzip", "deflate", "br", "zstd"] {
+            let mut ours = armor(body, content_type);
+            group.bench_function(format!("{coding}/armor"), |b| {
+                b.iter(|| compressed_len(&mut ours, coding))
+            });
+            let mut theirs = tower_http(body, content_type);
+            group.bench_function(format!("{coding}/tower-http"), |b| {
+                b.iter(|| compressed_len(&mut theirs, coding))
+            });
+        }
+        group.finish();
+    }
+}
+
+/// An event stream: each event is followed by a pause (one `Pending`), as
+/// events from a live source are.
+struct Events {
+    left: u32,
+    paused: bool,
+}
+
+impl Body for Events {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        if !self.paused {
+            self.paused = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.paused = false;
+        self.left -= 1;
+        let event = format!(
+            "id: {}\nevent: tick\ndata: {{\"orders\":{}}}\n\n",
+            self.left,
+            self.left * 3
+        );
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(event)))))
+    }
+}
+
+const EVENTS: u32 = 50;
+
+fn sse_handler<B>()
+-> impl Service<Request<B>, Response = Response<Events>, Error = std::convert::Infallible> + Clone {
+    tower::service_fn(|_req: Request<B>| {
+        let response = Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Events {
+                left: EVENTS,
+                paused: false,
+            })
+            .expect("a valid response");
+        std::future::ready(Ok(response))
+    })
+}
+
+/// Polls until the first compressed byte; returns how many events the
+/// source had sent by then.
+fn events_before_first_byte<S, B>(service: &mut S) -> u32
+where
+    S: Service<Req, Response = Response<B>>,
+    S::Error: Debug,
+    B: Body,
+    B::Error: Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    let Poll::Ready(Ok(response)) = pin!(service.call(request("gzip"))).poll(&mut cx) else {
+        panic!("answers at once")
+    };
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    let mut body = pin!(response.into_body());
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        match body.as_mut().poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) if frame.data_ref().is_some_and(|d| d.has_remaining()) => {
+                return polls / 2;
+            }
+            Poll::Ready(None) => return EVENTS,
+            Poll::Ready(Some(Err(error))) => panic!("{error:?}"),
+            _ => {}
+        }
+    }
+}
+
+fn sse_first_byte(c: &mut Criterion) {
+    let mut ours = tower_armor::compression::CompressionLayer::builder()
+        .build()
+        .expect("a valid layer")
+        .layer(sse_handler());
+    // tower-http skips event streams by default; this makes it compress them.
+    let mut theirs = tower_http::compression::CompressionLayer::new()
+        .compress_when(tower_http::compression::predicate::SizeAbove::new(0))
+        .layer(sse_handler());
+    println!(
+        "events sent before the first compressed byte (of {EVENTS}): ours {}, tower-http {}",
+        events_before_first_byte(&mut ours),
+        events_before_first_byte(&mut theirs)
+    );
+    let mut group = c.benchmark_group("compression/sse_first_byte");
+    group.bench_function("armor", |b| b.iter(|| events_before_first_byte(&mut ours)));
+    group.bench_function("tower-http", |b| {
+        b.iter(|| events_before_first_byte(&mut theirs))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, throughput, sse_first_byte);
+criterion_main!(benches);
