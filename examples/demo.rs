@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::time::{Instant, sleep};
 use tower_armor::Deadline;
 use tower_armor::circuit_breaker::{CircuitBreakerLayer, CircuitHandle};
+use tower_armor::compression::CompressionLayer;
 use tower_armor::rate_limit::{Header, MissingKey, Quota, RateLimitLayer};
 use tower_armor::retry::{ReplayBody, Retry, RetryLayer};
 use tower_armor::timeout::{RequestBodyTimeoutLayer, ResponseBodyDeadlineLayer, TimeoutLayer};
@@ -50,6 +51,11 @@ type RetryingClient = Retry<
     tower_armor::classify::DefaultClassifier,
     tower_armor::retry::AsReplayBody,
 >;
+
+/// Decoded request bodies may grow to this; past it, 413.
+const MAX_DECODED_UPLOAD: u64 = 1024 * 1024;
+/// Time between two server-sent events.
+const EVENT_EVERY: Duration = Duration::from_millis(300);
 
 /// Whether the flaky route's pretend upstream is healthy.
 static UPSTREAM_HEALTHY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -94,6 +100,17 @@ fn app(addr: SocketAddr) -> Result<Router, BoxError> {
     );
     let shaky_url = format!("http://{addr}/shaky");
 
+    // Compressed answers for clients that accept them; compressed uploads
+    // decoded, up to 1 MiB once decoded.
+    let compression = CompressionLayer::builder()
+        .name("demo")
+        .max_decompressed_bytes(MAX_DECODED_UPLOAD)
+        .build()?;
+    let compressed = Router::new()
+        .route("/orders", get(orders).post(import_orders))
+        .route("/events", get(events))
+        .layer(compression);
+
     // A real gRPC service (grpc.health.v1), served by the same axum router.
     let (_reporter, health) = tonic_health::server::health_reporter();
     let grpc = tonic::service::Routes::new(health).into_axum_router();
@@ -124,6 +141,7 @@ fn app(addr: SocketAddr) -> Result<Router, BoxError> {
             get(move || call_shaky(client.clone(), shaky_url.clone())),
         )
         .merge(grpc)
+        .merge(compressed)
         .layer(timeout)
         // Body limits go only where they are wanted: they change the body types.
         .route(
@@ -256,6 +274,52 @@ async fn one_chunk_per_second() -> Body {
     Body::from_stream(ReceiverStream(rx))
 }
 
+/// 600 orders as JSON, about 42 KB.
+async fn orders() -> impl IntoResponse {
+    let orders: Vec<String> = (1..=600)
+        .map(|id| {
+            format!(
+                "{{\"id\":{id},\"customer\":\"customer-{}\",\"status\":\"{}\",\"total\":{}.{:02}}}",
+                id % 97,
+                ["pending", "shipped", "delivered"][id % 3],
+                id * 7 % 500,
+                id % 100
+            )
+        })
+        .collect();
+    (
+        [("content-type", "application/json")],
+        format!("[{}]", orders.join(",\n")),
+    )
+}
+
+/// Counts the orders in an upload (which the layer decoded if it was compressed).
+async fn import_orders(body: Bytes) -> String {
+    let count = body.windows(5).filter(|w| w == b"\"id\":").count();
+    format!("imported {count} orders from {} bytes\n", body.len())
+}
+
+/// Five server-sent events, 300 ms apart.
+async fn events() -> impl IntoResponse {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(1);
+    tokio::spawn(async move {
+        for n in 1..=5 {
+            let event = format!("id: {n}\nevent: tick\ndata: {{\"tick\":{n}}}\n\n");
+            if tx.send(Ok(Bytes::from(event))).await.is_err() {
+                return;
+            }
+            sleep(EVENT_EVERY).await;
+        }
+    });
+    (
+        [
+            ("content-type", "text/event-stream"),
+            ("cache-control", "no-cache"),
+        ],
+        Body::from_stream(ReceiverStream(rx)),
+    )
+}
+
 /// An mpsc receiver as a stream of body chunks.
 struct ReceiverStream(tokio::sync::mpsc::Receiver<Result<Bytes, Infallible>>);
 
@@ -307,6 +371,14 @@ circuit breaker (3 failures in a row open it for {}s, doubling while it stays br
   curl {base}/breaker                       # state, time to the next probe, window
   curl -X POST {base}/flaky/heal; sleep {}; for i in 1 2 3; do curl -s {base}/flaky; done
   curl {base}/breaker                       # closed again after 3 good probes
+
+compression (zstd, br, gzip, deflate; uploads decoded up to 1 MiB):
+  curl -s -D- -o /dev/null -H 'accept-encoding: gzip, br' {base}/orders   # content-encoding: br, vary
+  curl -s --compressed {base}/orders | head -c 200                       # 42 KB of JSON, sent as 4 KB
+  curl -N --compressed {base}/events        # gzip-compressed SSE, each event arrives as it is sent
+  curl -i -H 'accept-encoding: identity;q=0, snappy' {base}/orders  # 406, decided before the handler
+  curl -s {base}/orders | gzip | curl -s --data-binary @- -H 'content-encoding: gzip' {base}/orders
+  head -c 16777216 /dev/zero | gzip | curl -si --data-binary @- -H 'content-encoding: gzip' {base}/orders | head -1   # 413
 
 retry (a client inside the demo calls /shaky, which fails 2 calls of every 3):
   curl -i {base}/shaky                      # 503 twice, then 200
@@ -380,6 +452,95 @@ async fn text_of(client: &Http1, url: String) -> Result<String, BoxError> {
         .await?;
     let body = response.into_body().collect().await?.to_bytes();
     Ok(String::from_utf8_lossy(&body).trim().to_owned())
+}
+
+/// The compression routes: coded answers that decode, SSE events that arrive
+/// one by one, 406 before the handler, decoded uploads and a refused bomb.
+async fn check_compression(
+    client: &Http1,
+    url: &impl Fn(&str) -> String,
+    expect: &mut impl FnMut(&str, bool, String),
+) -> Result<(), BoxError> {
+    use std::io::{Read, Write};
+
+    let plain = text_of(client, url("/orders")).await?;
+    let request = http::Request::get(url("/orders"))
+        .header("accept-encoding", "gzip, br")
+        .body(Body::empty())?;
+    let response = client.request(request).await?;
+    let coding = response.headers().get("content-encoding").cloned();
+    let coded = response.into_body().collect().await?.to_bytes();
+    let mut decoded = String::new();
+    brotli_decompressor::Decompressor::new(&coded[..], 4096).read_to_string(&mut decoded)?;
+    expect(
+        "large JSON compressed with br",
+        coding.as_ref().is_some_and(|c| c == "br") && decoded.trim() == plain,
+        format!("{coding:?}, {} bytes for {}", coded.len(), decoded.len()),
+    );
+
+    let request = http::Request::get(url("/events"))
+        .header("accept-encoding", "gzip")
+        .body(Body::empty())?;
+    let started = Instant::now();
+    let response = client.request(request).await?;
+    let mut body = response.into_body();
+    let mut decoder = flate2::write::GzDecoder::new(Vec::new());
+    let mut first_event_after = None;
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame?.data_ref() {
+            decoder.write_all(data)?;
+            decoder.flush()?;
+        }
+        if first_event_after.is_none() && decoder.get_ref().ends_with(b"\n\n") {
+            first_event_after = Some(started.elapsed());
+        }
+    }
+    let events = String::from_utf8_lossy(&decoder.finish()?)
+        .matches("data:")
+        .count();
+    expect(
+        "SSE events arrive compressed, one by one",
+        events == 5 && first_event_after.is_some_and(|at| at < EVENT_EVERY),
+        format!("{events} events, the first after {first_event_after:?}"),
+    );
+
+    let request = http::Request::get(url("/orders"))
+        .header("accept-encoding", "identity;q=0, snappy")
+        .body(Body::empty())?;
+    let status = client.request(request).await?.status();
+    expect(
+        "406 when nothing acceptable",
+        status == 406,
+        status.to_string(),
+    );
+
+    let gzip = |bytes: &[u8]| -> std::io::Result<Vec<u8>> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(bytes)?;
+        encoder.finish()
+    };
+    let upload = |body: Vec<u8>| {
+        http::Request::post(url("/orders"))
+            .header("content-encoding", "gzip")
+            .body(Body::from(body))
+    };
+    let response = client.request(upload(gzip(plain.as_bytes())?)?).await?;
+    let answer = String::from_utf8_lossy(&response.into_body().collect().await?.to_bytes())
+        .trim()
+        .to_owned();
+    expect(
+        "gzip upload decoded for the handler",
+        answer.starts_with("imported 600 orders"),
+        answer,
+    );
+    let bomb = gzip(&vec![0u8; 16 * 1024 * 1024])?;
+    let status = client.request(upload(bomb.clone())?).await?.status();
+    expect(
+        "decompression bomb refused",
+        status == 413,
+        format!("{status} for {} bytes that decode to 16 MiB", bomb.len()),
+    );
+    Ok(())
 }
 
 /// What `--check` does: every behaviour the tour prints, checked with a real client.
@@ -557,6 +718,8 @@ async fn run_checks(addr: SocketAddr) -> Result<(), BoxError> {
         statuses == [200, 200] && calls == 6,
         format!("{statuses:?} after {calls} upstream calls"),
     );
+
+    check_compression(&http1, &url, &mut expect).await?;
 
     if failures > 0 {
         return Err(format!("{failures} demo checks failed").into());
