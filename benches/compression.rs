@@ -14,85 +14,13 @@ use bytes::{Buf, Bytes};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http::{Request, Response};
 use http_body::{Body, Frame};
-use http_body_util::Full;
 use tower::{Layer, Service};
 
 #[path = "support/compression_inputs.rs"]
 mod inputs;
-
-type Req = Request<Full<Bytes>>;
-
-fn request(coding: &'static str) -> Req {
-    Request::get("/data")
-        .header("accept-encoding", coding)
-        .body(Full::new(Bytes::new()))
-        .expect("a valid request")
-}
-
-/// A handler answering `body` with `content_type`, whatever the request body.
-fn handler<B>(
-    body: Bytes,
-    content_type: &'static str,
-) -> impl Service<Request<B>, Response = Response<Full<Bytes>>, Error = std::convert::Infallible> + Clone
-{
-    tower::service_fn(move |_req: Request<B>| {
-        let response = Response::builder()
-            .header("content-type", content_type)
-            .body(Full::new(body.clone()))
-            .expect("a valid response");
-        std::future::ready(Ok(response))
-    })
-}
-
-/// Sends one request and reads the whole body; returns the bytes received.
-/// Every body here is complete at once, so nothing is ever pending.
-fn compressed_len<S, B>(service: &mut S, coding: &'static str) -> usize
-where
-    S: Service<Req, Response = Response<B>>,
-    S::Error: Debug,
-    B: Body,
-    B::Error: Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    let Poll::Ready(Ok(())) = service.poll_ready(&mut cx) else {
-        panic!("always ready")
-    };
-    let Poll::Ready(Ok(response)) = pin!(service.call(request(coding))).poll(&mut cx) else {
-        panic!("answers at once")
-    };
-    let mut body = pin!(response.into_body());
-    let mut received = 0;
-    loop {
-        match body.as_mut().poll_frame(&mut cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                received += frame.data_ref().map_or(0, |data| data.remaining())
-            }
-            Poll::Ready(None) => return received,
-            other => panic!(
-                "a complete body: {:?}",
-                other.map(|f| f.map(|f| f.map(|_| ())))
-            ),
-        }
-    }
-}
-
-fn armor(
-    body: &[u8],
-    content_type: &'static str,
-) -> impl Service<Req, Response = Response<impl Body<Error: Debug>>, Error: Debug> {
-    tower_armor::compression::CompressionLayer::builder()
-        .build()
-        .expect("a valid layer")
-        .layer(handler(Bytes::copy_from_slice(body), content_type))
-}
-
-fn tower_http(
-    body: &[u8],
-    content_type: &'static str,
-) -> impl Service<Req, Response = Response<impl Body<Error: Debug>>, Error: Debug> {
-    tower_http::compression::CompressionLayer::new()
-        .layer(handler(Bytes::copy_from_slice(body), content_type))
-}
+#[path = "support/compression_stacks.rs"]
+mod stacks;
+use stacks::{Req, armor, compressed_len, handler, request, tower_http};
 
 fn throughput(c: &mut Criterion) {
     let bodies = [
@@ -232,5 +160,23 @@ fn sse_first_byte(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, throughput, sse_first_byte);
+/// The cost of the layer on a response it leaves alone: a small JSON answer
+/// to a client accepting gzip and br (too small for either layer).
+fn pass_through(c: &mut Criterion) {
+    let small = br#"{"ok":true}"#;
+    let mut group = c.benchmark_group("compression/pass_through");
+    let mut bare = handler(Bytes::from_static(small), "application/json");
+    group.bench_function("bare", |b| b.iter(|| compressed_len(&mut bare, "gzip, br")));
+    let mut ours = armor(small, "application/json");
+    group.bench_function("armor", |b| {
+        b.iter(|| compressed_len(&mut ours, "gzip, br"))
+    });
+    let mut theirs = tower_http(small, "application/json");
+    group.bench_function("tower-http", |b| {
+        b.iter(|| compressed_len(&mut theirs, "gzip, br"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, pass_through, throughput, sse_first_byte);
 criterion_main!(benches);

@@ -7,6 +7,7 @@
 //! instructions-per-request.sh target/release/examples/perreq rl:armor-global
 //! instructions-per-request.sh target/release/examples/perreq cb:armor       # a breaker, closed
 //! instructions-per-request.sh target/release/examples/perreq retry:armor    # first attempt succeeds
+//! instructions-per-request.sh target/release/examples/perreq compression:armor  # a small answer left alone
 //! ```
 
 #[path = "../benches/support/common.rs"]
@@ -27,6 +28,37 @@ mod circuit_breaker_stacks;
 #[path = "../benches/support/retry_stacks.rs"]
 #[allow(dead_code)]
 mod retry_stacks;
+
+#[path = "../benches/support/compression_stacks.rs"]
+mod compression_stacks;
+
+/// Compression stacks around a small JSON answer neither layer compresses,
+/// read to its end, by name.
+fn run_compression(name: &str, n: u64) -> bool {
+    use compression_stacks as c;
+    let small = br#"{"ok":true}"#;
+    fn go<S, B>(mut service: S, n: u64)
+    where
+        S: tower::Service<c::Req, Response = http::Response<B>>,
+        S::Error: std::fmt::Debug,
+        B: http_body::Body,
+        B::Error: std::fmt::Debug,
+    {
+        for _ in 0..n {
+            c::compressed_len(&mut service, "gzip, br");
+        }
+    }
+    match name {
+        "bare" => go(
+            c::handler(bytes::Bytes::from_static(small), "application/json"),
+            n,
+        ),
+        "armor" => go(c::armor(small, "application/json"), n),
+        "tower-http" => go(c::tower_http(small, "application/json"), n),
+        _ => return false,
+    }
+    true
+}
 
 /// Retry stacks (the first attempt succeeds), by name.
 fn run_retry(name: &str, n: u64) -> bool {
@@ -96,7 +128,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(stack), Some(n)) = (args.next(), args.next().and_then(|n| n.parse().ok())) else {
         eprintln!(
-            "usage: perreq STACK N   (timeout stacks: {}; rate-limit stacks: rl:NAME; breakers: cb:NAME; retries: retry:NAME)",
+            "usage: perreq STACK N   (timeout stacks: {}; rate-limit stacks: rl:NAME; breakers: cb:NAME; retries: retry:NAME; compression: compression:NAME)",
             stacks::STACKS.join(", ")
         );
         std::process::exit(2);
@@ -109,6 +141,8 @@ fn main() {
         run_circuit_breaker(name, n)
     } else if let Some(name) = stack.strip_prefix("retry:") {
         run_retry(name, n)
+    } else if let Some(name) = stack.strip_prefix("compression:") {
+        run_compression(name, n)
     } else {
         stacks::run(&stack, n)
     };

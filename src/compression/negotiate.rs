@@ -40,17 +40,20 @@ impl Encoding {
 
     /// Reads a coding token, case-insensitively; `x-gzip` is gzip.
     pub fn from_token(token: &str) -> Option<Encoding> {
-        let token = token.trim();
-        [
-            ("gzip", Encoding::Gzip),
-            ("x-gzip", Encoding::Gzip),
-            ("deflate", Encoding::Deflate),
-            ("br", Encoding::Brotli),
-            ("zstd", Encoding::Zstd),
-        ]
-        .into_iter()
-        .find(|(name, _)| token.eq_ignore_ascii_case(name))
-        .map(|(_, encoding)| encoding)
+        Encoding::from_bytes(token.trim().as_bytes())
+    }
+
+    fn from_bytes(token: &[u8]) -> Option<Encoding> {
+        let is = |name: &[u8]| token.eq_ignore_ascii_case(name);
+        // The length picks the one candidate to compare.
+        match token.len() {
+            2 if is(b"br") => Some(Encoding::Brotli),
+            4 if is(b"gzip") => Some(Encoding::Gzip),
+            4 if is(b"zstd") => Some(Encoding::Zstd),
+            6 if is(b"x-gzip") => Some(Encoding::Gzip),
+            7 if is(b"deflate") => Some(Encoding::Deflate),
+            _ => None,
+        }
     }
 
     pub(crate) fn index(self) -> usize {
@@ -83,41 +86,54 @@ struct Accepted {
     star: Option<u16>,
 }
 
+impl Accepted {
+    /// Notes one `coding[;q=x]` entry; malformed or unknown ones are skipped.
+    fn add(&mut self, entry: &[u8]) {
+        let (token, params) = match entry.iter().position(|&b| b == b';') {
+            Some(semicolon) => (&entry[..semicolon], &entry[semicolon + 1..]),
+            None => (entry, &[][..]),
+        };
+        let token = token.trim_ascii();
+        if token.is_empty() {
+            return;
+        }
+        let Some(q) = quality(params) else {
+            return;
+        };
+        let slot = if token == b"*" {
+            &mut self.star
+        } else if let Some(encoding) = Encoding::from_bytes(token) {
+            &mut self.codings[encoding.index()]
+        } else if token.eq_ignore_ascii_case(b"identity") {
+            &mut self.identity
+        } else {
+            return;
+        };
+        // A coding listed twice keeps its highest q-value.
+        *slot = Some(slot.map_or(q, |seen| seen.max(q)));
+    }
+}
+
 /// Picks the coding for a response to a request with these headers.
 ///
 /// The highest q-value wins; among equals, the first in `preference`; a coding
 /// loses to identity only if identity is named with a higher q-value. Without an
 /// `Accept-Encoding` header nothing is compressed. Malformed entries (a bad
-/// q-value, a value that is not text) are skipped, as if absent.
+/// q-value, bytes that are not a known token) are skipped, as if absent.
 pub(crate) fn negotiate(headers: &HeaderMap, preference: &[Encoding]) -> Negotiated {
     let mut values = headers.get_all(ACCEPT_ENCODING).iter().peekable();
     if values.peek().is_none() {
         return Negotiated::Identity;
     }
     let mut accepted = Accepted::default();
-    for entry in values
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-    {
-        let mut parts = entry.split(';');
-        let token = parts.next().unwrap_or_default().trim();
-        if token.is_empty() {
-            continue;
+    for value in values {
+        let mut rest = value.as_bytes();
+        while !rest.is_empty() {
+            let end = rest.iter().position(|&b| b == b',').unwrap_or(rest.len());
+            let entry = &rest[..end];
+            rest = rest.get(end + 1..).unwrap_or_default();
+            accepted.add(entry);
         }
-        let Some(q) = quality(parts) else {
-            continue;
-        };
-        let slot = if token == "*" {
-            &mut accepted.star
-        } else if token.eq_ignore_ascii_case("identity") {
-            &mut accepted.identity
-        } else if let Some(encoding) = Encoding::from_token(token) {
-            &mut accepted.codings[encoding.index()]
-        } else {
-            continue;
-        };
-        // A coding listed twice keeps its highest q-value.
-        *slot = Some(slot.map_or(q, |seen| seen.max(q)));
     }
     // Identity is acceptable unless excluded by name, or by `*;q=0`; it is
     // preferred over a coding only when named with a higher q-value.
@@ -144,34 +160,43 @@ pub(crate) fn negotiate(headers: &HeaderMap, preference: &[Encoding]) -> Negotia
     }
 }
 
-/// The entry's q-value in thousandths: 1000 when absent, `None` when malformed.
-fn quality<'a>(params: impl Iterator<Item = &'a str>) -> Option<u16> {
+/// The entry's q-value in thousandths from its `;`-separated parameters:
+/// 1000 when absent, `None` when malformed.
+fn quality(params: &[u8]) -> Option<u16> {
     let mut q = 1000;
-    for param in params {
-        let Some((name, value)) = param.split_once('=') else {
+    if params.is_empty() {
+        return Some(q);
+    }
+    for param in params.split(|&b| b == b';') {
+        let Some(equals) = param.iter().position(|&b| b == b'=') else {
             continue;
         };
-        if name.trim().eq_ignore_ascii_case("q") {
-            q = parse_qvalue(value.trim())?;
+        let (name, value) = (&param[..equals], &param[equals + 1..]);
+        if name.trim_ascii().eq_ignore_ascii_case(b"q") {
+            q = parse_qvalue(value.trim_ascii())?;
         }
     }
     Some(q)
 }
 
 /// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`.
-fn parse_qvalue(value: &str) -> Option<u16> {
-    let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
-    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+fn parse_qvalue(value: &[u8]) -> Option<u16> {
+    let (whole, fraction) = match value.iter().position(|&b| b == b'.') {
+        Some(dot) => (&value[..dot], &value[dot + 1..]),
+        None => (value, &[][..]),
+    };
+    if fraction.len() > 3 || !fraction.iter().all(u8::is_ascii_digit) {
         return None;
     }
     let thousandths = fraction
-        .bytes()
+        .iter()
+        .copied()
         .chain(std::iter::repeat(b'0'))
         .take(3)
         .fold(0u16, |acc, digit| acc * 10 + u16::from(digit - b'0'));
     match whole {
-        "0" => Some(thousandths),
-        "1" if thousandths == 0 => Some(1000),
+        b"0" => Some(thousandths),
+        b"1" if thousandths == 0 => Some(1000),
         _ => None,
     }
 }

@@ -29,26 +29,24 @@ pub(crate) fn compressible(
     {
         return false;
     }
-    if headers
-        .get(CONTENT_ENCODING)
-        .is_some_and(|coding| !coding.as_bytes().eq_ignore_ascii_case(b"identity"))
-        || headers.contains_key(CONTENT_RANGE)
-        || has_token(headers, CACHE_CONTROL, "no-transform")
-    {
-        return false;
-    }
-    if headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|content_type| is_precompressed(content_type.as_bytes()))
-    {
-        return false;
-    }
+    // The size first: small answers are common and skip the header lookups.
     let known_size = size.exact().or_else(|| {
         headers
             .get(CONTENT_LENGTH)
             .and_then(|length| length.to_str().ok()?.parse().ok())
     });
-    known_size.is_none_or(|size| size >= min_size)
+    if known_size.is_some_and(|size| size < min_size) {
+        return false;
+    }
+    let coded = headers
+        .get(CONTENT_ENCODING)
+        .is_some_and(|coding| !coding.as_bytes().eq_ignore_ascii_case(b"identity"));
+    !(coded
+        || headers.contains_key(CONTENT_RANGE)
+        || has_token(headers, CACHE_CONTROL, "no-transform")
+        || headers
+            .get(CONTENT_TYPE)
+            .is_some_and(|content_type| is_precompressed(content_type.as_bytes())))
 }
 
 /// Media types whose bytes are compressed already (or are gRPC, which has
