@@ -19,6 +19,25 @@ use super::layer::Flush;
 /// The error type of both bodies: the inner body's error, or a codec's.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The inner body's next frame, its data as `Bytes` (free for `Bytes`
+/// itself) and its error boxed.
+fn poll_as_bytes<B>(
+    body: Pin<&mut B>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    body.poll_frame(cx).map(|frame| {
+        frame.map(|frame| {
+            frame
+                .map(|frame| frame.map_data(|mut data| data.copy_to_bytes(data.remaining())))
+                .map_err(Into::into)
+        })
+    })
+}
+
 /// Counters for one direction and coding: bytes on the wire, bytes as the
 /// application sees them.
 #[derive(Clone)]
@@ -136,15 +155,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
-            KindProj::Identity { body } => body.poll_frame(cx).map(|frame| {
-                frame.map(|frame| {
-                    frame
-                        .map(|frame| {
-                            frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))
-                        })
-                        .map_err(Into::into)
-                })
-            }),
+            KindProj::Identity { body } => poll_as_bytes(body, cx),
             KindProj::Full { data } => Poll::Ready(data.take().map(|data| Ok(Frame::data(data)))),
             KindProj::Encoded { mut body, state } => loop {
                 if state.finished {
@@ -456,15 +467,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let (mut body, state) = match self.project().kind.project() {
-            DecodeKindProj::Identity { body } => {
-                return body.poll_frame(cx).map(|frame| {
-                    frame.map(|frame| {
-                        frame
-                            .map(|f| f.map_data(|mut data| data.copy_to_bytes(data.remaining())))
-                            .map_err(Into::into)
-                    })
-                });
-            }
+            DecodeKindProj::Identity { body } => return poll_as_bytes(body, cx),
             DecodeKindProj::Decoding { body, state } => (body, state),
         };
         loop {
