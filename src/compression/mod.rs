@@ -14,6 +14,10 @@
 //! whatever your [`compress_when`](CompressionBuilder::compress_when) check
 //! refuses.
 //!
+//! A response the rules leave alone goes out as it is, even to a client that
+//! excluded identity: RFC 9110 §12.5.3 allows it, and the 406 is only for
+//! what can be known before the handler runs.
+//!
 //! A compressed response gets `Content-Encoding`, loses `Content-Length` and
 //! `Accept-Ranges`, has a strong `ETag` made weak, and `Vary:
 //! accept-encoding` is merged in (never twice). Bodies are compressed as
