@@ -64,25 +64,6 @@ pub(crate) struct Retrying<S, B, A> {
     previous_delay: Duration,
 }
 
-impl<S, B, A> Retrying<S, B, A> {
-    pub(crate) fn new(
-        service: S,
-        template: Template,
-        replayer: Replayer<B>,
-        adapter: A,
-        deadline: Option<Deadline>,
-    ) -> Self {
-        Retrying {
-            service,
-            template,
-            replayer,
-            adapter,
-            deadline,
-            previous_delay: Duration::ZERO,
-        }
-    }
-}
-
 pin_project! {
     /// The response future of [`Retry`](super::Retry).
     pub struct ResponseFuture<S, B, A, E, C>
@@ -141,20 +122,53 @@ where
     E: KeyExtractor,
     C: Classify,
 {
+    /// The future of a request that goes through once, as it is.
     #[inline]
-    pub(crate) fn new(
+    pub(crate) fn once(
         future: S::Future,
-        retrying: Option<Retrying<S, B, A>>,
         shared: Arc<Shared<E, C>>,
         keyed_budget: Option<Arc<Budget>>,
         protocol: Protocol,
         deadline: Option<Deadline>,
     ) -> Self {
-        let timer = per_try_timer(&shared, deadline);
         ResponseFuture {
             state: State::Calling { future },
-            timer,
-            retrying,
+            timer: per_try_timer(&shared, deadline),
+            retrying: None,
+            shared,
+            keyed_budget,
+            attempt: 1,
+            protocol,
+            deadline,
+        }
+    }
+
+    /// The future of a request that may be retried. Built in one expression
+    /// so the large parts are written in place rather than moved twice.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn retrying(
+        future: S::Future,
+        service: S,
+        template: Template,
+        replayer: Replayer<B>,
+        adapter: A,
+        shared: Arc<Shared<E, C>>,
+        keyed_budget: Option<Arc<Budget>>,
+        protocol: Protocol,
+        deadline: Option<Deadline>,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Calling { future },
+            timer: per_try_timer(&shared, deadline),
+            retrying: Some(Retrying {
+                service,
+                template,
+                replayer,
+                adapter,
+                deadline,
+                previous_delay: Duration::ZERO,
+            }),
             shared,
             keyed_budget,
             attempt: 1,

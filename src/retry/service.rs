@@ -7,7 +7,7 @@ use tower_service::Service;
 
 use super::AttemptBody;
 use super::body::ReplayBody;
-use super::future::{ResponseFuture, Retrying, Template};
+use super::future::{ResponseFuture, Template};
 use super::layer::{Budgets, Shared};
 use super::policy::is_idempotent;
 use crate::body::ArmorBody;
@@ -105,14 +105,7 @@ where
         if !eligible {
             let request = request.map(|body| self.adapter.attempt_body(ReplayBody::once(body)));
             let future = self.inner.call(request);
-            return ResponseFuture::new(
-                future,
-                None,
-                shared.clone(),
-                keyed_budget,
-                protocol,
-                deadline,
-            );
+            return ResponseFuture::once(future, shared.clone(), keyed_budget, protocol, deadline);
         }
         let (parts, body) = request.into_parts();
         let (first, replayer) = ReplayBody::record(body, settings.max_replay_bytes);
@@ -124,10 +117,12 @@ where
         // fresh clone takes its place here.
         let clone = self.inner.clone();
         let service = std::mem::replace(&mut self.inner, clone);
-        let retrying = Retrying::new(service, template, replayer, self.adapter.clone(), deadline);
-        ResponseFuture::new(
+        ResponseFuture::retrying(
             future,
-            Some(retrying),
+            service,
+            template,
+            replayer,
+            self.adapter.clone(),
             shared.clone(),
             keyed_budget,
             protocol,
