@@ -208,9 +208,31 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
-                    let answer = match future.poll(cx) {
-                        Poll::Ready(Ok(response)) => Answer::Response(response),
-                        Poll::Ready(Err(error)) => Answer::Error(error),
+                    let shared: &Shared<E, C> = this.shared;
+                    let attempt = *this.attempt;
+                    let (answer, verdict) = match future.poll(cx) {
+                        Poll::Ready(Ok(response)) => {
+                            let verdict = judge_response(
+                                shared,
+                                *this.protocol,
+                                attempt,
+                                this.retrying.as_ref(),
+                                &response,
+                            );
+                            if let Verdict::Success = verdict {
+                                // The usual case, passed on without more moves.
+                                this.state.set(State::Done);
+                                this.timer.set(None);
+                                settle(shared, this.keyed_budget.as_deref(), attempt, &verdict);
+                                return Poll::Ready(Ok(response.map(ArmorBody::inner)));
+                            }
+                            (Answer::Response(response), verdict)
+                        }
+                        Poll::Ready(Err(error)) => {
+                            let verdict =
+                                judge_error(shared, attempt, this.retrying.as_ref(), &error);
+                            (Answer::Error(error), verdict)
+                        }
                         Poll::Pending => {
                             let expired = this
                                 .timer
@@ -220,39 +242,19 @@ where
                             if !expired {
                                 return Poll::Pending;
                             }
-                            Answer::TimedOut
+                            let verdict = Verdict::Failure {
+                                retryable: true,
+                                hint: Hint::None,
+                            };
+                            (Answer::TimedOut, verdict)
                         }
                     };
                     // Drops the attempt (and, on a timeout, cancels it).
                     this.state.set(State::Done);
                     this.timer.set(None);
-                    let shared: &Shared<E, C> = this.shared;
-                    let budget = match &shared.budgets {
-                        Budgets::Off => None,
-                        Budgets::Single(budget) => Some(&**budget),
-                        Budgets::Keyed(_) => this.keyed_budget.as_deref(),
-                    };
-                    let verdict = judge(
-                        shared,
-                        *this.protocol,
-                        *this.attempt,
-                        this.retrying.as_ref(),
-                        &answer,
-                    );
-                    if *this.attempt == 1 && !matches!(verdict, Verdict::Refused) {
-                        if let Some(budget) = budget {
-                            budget.deposit();
-                        }
-                    }
+                    let budget = settle(shared, this.keyed_budget.as_deref(), attempt, &verdict);
                     let delay = match verdict {
-                        Verdict::Success => {
-                            shared.observer.attempt(AttemptLabel::Success);
-                            None
-                        }
-                        Verdict::Refused => {
-                            shared.observer.attempt(AttemptLabel::Refused);
-                            None
-                        }
+                        Verdict::Success | Verdict::Refused => None,
                         Verdict::Failure { retryable, hint } => {
                             let delay = retryable
                                 .then(|| {
@@ -323,41 +325,68 @@ where
     }
 }
 
-/// What an attempt's answer means, before attempts, budget and time are counted.
-fn judge<E: KeyExtractor, C: Classify, S, B, A, R, Err>(
+/// Counts an attempt's answer in the budget (the first attempt's, unless a
+/// layer further in refused it) and, for answers passed on as they are, in
+/// the metrics; returns the request's budget.
+#[inline]
+fn settle<'a, E: KeyExtractor, C>(
+    shared: &'a Shared<E, C>,
+    keyed_budget: Option<&'a Budget>,
+    attempt: u32,
+    verdict: &Verdict,
+) -> Option<&'a Budget> {
+    let budget = match &shared.budgets {
+        Budgets::Off => None,
+        Budgets::Single(budget) => Some(&**budget),
+        Budgets::Keyed(_) => keyed_budget,
+    };
+    if attempt == 1 && !matches!(verdict, Verdict::Refused) {
+        if let Some(budget) = budget {
+            budget.deposit();
+        }
+    }
+    match verdict {
+        Verdict::Success => shared.observer.attempt(AttemptLabel::Success),
+        Verdict::Refused => shared.observer.attempt(AttemptLabel::Refused),
+        Verdict::Failure { .. } => {}
+    }
+    budget
+}
+
+/// What a service error means, before attempts, budget and time are counted.
+fn judge_error<E: KeyExtractor, C: Classify, S, B, A, Err>(
+    shared: &Shared<E, C>,
+    attempt: u32,
+    retrying: Option<&Retrying<S, B, A>>,
+    error: &Err,
+) -> Verdict {
+    let user = ask_user(shared, retrying, attempt, None);
+    let failed = matches!(
+        shared.classifier.classify_error(error),
+        Outcome::Failure(_) | Outcome::TimedOut
+    );
+    match (user, failed) {
+        (Some(retryable), _) => Verdict::Failure {
+            retryable,
+            hint: Hint::None,
+        },
+        (None, true) => Verdict::Failure {
+            retryable: true,
+            hint: Hint::None,
+        },
+        (None, false) => Verdict::Success,
+    }
+}
+
+/// What a response means, before attempts, budget and time are counted.
+#[inline]
+fn judge_response<E: KeyExtractor, C: Classify, S, B, A, R>(
     shared: &Shared<E, C>,
     protocol: Protocol,
     attempt: u32,
     retrying: Option<&Retrying<S, B, A>>,
-    answer: &Answer<Response<R>, Err>,
+    response: &Response<R>,
 ) -> Verdict {
-    let response = match answer {
-        Answer::TimedOut => {
-            return Verdict::Failure {
-                retryable: true,
-                hint: Hint::None,
-            };
-        }
-        Answer::Error(error) => {
-            let user = ask_user(shared, retrying, attempt, None);
-            let failed = matches!(
-                shared.classifier.classify_error(error),
-                Outcome::Failure(_) | Outcome::TimedOut
-            );
-            return match (user, failed) {
-                (Some(retryable), _) => Verdict::Failure {
-                    retryable,
-                    hint: Hint::None,
-                },
-                (None, true) => Verdict::Failure {
-                    retryable: true,
-                    hint: Hint::None,
-                },
-                (None, false) => Verdict::Success,
-            };
-        }
-        Answer::Response(response) => response,
-    };
     if let Some(rejection) = response.extensions().get::<Rejection>() {
         // A timeout further in (a per-try timeout layer) is worth another
         // try; other local refusals protect the service and are passed on.
