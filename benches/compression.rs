@@ -16,11 +16,14 @@ use http::{Request, Response};
 use http_body::{Body, Frame};
 use tower::{Layer, Service};
 
+#[path = "support/compression_driver.rs"]
+mod compression_driver;
 #[path = "support/compression_inputs.rs"]
 mod inputs;
 #[path = "support/compression_stacks.rs"]
 mod stacks;
-use stacks::{Req, armor, compressed_len, handler, request, tower_http};
+use compression_driver::{Req, compressed_len, handler, request};
+use stacks::{armor, tower_http};
 
 fn throughput(c: &mut Criterion) {
     let bodies = [

@@ -29,13 +29,17 @@ mod circuit_breaker_stacks;
 #[allow(dead_code)]
 mod retry_stacks;
 
+#[path = "../benches/support/compression_driver.rs"]
+mod compression_driver;
+
 #[path = "../benches/support/compression_stacks.rs"]
 mod compression_stacks;
 
 /// Compression stacks around a small JSON answer neither layer compresses,
 /// read to its end, by name.
 fn run_compression(name: &str, n: u64) -> bool {
-    use compression_stacks as c;
+    use compression_driver as c;
+    use compression_stacks as stacks;
     let small = br#"{"ok":true}"#;
     fn go<S, B>(mut service: S, n: u64)
     where
@@ -53,8 +57,8 @@ fn run_compression(name: &str, n: u64) -> bool {
             c::handler(bytes::Bytes::from_static(small), "application/json"),
             n,
         ),
-        "armor" => go(c::armor(small, "application/json"), n),
-        "tower-http" => go(c::tower_http(small, "application/json"), n),
+        "armor" => go(stacks::armor(small, "application/json"), n),
+        "tower-http" => go(stacks::tower_http(small, "application/json"), n),
         _ => return false,
     }
     true
