@@ -119,11 +119,12 @@ where
             return Poll::Ready(Ok(response.map(CompressionBody::full)));
         }
         let (mut parts, body) = response.into_parts();
+        let size = body.size_hint();
         if !rules::compressible(
             head_request,
             parts.status,
             &parts.headers,
-            &body.size_hint(),
+            &size,
             shared.min_size,
         ) {
             return Poll::Ready(Ok(Response::from_parts(
@@ -133,26 +134,31 @@ where
         }
         // Another client might get another coding of this response.
         rules::vary_on_accept_encoding(&mut parts.headers);
-        let encoding = match encoding {
+        let encoder = match encoding {
             Some(encoding)
                 if shared
                     .compress_when
                     .as_ref()
                     .is_none_or(|check| check(&parts)) =>
             {
-                encoding
+                // A codec that cannot start (out of memory) leaves the
+                // response as it is rather than failing it.
+                Encoder::new(encoding, &shared.levels, size.exact())
+                    .ok()
+                    .map(|encoder| (encoding, encoder))
             }
-            _ => {
-                return Poll::Ready(Ok(Response::from_parts(
-                    parts,
-                    CompressionBody::identity(body),
-                )));
-            }
+            _ => None,
+        };
+        let Some((encoding, encoder)) = encoder else {
+            return Poll::Ready(Ok(Response::from_parts(
+                parts,
+                CompressionBody::identity(body),
+            )));
         };
         rules::mark_encoded(&mut parts.headers, encoding);
         let body = CompressionBody::encoded(
             body,
-            Encoder::new(encoding, &shared.levels),
+            encoder,
             shared.flush,
             shared.observer.out[encoding.index()].clone(),
         );
