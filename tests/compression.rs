@@ -802,3 +802,29 @@ fn bad_settings_fail_at_build() {
         assert!(error.to_string().contains(message), "{error}");
     }
 }
+
+#[tokio::test]
+async fn streams_of_unknown_size_decode_in_every_coding() {
+    for coding in ["gzip", "deflate", "br", "zstd"] {
+        let (sender, events) = channel_body();
+        let service = tower::Layer::layer(
+            &CompressionLayer::builder().build().unwrap(),
+            serving_once(events, "application/x-ndjson"),
+        );
+        let lines: Vec<Bytes> = (0..50)
+            .map(|i| Bytes::from(format!("{{\"line\":{i},\"text\":\"row number {i}\"}}\n")))
+            .collect();
+        for line in &lines {
+            sender.send(line.clone()).await.unwrap();
+        }
+        drop(sender);
+        let response = service.oneshot(get(Some(coding))).await.unwrap();
+        assert_eq!(response.headers()["content-encoding"], coding);
+        let coded = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            decode_independently(coding, &coded),
+            lines.concat(),
+            "{coding}"
+        );
+    }
+}
