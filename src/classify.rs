@@ -278,6 +278,7 @@ impl DefaultClassifier {
 }
 
 impl Classify for DefaultClassifier {
+    #[inline]
     fn classify_response_to<B>(&self, request: Protocol, response: &Response<B>) -> Classification {
         // A plain HTTP request never gets a gRPC answer.
         if request.is_grpc() {

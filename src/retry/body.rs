@@ -114,6 +114,7 @@ impl<B: Body> ReplayBody<B> {
 
     /// Records `body` for replays, keeping at most `cap` bytes. Returns
     /// the body for the first attempt and the handle later attempts come from.
+    #[inline]
     pub(crate) fn record(body: B, cap: usize) -> (Self, Replayer<B>) {
         if body.is_end_stream() {
             return (

@@ -9,6 +9,7 @@ use crate::grpc::GrpcCode;
 
 /// Methods RFC 9110 defines as idempotent: sending them twice does no more
 /// harm than sending them once.
+#[inline]
 pub(crate) fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
     matches!(
         *method,
