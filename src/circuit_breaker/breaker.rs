@@ -138,6 +138,7 @@ impl<K> Breaker<K> {
         }
     }
 
+    #[inline]
     pub(crate) fn admit(&self) -> Admission {
         let mut changes = Vec::new();
         let admission = self.core.admit(&|| self.core.now_us(), &mut changes);
@@ -152,6 +153,7 @@ impl<K> Breaker<K> {
         admission
     }
 
+    #[inline]
     pub(crate) fn complete(&self, permit: Permit, outcome: Outcome) {
         use super::core::PermitKind;
         let mut changes = Vec::new();
