@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
-use http_body::Frame;
 use http_body_util::{BodyExt, Full};
+use support::ChannelBody;
 use tower::{Service, ServiceExt};
 use tower_armor::compression::{
     CompressionLayer, DecompressionBody, DecompressionError, Encoding, Flush,
@@ -454,12 +454,9 @@ async fn sse_events_arrive_compressed_one_by_one_before_the_stream_ends() {
     assert_eq!(String::from_utf8(all).unwrap().matches("data:").count(), 5);
 }
 
-/// A body fed by a channel: pending until the next event is sent.
-struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
-
+/// Room for every frame a test sends before the body is read.
 fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, ChannelBody) {
-    let (sender, receiver) = tokio::sync::mpsc::channel(4096);
-    (sender, ChannelBody(receiver))
+    support::channel_body(4096)
 }
 
 /// A handler that answers its one request with `body`.
@@ -480,20 +477,6 @@ fn serving_once(
             .unwrap();
         async move { Ok::<_, Infallible>(response) }
     })
-}
-
-impl http_body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|event| event.map(|e| Ok(Frame::data(e))))
-    }
 }
 
 #[tokio::test]

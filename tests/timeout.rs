@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use support::ChannelBody;
 use tokio::time::{Instant, advance, sleep};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_armor::Deadline;
@@ -346,25 +347,9 @@ fn expiries_are_counted_by_name_and_stage() {
     );
 }
 
-type FrameSender = tokio::sync::mpsc::Sender<Result<http_body::Frame<Bytes>, Infallible>>;
-
-/// A body the test feeds by hand, one frame at a time; it ends when the sender is dropped.
-struct ChannelBody(tokio::sync::mpsc::Receiver<Result<http_body::Frame<Bytes>, Infallible>>);
-
-impl http_body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = Infallible;
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
-        self.0.poll_recv(cx)
-    }
-}
-
-fn channel_body() -> (FrameSender, ChannelBody) {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    (tx, ChannelBody(rx))
+/// The chunks a stalling client or stream sends: few, each awaited.
+fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, ChannelBody) {
+    support::channel_body(4)
 }
 
 #[tokio::test(start_paused = true)]
@@ -387,9 +372,7 @@ async fn a_client_that_stalls_while_sending_its_body_gets_408() {
     let call = tokio::spawn(service.clone().oneshot(Request::new(body)));
     for chunk in ["a", "b", "c"] {
         advance(Duration::from_secs(4)).await;
-        tx.send(Ok(http_body::Frame::data(Bytes::from(chunk))))
-            .await
-            .unwrap();
+        tx.send(Bytes::from(chunk)).await.unwrap();
     }
     drop(tx);
     let response = call.await.unwrap().unwrap();
@@ -399,9 +382,7 @@ async fn a_client_that_stalls_while_sending_its_body_gets_408() {
     // A client that goes quiet mid-body is answered 408, not the handler's 400.
     let (tx, body) = channel_body();
     let call = tokio::spawn(service.oneshot(Request::new(body)));
-    tx.send(Ok(http_body::Frame::data(Bytes::from("a"))))
-        .await
-        .unwrap();
+    tx.send(Bytes::from("a")).await.unwrap();
     let response = call.await.unwrap().unwrap();
     assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
     assert_eq!(
@@ -423,13 +404,9 @@ fn stalling_stream(
     service_fn(move |_req: Request<Full<Bytes>>| async move {
         let (tx, body) = channel_body();
         tokio::spawn(async move {
-            tx.send(Ok(http_body::Frame::data(Bytes::from("first"))))
-                .await
-                .unwrap();
+            tx.send(Bytes::from("first")).await.unwrap();
             sleep(Duration::from_secs(60)).await;
-            let _ = tx
-                .send(Ok(http_body::Frame::data(Bytes::from("late"))))
-                .await;
+            let _ = tx.send(Bytes::from("late")).await;
         });
         Ok::<_, Infallible>(
             Response::builder()

@@ -133,3 +133,27 @@ pub async fn tonic_channel(addr: SocketAddr) -> tonic::transport::Channel {
         .await
         .unwrap()
 }
+
+/// A body the test feeds by hand, one data frame per chunk sent; it stays
+/// pending until the next chunk and ends when the sender is dropped.
+pub struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+/// A [`ChannelBody`] and its sender, with room for `capacity` unread chunks.
+pub fn channel_body(capacity: usize) -> (tokio::sync::mpsc::Sender<Bytes>, ChannelBody) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(capacity);
+    (sender, ChannelBody(receiver))
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|chunk| Ok(http_body::Frame::data(chunk))))
+    }
+}
