@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use tower::{Service, ServiceExt};
 
 #[path = "support/common.rs"]
@@ -23,23 +23,6 @@ where
     S::Error: std::fmt::Debug,
 {
     common::allocations_per_request(service, stacks::handler(), |_| stacks::request())
-}
-
-fn single_task<S>(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    name: &str,
-    mut service: S,
-) where
-    S: Service<stacks::Req>,
-    S::Error: std::fmt::Debug,
-{
-    group.bench_function(name, |b| {
-        b.iter_batched(
-            stacks::request,
-            |request| common::serve(&mut service, request),
-            BatchSize::SmallInput,
-        )
-    });
 }
 
 const TASKS: u64 = 16;
@@ -93,10 +76,15 @@ fn bench(c: &mut Criterion) {
         println!("  failsafe         {:+.2}", allocations(stacks::failsafe()));
 
         let mut group = c.benchmark_group("circuit_breaker/single_task");
-        single_task(&mut group, "bare", stacks::handler());
-        single_task(&mut group, "armor", stacks::armor());
-        single_task(&mut group, "tower-resilience", stacks::tower_resilience());
-        single_task(&mut group, "failsafe", stacks::failsafe());
+        common::time_requests(&mut group, "bare", stacks::handler(), stacks::request);
+        common::time_requests(&mut group, "armor", stacks::armor(), stacks::request);
+        common::time_requests(
+            &mut group,
+            "tower-resilience",
+            stacks::tower_resilience(),
+            stacks::request,
+        );
+        common::time_requests(&mut group, "failsafe", stacks::failsafe(), stacks::request);
         group.finish();
     }
 

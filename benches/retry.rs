@@ -4,7 +4,7 @@
 //!
 //! Before the timings it prints heap allocations per request.
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use tower::Service;
 
 #[path = "support/common.rs"]
@@ -21,23 +21,6 @@ where
     S::Error: std::fmt::Debug,
 {
     common::allocations_per_request(service, stacks::handler(), |_| stacks::request())
-}
-
-fn pass_through<S>(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    name: &str,
-    mut service: S,
-) where
-    S: Service<stacks::Req>,
-    S::Error: std::fmt::Debug,
-{
-    group.bench_function(name, |b| {
-        b.iter_batched(
-            stacks::request,
-            |request| common::serve(&mut service, request),
-            BatchSize::SmallInput,
-        )
-    });
 }
 
 fn bench(c: &mut Criterion) {
@@ -57,10 +40,20 @@ fn bench(c: &mut Criterion) {
     );
 
     let mut group = c.benchmark_group("retry/pass_through");
-    pass_through(&mut group, "bare", stacks::handler());
-    pass_through(&mut group, "armor", stacks::armor());
-    pass_through(&mut group, "tower-retry", stacks::tower_retry());
-    pass_through(&mut group, "tower-resilience", stacks::tower_resilience());
+    common::time_requests(&mut group, "bare", stacks::handler(), stacks::request);
+    common::time_requests(&mut group, "armor", stacks::armor(), stacks::request);
+    common::time_requests(
+        &mut group,
+        "tower-retry",
+        stacks::tower_retry(),
+        stacks::request,
+    );
+    common::time_requests(
+        &mut group,
+        "tower-resilience",
+        stacks::tower_resilience(),
+        stacks::request,
+    );
     group.finish();
 }
 

@@ -67,6 +67,26 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("a runtime")
 }
 
+/// Times `service` under `name`, one request from `make` per iteration,
+/// built outside the timed part so a sample is the stack's own cost.
+pub fn time_requests<S, R>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    mut service: S,
+    mut make: impl FnMut() -> R,
+) where
+    S: Service<R>,
+    S::Error: std::fmt::Debug,
+{
+    group.bench_function(name, |b| {
+        b.iter_batched(
+            &mut make,
+            |request| serve(&mut service, request),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
 /// Sends `request` through `service`; every stack measured answers on the
 /// first poll, so no runtime is needed to drive it (only entered, for clocks).
 #[inline]
