@@ -37,8 +37,6 @@ pub(crate) struct Shared {
     pub(crate) compress_when: Option<Arc<ResponseCheck>>,
     pub(crate) decompress_requests: bool,
     pub(crate) max_decompressed_bytes: u64,
-    /// The `Accept-Encoding` a 415 answer lists.
-    pub(crate) accept_encoding: http::HeaderValue,
     pub(crate) renderer: Renderer,
     pub(crate) observer: Observer,
 }
@@ -258,7 +256,6 @@ impl CompressionBuilder {
         if self.max_decompressed_bytes == 0 {
             return error("max_decompressed_bytes must be at least 1".into());
         }
-        let accept_encoding = http::HeaderValue::from_static("gzip, deflate, br, zstd");
         let observer = Observer::new(&self.name);
         Ok(CompressionLayer {
             shared: Arc::new(Shared {
@@ -269,7 +266,6 @@ impl CompressionBuilder {
                 compress_when: self.compress_when,
                 decompress_requests: self.decompress_requests,
                 max_decompressed_bytes: self.max_decompressed_bytes,
-                accept_encoding,
                 renderer: self.renderer,
                 observer,
             }),

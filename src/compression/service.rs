@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH};
-use http::{Method, Request, Response};
+use http::{HeaderValue, Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
@@ -44,6 +44,9 @@ impl<S> Compression<S> {
         self.inner
     }
 }
+
+/// The codings request bodies may use, listed in a 415's `Accept-Encoding`.
+const DECODABLE: &str = "gzip, deflate, br, zstd";
 
 /// How a request body reaches the inner service.
 enum RequestCoding {
@@ -99,7 +102,8 @@ where
             let request = request.map(DecompressionBody::identity);
             return ResponseFuture::pass_through(self.inner.call(request));
         }
-        let negotiated = if request.method() == Method::HEAD {
+        let head_request = request.method() == Method::HEAD;
+        let negotiated = if head_request {
             Negotiated::Identity
         } else {
             negotiate(request.headers(), &shared.preference)
@@ -124,7 +128,7 @@ where
                 let mut response = shared.renderer.render_bytes(rejection, protocol);
                 response
                     .headers_mut()
-                    .insert(ACCEPT_ENCODING, shared.accept_encoding.clone());
+                    .insert(ACCEPT_ENCODING, HeaderValue::from_static(DECODABLE));
                 return ResponseFuture::refused(response);
             }
             RequestCoding::Decode(encoding) => {
@@ -143,7 +147,6 @@ where
                 (Request::from_parts(parts, body), Some(outcome))
             }
         };
-        let head_request = request.method() == Method::HEAD;
         let encoding = match negotiated {
             Negotiated::Encode(encoding) => Some(encoding),
             _ => None,
