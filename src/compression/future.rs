@@ -108,13 +108,11 @@ where
         {
             // The handler read a body that could not be decoded: whatever it
             // answered, the caller learns why.
-            let (reason, detail) = match failure {
-                DecompressionError::TooLarge { .. } => {
-                    (Reason::PayloadTooLarge, failure.to_string())
-                }
-                _ => (Reason::MalformedBody, failure.to_string()),
+            let reason = match failure {
+                DecompressionError::TooLarge { .. } => Reason::PayloadTooLarge,
+                _ => Reason::MalformedBody,
             };
-            let rejection = Rejection::new("compression", reason).with_detail(detail);
+            let rejection = Rejection::new("compression", reason).with_detail(failure.to_string());
             let response = shared.renderer.render_bytes(rejection, Protocol::Http);
             return Poll::Ready(Ok(response.map(CompressionBody::full)));
         }
