@@ -140,6 +140,13 @@ impl<K> Breaker<K> {
 
     #[inline]
     pub(crate) fn admit(&self) -> Admission {
+        match self.core.admit_closed() {
+            Some(permit) => Admission::Admitted(permit),
+            None => self.admit_slow(),
+        }
+    }
+
+    fn admit_slow(&self) -> Admission {
         let mut changes = Vec::new();
         let admission = self.core.admit(&|| self.core.now_us(), &mut changes);
         self.report(&changes);
@@ -155,6 +162,14 @@ impl<K> Breaker<K> {
 
     #[inline]
     pub(crate) fn complete(&self, permit: Permit, outcome: Outcome) {
+        if self.core.completes_unchanged(permit, outcome) {
+            self.observer.count(CallLabel::Counted(Counted::Success));
+        } else {
+            self.complete_slow(permit, outcome);
+        }
+    }
+
+    fn complete_slow(&self, permit: Permit, outcome: Outcome) {
         use super::core::PermitKind;
         let mut changes = Vec::new();
         let counted = self

@@ -164,10 +164,12 @@ impl Word {
         Word(kind | ((generation & GEN_MASK) << 2) | (time_ms << (2 + GEN_BITS)))
     }
 
+    #[inline]
     fn kind(self) -> u64 {
         self.0 & 0b11
     }
 
+    #[inline]
     fn generation(self) -> u64 {
         (self.0 >> 2) & GEN_MASK
     }
@@ -321,6 +323,7 @@ impl Core {
         self.epoch + Duration::from_micros(us)
     }
 
+    #[inline]
     fn word(&self) -> Word {
         Word(self.state.load(Ordering::Acquire))
     }
@@ -344,9 +347,57 @@ impl Core {
         self.window.totals(now_us)
     }
 
+    /// The common case of [`admit`](Self::admit), small enough to inline: no
+    /// operator mode, closed, and call durations not watched.
+    #[inline]
+    pub(crate) fn admit_closed(&self) -> Option<Permit> {
+        let word = self.word();
+        let plain = self.mode.load(Ordering::Acquire) == NORMAL
+            && word.kind() == CLOSED
+            && self.policy.slow_call_us.is_none();
+        plain.then_some(Permit {
+            generation: word.generation(),
+            kind: PermitKind::Closed,
+            started_us: None,
+        })
+    }
+
+    /// The common case of [`complete`](Self::complete), small enough to
+    /// inline: a closed-state success, not timed, into a full count window
+    /// that holds no failure or slow call, with no failure streak. Recording
+    /// it would change nothing (the slot it replaces is clean too, and a full
+    /// clean window cannot trip), so it only says whether that is the case.
+    #[inline]
+    pub(crate) fn completes_unchanged(&self, permit: Permit, outcome: Outcome) -> bool {
+        permit.kind == PermitKind::Closed
+            && permit.started_us.is_none()
+            && matches!(outcome, Outcome::Success)
+            && matches!(&self.window, Window::Count(window) if window.full_and_clean())
+            && self.consecutive.load(Ordering::Relaxed) == 0
+    }
+
+    /// Whether `poll_ready` may answer for the inner service: the breaker is
+    /// forced open, or open with time left.
+    #[inline]
+    pub(crate) fn refusing(&self) -> bool {
+        let plain = self.mode.load(Ordering::Acquire) == NORMAL && self.word().kind() == CLOSED;
+        !plain && self.refusing_slow()
+    }
+
+    fn refusing_slow(&self) -> bool {
+        match self.state() {
+            CircuitState::ForcedOpen => true,
+            CircuitState::Open => self.next_admission_us() > Some(self.now_us()),
+            _ => false,
+        }
+    }
+
     /// Decides whether a call may go ahead. Reads the clock only when the
     /// answer depends on time (open, half-open, timed calls).
     pub(crate) fn admit(&self, now_us: &impl Fn() -> u64, changes: &mut Vec<Change>) -> Admission {
+        if let Some(permit) = self.admit_closed() {
+            return Admission::Admitted(permit);
+        }
         let mode = self.mode.load(Ordering::Acquire);
         match mode {
             DISABLED => {
@@ -474,6 +525,9 @@ impl Core {
         now_us: &impl Fn() -> u64,
         changes: &mut Vec<Change>,
     ) -> Counted {
+        if self.completes_unchanged(permit, outcome) {
+            return Counted::Success;
+        }
         let took = permit
             .started_us
             .map(|started| now_us().saturating_sub(started));

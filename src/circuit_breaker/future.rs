@@ -69,6 +69,7 @@ impl<K, C> Drop for Recorder<K, C> {
 }
 
 impl<K, C: Classify> OnBodyEnd for Recorder<K, C> {
+    #[inline]
     fn on_body_end(mut self, end: BodyEnd<'_>) {
         let outcome = match (self.head, end) {
             (Classification::Done(outcome), BodyEnd::Complete { .. }) => outcome,
@@ -164,6 +165,7 @@ where
 {
     type Output = Result<Response<ResponseBody<ResBody, K, C>>, S::Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.project().state;
         loop {

@@ -6,7 +6,7 @@ use tower_service::Service;
 
 use super::ResponseFuture;
 use super::breaker::Breaker;
-use super::core::{Admission, CircuitState};
+use super::core::Admission;
 use super::future::{Recorder, ResponseBody};
 use super::layer::{Breakers, Shared};
 use crate::classify::Classify;
@@ -92,16 +92,10 @@ where
         }
         // An open breaker refuses without waiting on the inner service: when
         // the service is what is failing, its readiness may never come.
-        if let Breakers::Single(breaker) = &self.shared.breakers {
-            let core = &breaker.core;
-            let refusing = match core.state() {
-                CircuitState::ForcedOpen => true,
-                CircuitState::Open => core.next_admission_us() > Some(core.now_us()),
-                _ => false,
-            };
-            if refusing {
-                return Poll::Ready(Ok(()));
-            }
+        if let Breakers::Single(breaker) = &self.shared.breakers
+            && breaker.core.refusing()
+        {
+            return Poll::Ready(Ok(()));
         }
         let ready = self.inner.poll_ready(cx);
         self.inner_ready = matches!(ready, Poll::Ready(Ok(())));

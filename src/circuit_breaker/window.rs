@@ -26,6 +26,7 @@ impl Mark {
     }
 }
 
+#[inline]
 fn read(total: &AtomicI64) -> u64 {
     // Concurrent updates may leave a total briefly below zero.
     total.load(Ordering::Relaxed).max(0) as u64
@@ -52,17 +53,21 @@ impl CountWindow {
         }
     }
 
+    /// Every slot holds a call, and none a failure or a slow call.
+    #[inline]
+    pub(crate) fn full_and_clean(&self) -> bool {
+        self.next.load(Ordering::Relaxed) >= self.slots.len() as u64
+            && read(&self.failures) == 0
+            && read(&self.slow) == 0
+    }
+
     pub(crate) fn record(&self, mark: Mark) -> Totals {
         let size = self.slots.len() as u64;
         let code = mark.code();
         // A clean call into a full, clean window changes nothing anyone can
         // see (every slot holds the same thing), so a healthy breaker only
         // reads here: no write, no cache line bouncing between cores.
-        if code == 0
-            && self.next.load(Ordering::Relaxed) >= size
-            && read(&self.failures) == 0
-            && read(&self.slow) == 0
-        {
+        if code == 0 && self.full_and_clean() {
             return Totals {
                 calls: size,
                 failures: 0,
