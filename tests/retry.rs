@@ -41,10 +41,17 @@ fn status(code: u16) -> Reply {
 struct Seen {
     at: Instant,
     method: Method,
+    uri: http::Uri,
+    version: http::Version,
+    tag: Option<Tag>,
     headers: HeaderMap,
     body: Bytes,
     trailers: Option<HeaderMap>,
 }
+
+/// An extension a caller put on the request, to see that retries keep it.
+#[derive(Debug, Clone, PartialEq)]
+struct Tag(&'static str);
 
 #[derive(Debug)]
 struct ConnectionReset;
@@ -113,6 +120,9 @@ where
             seen.lock().unwrap().push(Seen {
                 at,
                 method: parts.method,
+                uri: parts.uri,
+                version: parts.version,
+                tag: parts.extensions.get::<Tag>().cloned(),
                 headers: parts.headers,
                 trailers: collected.trailers().cloned(),
                 body: collected.to_bytes(),
@@ -215,6 +225,41 @@ fn a_flaky_upstream_fails_twice_then_the_caller_gets_one_success() {
             .iter()
             .all(|(_, labels, _)| labels.contains(&"name=inventory".to_owned()))
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_attempt_gets_the_same_head() {
+    let upstream = Upstream::new([status(503), status(503)], status(200));
+    let mut request = get("http://inventory/items?page=2&sort=name");
+    *request.version_mut() = http::Version::HTTP_2;
+    request.extensions_mut().insert(Tag("trace-7"));
+    let headers = request.headers_mut();
+    headers.append("accept", HeaderValue::from_static("application/json"));
+    headers.append("x-tag", HeaderValue::from_static("first"));
+    headers.append("x-tag", HeaderValue::from_static("second"));
+    headers.append("accept", HeaderValue::from_static("text/plain"));
+    headers.append("cookie", HeaderValue::from_str("session=abc").unwrap());
+    let sent = request.headers().clone();
+    let response = send(&layer().build().unwrap(), &upstream, request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 3);
+    let in_order = |map: &HeaderMap| {
+        map.iter()
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect::<Vec<_>>()
+    };
+    for attempt in &seen {
+        assert_eq!(attempt.method, Method::GET);
+        assert_eq!(attempt.uri, "http://inventory/items?page=2&sort=name");
+        assert_eq!(attempt.version, http::Version::HTTP_2);
+        assert_eq!(attempt.tag, Some(Tag("trace-7")));
+        assert_eq!(in_order(&attempt.headers), in_order(&sent));
+        assert_eq!(attempt.headers.get_all("x-tag").iter().count(), 2);
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -146,6 +146,7 @@ impl Budget {
     /// The only slack: up to a batch of requests is dated when it is filed,
     /// which can keep at most `DEPOSIT_BATCH - 1` of them (a fraction of a
     /// retry at usual ratios) in the window longer than their age.
+    #[inline]
     pub(crate) fn deposit(&self) {
         if self.unfiled.fetch_add(1, Ordering::Relaxed) + 1 >= DEPOSIT_BATCH {
             self.file(self.second());

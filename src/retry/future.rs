@@ -5,6 +5,7 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
 use bytes::Buf;
+use http::header::HeaderName;
 use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -24,21 +25,31 @@ use crate::reject::{Reason, Rejection};
 use crate::timer::LazySleep;
 
 /// The parts of a request kept to rebuild it for another attempt.
+///
+/// Headers are kept as a list of pairs rather than a `HeaderMap` clone: a
+/// template is only read back in order, so it needs no hash index, and the
+/// list takes one allocation where a map clone takes two (its index and its
+/// entries) on every request that may be retried.
 pub(crate) struct Template {
     method: Method,
     uri: Uri,
     version: Version,
-    headers: HeaderMap,
+    headers: Vec<(HeaderName, HeaderValue)>,
     extensions: Extensions,
 }
 
 impl Template {
+    #[inline]
     pub(crate) fn of(parts: &http::request::Parts) -> Self {
         Template {
             method: parts.method.clone(),
             uri: parts.uri.clone(),
             version: parts.version,
-            headers: parts.headers.clone(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
             extensions: parts.extensions.clone(),
         }
     }
@@ -48,7 +59,11 @@ impl Template {
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
         *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers.clone();
+        let headers = request.headers_mut();
+        headers.reserve(self.headers.len());
+        for (name, value) in &self.headers {
+            headers.append(name.clone(), value.clone());
+        }
         *request.extensions_mut() = self.extensions.clone();
         request
     }

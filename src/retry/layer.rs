@@ -150,6 +150,7 @@ impl Observer {
         }
     }
 
+    #[inline]
     pub(crate) fn attempt(&self, label: AttemptLabel) {
         self.attempts[label as usize].increment(1);
     }
