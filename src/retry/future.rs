@@ -75,7 +75,6 @@ pub(crate) struct Retrying<S, B, A> {
     template: Template,
     replayer: Replayer<B>,
     adapter: A,
-    deadline: Option<Deadline>,
     previous_delay: Duration,
 }
 
@@ -181,7 +180,6 @@ where
                 template,
                 replayer,
                 adapter,
-                deadline,
                 previous_delay: Duration::ZERO,
             }),
             shared,
@@ -218,55 +216,79 @@ where
 {
     type Output = Result<Response<ArmorBody<ResBody>>, S::Error>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    /// The usual case, an attempt that answers with a success, is kept small
+    /// here so it inlines into the caller; everything else is in `drive`.
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let step = {
+            let mut this = self.as_mut().project();
+            match this.state.as_mut().project() {
+                StateProj::Calling { future } => match future.poll(cx) {
+                    Poll::Ready(Ok(response)) => {
+                        let shared: &Shared<E, C> = this.shared;
+                        let attempt = *this.attempt;
+                        let retrying = this.retrying.as_ref();
+                        let verdict =
+                            judge_response(shared, *this.protocol, attempt, retrying, &response);
+                        if let Verdict::Success = verdict {
+                            // Passed on without more moves (the timer goes
+                            // when this future is dropped).
+                            this.state.set(State::Done);
+                            settle(shared, this.keyed_budget.as_deref(), attempt, &verdict);
+                            return Poll::Ready(Ok(response.map(ArmorBody::inner)));
+                        }
+                        Step::Answered(Answer::Response(response), verdict)
+                    }
+                    Poll::Ready(Err(error)) => {
+                        let verdict =
+                            judge_error(this.shared, *this.attempt, this.retrying.as_ref(), &error);
+                        Step::Answered(Answer::Error(error), verdict)
+                    }
+                    Poll::Pending => Step::Pending,
+                },
+                _ => Step::Other,
+            }
+        };
+        self.drive(cx, step)
+    }
+}
+
+/// Where `poll`'s short path left off.
+enum Step<R, E> {
+    /// The attempt answered with something other than a success.
+    Answered(Answer<R, E>, Verdict),
+    /// The attempt has not answered yet.
+    Pending,
+    /// Not calling: waiting, readying or done.
+    Other,
+}
+
+impl<S, B, A, E, C, ResBody> ResponseFuture<S, B, A, E, C>
+where
+    A: AttemptBody<B>,
+    S: Service<Request<A::Body>, Response = Response<ResBody>>,
+    B: http_body::Body,
+    B::Data: Buf,
+    E: KeyExtractor,
+    C: Classify,
+{
+    /// Everything after the first poll's answer: per-try timeouts, backoff
+    /// waits and the later attempts.
+    #[inline(never)]
+    fn drive(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut step: Step<Response<ResBody>, S::Error>,
+    ) -> Poll<Result<Response<ArmorBody<ResBody>>, S::Error>> {
         let mut this = self.project();
         loop {
-            match this.state.as_mut().project() {
-                StateProj::Calling { future } => {
-                    let shared: &Shared<E, C> = this.shared;
-                    let attempt = *this.attempt;
-                    let (answer, verdict) = match future.poll(cx) {
-                        Poll::Ready(Ok(response)) => {
-                            let verdict = judge_response(
-                                shared,
-                                *this.protocol,
-                                attempt,
-                                this.retrying.as_ref(),
-                                &response,
-                            );
-                            if let Verdict::Success = verdict {
-                                // The usual case, passed on without more moves.
-                                this.state.set(State::Done);
-                                this.timer.set(None);
-                                settle(shared, this.keyed_budget.as_deref(), attempt, &verdict);
-                                return Poll::Ready(Ok(response.map(ArmorBody::inner)));
-                            }
-                            (Answer::Response(response), verdict)
-                        }
-                        Poll::Ready(Err(error)) => {
-                            let verdict =
-                                judge_error(shared, attempt, this.retrying.as_ref(), &error);
-                            (Answer::Error(error), verdict)
-                        }
-                        Poll::Pending => {
-                            let expired = this
-                                .timer
-                                .as_mut()
-                                .as_pin_mut()
-                                .is_some_and(|timer| timer.poll(cx).is_ready());
-                            if !expired {
-                                return Poll::Pending;
-                            }
-                            let verdict = Verdict::Failure {
-                                retryable: true,
-                                hint: Hint::None,
-                            };
-                            (Answer::TimedOut, verdict)
-                        }
-                    };
+            let shared: &Shared<E, C> = this.shared;
+            match std::mem::replace(&mut step, Step::Other) {
+                Step::Answered(answer, verdict) => {
                     // Drops the attempt (and, on a timeout, cancels it).
                     this.state.set(State::Done);
                     this.timer.set(None);
+                    let attempt = *this.attempt;
                     let budget = settle(shared, this.keyed_budget.as_deref(), attempt, &verdict);
                     let delay = match verdict {
                         Verdict::Success | Verdict::Refused => None,
@@ -277,7 +299,8 @@ where
                                         shared,
                                         budget,
                                         this.retrying.as_mut(),
-                                        *this.attempt,
+                                        *this.deadline,
+                                        attempt,
                                         hint,
                                     )
                                 })
@@ -292,11 +315,11 @@ where
                         }
                     };
                     let Some(delay) = delay else {
-                        return Poll::Ready(finish(shared, *this.protocol, *this.attempt, answer));
+                        return Poll::Ready(finish(shared, *this.protocol, attempt, answer));
                     };
                     tracing::debug!(
                         name = &*shared.observer.name,
-                        attempt = *this.attempt,
+                        attempt,
                         delay_ms = delay.as_millis() as u64,
                         "retrying"
                     );
@@ -304,6 +327,47 @@ where
                     this.timer
                         .set(Some(LazySleep::until(Instant::now() + delay)));
                     this.state.set(State::Waiting);
+                    continue;
+                }
+                Step::Pending => {
+                    let expired = this
+                        .timer
+                        .as_mut()
+                        .as_pin_mut()
+                        .is_some_and(|timer| timer.poll(cx).is_ready());
+                    if !expired {
+                        return Poll::Pending;
+                    }
+                    let verdict = Verdict::Failure {
+                        retryable: true,
+                        hint: Hint::None,
+                    };
+                    step = Step::Answered(Answer::TimedOut, verdict);
+                    continue;
+                }
+                Step::Other => {}
+            }
+            match this.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let attempt = *this.attempt;
+                    let retrying = this.retrying.as_ref();
+                    step = match future.poll(cx) {
+                        Poll::Ready(Ok(response)) => {
+                            let verdict = judge_response(
+                                shared,
+                                *this.protocol,
+                                attempt,
+                                retrying,
+                                &response,
+                            );
+                            Step::Answered(Answer::Response(response), verdict)
+                        }
+                        Poll::Ready(Err(error)) => {
+                            let verdict = judge_error(shared, attempt, retrying, &error);
+                            Step::Answered(Answer::Error(error), verdict)
+                        }
+                        Poll::Pending => Step::Pending,
+                    };
                 }
                 StateProj::Waiting => {
                     if let Some(timer) = this.timer.as_mut().as_pin_mut() {
@@ -482,6 +546,7 @@ fn next_delay<E: KeyExtractor, C, S, B: http_body::Body, A>(
     shared: &Shared<E, C>,
     budget: Option<&Budget>,
     retrying: Option<&mut Retrying<S, B, A>>,
+    deadline: Option<Deadline>,
     attempt: u32,
     hint: Hint,
 ) -> Option<Duration> {
@@ -500,10 +565,7 @@ fn next_delay<E: KeyExtractor, C, S, B: http_body::Body, A>(
                 .delay(attempt, retrying.previous_delay, shared.jitter.next_u64())
         }
     };
-    if retrying
-        .deadline
-        .is_some_and(|deadline| delay >= deadline.remaining())
-    {
+    if deadline.is_some_and(|deadline| delay >= deadline.remaining()) {
         return None;
     }
     if budget.is_some_and(|budget| !budget.withdraw()) {
