@@ -45,11 +45,14 @@ impl Template {
             method: parts.method.clone(),
             uri: parts.uri.clone(),
             version: parts.version,
-            headers: parts
-                .headers
-                .iter()
-                .map(|(name, value)| (name.clone(), value.clone()))
-                .collect(),
+            // Sized exactly up front: `collect` over a map's iterator cannot.
+            headers: {
+                let mut headers = Vec::with_capacity(parts.headers.len());
+                for (name, value) in &parts.headers {
+                    headers.push((name.clone(), value.clone()));
+                }
+                headers
+            },
             extensions: parts.extensions.clone(),
         }
     }
