@@ -1,6 +1,6 @@
 //! Pass-through overhead of a retry layer (the first attempt succeeds): ours
-//! against tower's `retry` with a minimal request-copying policy and
-//! tower-resilience's `retry`, in one run.
+//! against tower's `retry` with a minimal request-copying policy, tower's
+//! `retry` with its `TpsBudget`, and tower-resilience's `retry`, in one run.
 //!
 //! Before the timings it prints heap allocations per request.
 
@@ -35,6 +35,10 @@ fn bench(c: &mut Criterion) {
         allocations(stacks::tower_retry())
     );
     println!(
+        "  tower + budget   {:+.2}",
+        allocations(stacks::tower_retry_budget())
+    );
+    println!(
         "  tower-resilience {:+.2}",
         allocations(stacks::tower_resilience())
     );
@@ -46,6 +50,12 @@ fn bench(c: &mut Criterion) {
         &mut group,
         "tower-retry",
         stacks::tower_retry(),
+        stacks::request,
+    );
+    common::time_requests(
+        &mut group,
+        "tower-retry-budget",
+        stacks::tower_retry_budget(),
         stacks::request,
     );
     common::time_requests(

@@ -79,6 +79,7 @@ fn run_retry(name: &str, n: u64) -> bool {
         "bare" => go(retry::handler(), n),
         "armor" => go(retry::armor(), n),
         "tower-retry" => go(retry::tower_retry(), n),
+        "tower-retry-budget" => go(retry::tower_retry_budget(), n),
         "tower-resilience" => go(retry::tower_resilience(), n),
         _ => return false,
     }
