@@ -52,6 +52,13 @@ fn copy(request: &Req) -> Req {
     copy
 }
 
+/// What both tower policies retry: an error or a 5xx answer.
+fn failed<E>(result: &Result<Response<Full<Bytes>>, E>) -> bool {
+    result
+        .as_ref()
+        .map_or(true, |response| response.status().is_server_error())
+}
+
 /// tower's retry with a minimal policy: up to 2 retries of 5xx answers.
 #[derive(Clone)]
 pub struct MinimalPolicy {
@@ -66,10 +73,7 @@ impl<E> tower::retry::Policy<Req, Response<Full<Bytes>>, E> for MinimalPolicy {
         _request: &mut Req,
         result: &mut Result<Response<Full<Bytes>>, E>,
     ) -> Option<Self::Future> {
-        let failed = result
-            .as_ref()
-            .map_or(true, |response| response.status().is_server_error());
-        (failed && self.retries_left > 0).then(|| {
+        (failed(result) && self.retries_left > 0).then(|| {
             self.retries_left -= 1;
             ready(())
         })
@@ -103,10 +107,7 @@ impl<E> tower::retry::Policy<Req, Response<Full<Bytes>>, E> for BudgetPolicy {
         result: &mut Result<Response<Full<Bytes>>, E>,
     ) -> Option<Self::Future> {
         use tower::retry::budget::Budget;
-        let failed = result
-            .as_ref()
-            .map_or(true, |response| response.status().is_server_error());
-        if !failed {
+        if !failed(result) {
             self.budget.deposit();
             return None;
         }
