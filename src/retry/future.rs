@@ -1,7 +1,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Buf;
@@ -219,40 +219,55 @@ where
 {
     type Output = Result<Response<ArmorBody<ResBody>>, S::Error>;
 
-    /// The usual case, an attempt that answers with a success, is kept small
-    /// here so it inlines into the caller; everything else is in `drive`.
+    /// Polls the attempt in flight. The usual case, an attempt that answers
+    /// with a success, is kept small here so it inlines into the caller;
+    /// everything else is in `drive`, which comes back here whenever it has
+    /// started another attempt.
     #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let step = {
-            let mut this = self.as_mut().project();
-            match this.state.as_mut().project() {
-                StateProj::Calling { future } => match future.poll(cx) {
-                    Poll::Ready(Ok(response)) => {
-                        let shared: &Shared<E, C> = this.shared;
-                        let attempt = *this.attempt;
-                        let retrying = this.retrying.as_ref();
-                        let verdict =
-                            judge_response(shared, *this.protocol, attempt, retrying, &response);
-                        if let Verdict::Success = verdict {
-                            // Passed on without more moves (the timer goes
-                            // when this future is dropped).
-                            this.state.set(State::Done);
-                            settle(shared, this.keyed_budget.as_deref(), attempt, &verdict);
-                            return Poll::Ready(Ok(response.map(ArmorBody::inner)));
+        loop {
+            let step = {
+                let mut this = self.as_mut().project();
+                match this.state.as_mut().project() {
+                    StateProj::Calling { future } => match future.poll(cx) {
+                        Poll::Ready(Ok(response)) => {
+                            let shared: &Shared<E, C> = this.shared;
+                            let attempt = *this.attempt;
+                            let retrying = this.retrying.as_ref();
+                            let verdict = judge_response(
+                                shared,
+                                *this.protocol,
+                                attempt,
+                                retrying,
+                                &response,
+                            );
+                            if let Verdict::Success = verdict {
+                                // Passed on without more moves (the timer goes
+                                // when this future is dropped).
+                                this.state.set(State::Done);
+                                settle(shared, this.keyed_budget.as_deref(), attempt, &verdict);
+                                return Poll::Ready(Ok(response.map(ArmorBody::inner)));
+                            }
+                            Step::Answered(Answer::Response(response), verdict)
                         }
-                        Step::Answered(Answer::Response(response), verdict)
-                    }
-                    Poll::Ready(Err(error)) => {
-                        let verdict =
-                            judge_error(this.shared, *this.attempt, this.retrying.as_ref(), &error);
-                        Step::Answered(Answer::Error(error), verdict)
-                    }
-                    Poll::Pending => Step::Pending,
-                },
-                _ => Step::Other,
+                        Poll::Ready(Err(error)) => {
+                            let verdict = judge_error(
+                                this.shared,
+                                *this.attempt,
+                                this.retrying.as_ref(),
+                                &error,
+                            );
+                            Step::Answered(Answer::Error(error), verdict)
+                        }
+                        Poll::Pending => Step::Pending,
+                    },
+                    _ => Step::Other,
+                }
+            };
+            if let Some(poll) = self.as_mut().drive(cx, step) {
+                return poll;
             }
-        };
-        self.drive(cx, step)
+        }
     }
 }
 
@@ -275,14 +290,15 @@ where
     E: KeyExtractor,
     C: Classify,
 {
-    /// Everything after the first poll's answer: per-try timeouts, backoff
-    /// waits and the later attempts.
+    /// Everything but an attempt that succeeds: failures, per-try timeouts,
+    /// backoff waits, and starting the next attempt. `None` when an attempt
+    /// has been started, for `poll` to poll it.
     #[inline(never)]
     fn drive(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         mut step: Step<Response<ResBody>, S::Error>,
-    ) -> Poll<Result<Response<ArmorBody<ResBody>>, S::Error>> {
+    ) -> Option<Poll<<Self as Future>::Output>> {
         let mut this = self.project();
         loop {
             let shared: &Shared<E, C> = this.shared;
@@ -318,7 +334,7 @@ where
                         }
                     };
                     let Some(delay) = delay else {
-                        return Poll::Ready(finish(shared, *this.protocol, attempt, answer));
+                        return Some(Poll::Ready(finish(shared, *this.protocol, attempt, answer)));
                     };
                     tracing::debug!(
                         name = &*shared.observer.name,
@@ -339,7 +355,7 @@ where
                         .as_pin_mut()
                         .is_some_and(|timer| timer.poll(cx).is_ready());
                     if !expired {
-                        return Poll::Pending;
+                        return Some(Poll::Pending);
                     }
                     let verdict = Verdict::Failure {
                         retryable: true,
@@ -351,30 +367,12 @@ where
                 Step::Other => {}
             }
             match this.state.as_mut().project() {
-                StateProj::Calling { future } => {
-                    let attempt = *this.attempt;
-                    let retrying = this.retrying.as_ref();
-                    step = match future.poll(cx) {
-                        Poll::Ready(Ok(response)) => {
-                            let verdict = judge_response(
-                                shared,
-                                *this.protocol,
-                                attempt,
-                                retrying,
-                                &response,
-                            );
-                            Step::Answered(Answer::Response(response), verdict)
-                        }
-                        Poll::Ready(Err(error)) => {
-                            let verdict = judge_error(shared, attempt, retrying, &error);
-                            Step::Answered(Answer::Error(error), verdict)
-                        }
-                        Poll::Pending => Step::Pending,
-                    };
-                }
+                StateProj::Calling { .. } => return None,
                 StateProj::Waiting => {
-                    if let Some(timer) = this.timer.as_mut().as_pin_mut() {
-                        ready!(timer.poll(cx));
+                    if let Some(timer) = this.timer.as_mut().as_pin_mut()
+                        && timer.poll(cx).is_pending()
+                    {
+                        return Some(Poll::Pending);
                     }
                     this.timer.set(None);
                     this.state.set(State::Readying);
@@ -384,9 +382,13 @@ where
                         .retrying
                         .as_mut()
                         .expect("only a request that may be retried waits for another attempt");
-                    if let Err(error) = ready!(retrying.service.poll_ready(cx)) {
-                        this.state.set(State::Done);
-                        return Poll::Ready(Err(error));
+                    match retrying.service.poll_ready(cx) {
+                        Poll::Pending => return Some(Poll::Pending),
+                        Poll::Ready(Err(error)) => {
+                            this.state.set(State::Done);
+                            return Some(Poll::Ready(Err(error)));
+                        }
+                        Poll::Ready(Ok(())) => {}
                     }
                     let previous = *this.attempt;
                     *this.attempt += 1;
@@ -400,6 +402,7 @@ where
                     let future = retrying.service.call(request);
                     this.timer.set(per_try_timer(this.shared, *this.deadline));
                     this.state.set(State::Calling { future });
+                    return None;
                 }
                 StateProj::Done => panic!("retry future polled after completion"),
             }
