@@ -1,26 +1,64 @@
-//! Body types shared by the layers.
+//! Body types shared by the layers, and the one rule every body of this
+//! crate keeps.
+//!
+//! **The body rule.** Every layer accepts any [`http_body::Body`] whose error
+//! converts into [`BoxError`] (its data is always a `Buf`), and every body a
+//! layer hands on, request or response, yields [`Bytes`] and fails with
+//! [`BoxError`]. Those are the bounds axum, tonic and hyper put on bodies, so
+//! any body of ours is accepted by every layer of ours, by axum, by tonic and
+//! by hyper, in any order. Passing `Bytes` through costs nothing, and the
+//! error is only converted when there is one.
 //!
 //! * [`ArmorBody`] is the response body of every layer that can answer on its
-//!   own: either the inner service's body, untouched, or a small full body the
-//!   layer made (a refusal). It keeps the inner body's data and error types.
+//!   own: either the inner service's body, passed through, or a small full
+//!   body the layer made (a refusal).
 //! * [`GuardBody`] wraps a body and fires a callback exactly once when the body
 //!   ends: at end of stream (with the trailers, if any), on a body error, or
 //!   when it is dropped early. Layers use it to record outcomes, durations and
 //!   release permits at the *end* of the body rather than at the response head.
+//! * [`BoxedBody`] is a type-erased body (tonic's, axum's) that any body can
+//!   become, for services that take only that one body type.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use crate::BoxError;
+
+/// One frame of `B` under the body rule: its data as `Bytes` (free when it
+/// is `Bytes` already) and its error boxed.
+#[inline]
+pub(crate) fn frame_as_bytes<D: Buf, E: Into<BoxError>>(
+    frame: Option<Result<Frame<D>, E>>,
+) -> Option<Result<Frame<Bytes>, BoxError>> {
+    frame.map(|frame| match frame {
+        Ok(frame) => Ok(frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))),
+        Err(error) => Err(error.into()),
+    })
+}
+
+/// The inner body's next frame under the body rule (see [`frame_as_bytes`]).
+#[inline]
+pub(crate) fn poll_as_bytes<B>(
+    body: Pin<&mut B>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    body.poll_frame(cx).map(frame_as_bytes)
+}
+
 pin_project! {
     /// Either the inner service's body or a small body made by a layer.
     ///
-    /// Data and error types are the inner body's, so wrapping a service in a
-    /// layer does not change what its callers must handle.
+    /// It yields `Bytes` and fails with [`BoxError`], like every body of
+    /// this crate (see the [module docs](self)).
     pub struct ArmorBody<B> {
         #[pin]
         kind: Kind<B>,
@@ -70,18 +108,19 @@ impl<B> Default for ArmorBody<B> {
 impl<B> Body for ArmorBody<B>
 where
     B: Body,
-    B::Data: From<Bytes>,
+    B::Error: Into<BoxError>,
 {
-    type Data = B::Data;
-    type Error = B::Error;
+    type Data = Bytes;
+    type Error = BoxError;
 
+    #[inline]
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
-            KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d.into())))),
+            KindProj::Inner { body } => poll_as_bytes(body, cx),
+            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
         }
     }
 
@@ -178,14 +217,19 @@ impl<B: Body, H: OnBodyEnd> GuardBody<B, H> {
     }
 }
 
-impl<B: Body, H: OnBodyEnd> Body for GuardBody<B, H> {
-    type Data = B::Data;
-    type Error = B::Error;
+impl<B, H> Body for GuardBody<B, H>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+    H: OnBodyEnd,
+{
+    type Data = Bytes;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         let frame = ready!(this.body.as_mut().poll_frame(cx));
         let end = match &frame {
@@ -204,7 +248,7 @@ impl<B: Body, H: OnBodyEnd> Body for GuardBody<B, H> {
                 handler.on_body_end(end);
             }
         }
-        Poll::Ready(frame)
+        Poll::Ready(frame_as_bytes(frame))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -213,6 +257,50 @@ impl<B: Body, H: OnBodyEnd> Body for GuardBody<B, H> {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// A type-erased body type that any body of this crate can become.
+///
+/// Some services take one body type only: a tonic `Channel` takes
+/// `tonic::body::Body`. A layer that must hand such a service a body of its
+/// own making (the [retry](crate::retry) layer's replays) boxes it into this
+/// type. Implemented for `tonic::body::Body` (feature `tonic`),
+/// `axum::body::Body` (feature `axum`) and http-body-util's
+/// `UnsyncBoxBody<Bytes, BoxError>`.
+pub trait BoxedBody: Body + Sized {
+    /// `body`, boxed into this type.
+    fn boxed<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes, Error = BoxError> + Send + 'static;
+}
+
+impl BoxedBody for http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError> {
+    fn boxed<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes, Error = BoxError> + Send + 'static,
+    {
+        http_body_util::combinators::UnsyncBoxBody::new(body)
+    }
+}
+
+#[cfg(feature = "tonic")]
+impl BoxedBody for tonic::body::Body {
+    fn boxed<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes, Error = BoxError> + Send + 'static,
+    {
+        tonic::body::Body::new(body)
+    }
+}
+
+#[cfg(feature = "axum")]
+impl BoxedBody for axum::body::Body {
+    fn boxed<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes, Error = BoxError> + Send + 'static,
+    {
+        axum::body::Body::new(body)
     }
 }
 

@@ -97,3 +97,8 @@ pub mod timeout;
 
 pub use config::ConfigError;
 pub use deadline::Deadline;
+
+/// The error type of every body this crate hands on, and of body errors it
+/// accepts after conversion: the one axum, tonic and hyper use too. See the
+/// [body rule](body).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -106,7 +106,7 @@ async fn hyper_server_and_hyper_util_client_over_loopback() {
                 } else {
                     Bytes::from(catalogue())
                 };
-                Ok::<_, tower_armor::compression::BoxError>(http::Response::new(Full::new(body)))
+                Ok::<_, tower_armor::BoxError>(http::Response::new(Full::new(body)))
             },
         );
     let addr = support::serve_hyper(service).await;

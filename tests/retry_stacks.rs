@@ -110,7 +110,10 @@ mod grpc {
         );
         let channel = support::tonic_channel(addr).await;
 
-        let retry = RetryLayer::builder().same_body().build().unwrap();
+        let retry = RetryLayer::builder()
+            .inner_body::<tonic::body::Body>()
+            .build()
+            .unwrap();
         let mut client = HealthClient::new(ServiceBuilder::new().layer(retry).service(channel));
         let answer = client
             .check(HealthCheckRequest {

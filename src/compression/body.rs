@@ -16,27 +16,8 @@ use pin_project_lite::pin_project;
 use super::codec::{Decoder, Encoder};
 use super::layer::Flush;
 
-/// The error type of both bodies: the inner body's error, or a codec's.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The inner body's next frame, its data as `Bytes` (free for `Bytes`
-/// itself) and its error boxed.
-fn poll_as_bytes<B>(
-    body: Pin<&mut B>,
-    cx: &mut Context<'_>,
-) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
-where
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    body.poll_frame(cx).map(|frame| {
-        frame.map(|frame| {
-            frame
-                .map(|frame| frame.map_data(|mut data| data.copy_to_bytes(data.remaining())))
-                .map_err(Into::into)
-        })
-    })
-}
+use crate::BoxError;
+use crate::body::poll_as_bytes;
 
 /// Counters for one direction and coding: bytes on the wire, bytes as the
 /// application sees them.

@@ -78,7 +78,7 @@ mod negotiate;
 mod rules;
 mod service;
 
-pub use body::{BoxError, CompressionBody, DecompressionBody, DecompressionError};
+pub use body::{CompressionBody, DecompressionBody, DecompressionError};
 pub use future::ResponseFuture;
 pub use layer::{CompressionBuilder, CompressionLayer, Flush};
 pub use negotiate::Encoding;

@@ -6,11 +6,12 @@ use http::{HeaderValue, Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
-use super::body::{BoxError, CompressionBody, DecodeOutcome, DecompressionBody};
+use super::body::{CompressionBody, DecodeOutcome, DecompressionBody};
 use super::codec::Decoder;
 use super::future::ResponseFuture;
 use super::layer::Shared;
 use super::negotiate::{Encoding, Negotiated, negotiate};
+use crate::BoxError;
 use crate::grpc::Protocol;
 use crate::reject::{Reason, Rejection};
 

@@ -17,12 +17,17 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use crate::BoxError;
+use crate::body::poll_as_bytes;
+
 pin_project! {
     /// The request body each attempt of the [retry](super) layer sends.
     ///
-    /// Its data is [`Bytes`]; its error is the original body's, or
-    /// [`ReplayError::NotReplayable`] for a replay that cannot be served
-    /// (which the layer never starts).
+    /// It keeps the crate's [body rule](crate::body): any body whose error
+    /// converts into [`BoxError`] can be replayed, and it yields [`Bytes`]
+    /// and fails with [`BoxError`]: the original body's error, boxed as it
+    /// was, or [`NotReplayable`] for a replay that cannot be served (which the
+    /// layer never starts).
     pub struct ReplayBody<B> {
         #[pin]
         kind: Kind<B>,
@@ -70,35 +75,21 @@ impl<B> Recording<B> {
     }
 }
 
-/// Why a [`ReplayBody`] failed.
+/// The error of a [`ReplayBody`] asked to replay frames it no longer holds.
 #[derive(Debug)]
-pub enum ReplayError<E> {
-    /// The original body failed.
-    Body(E),
-    /// The body was asked to replay frames it no longer holds.
-    NotReplayable,
-}
+#[non_exhaustive]
+pub struct NotReplayable;
 
-impl<E: fmt::Display> fmt::Display for ReplayError<E> {
+impl fmt::Display for NotReplayable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ReplayError::Body(error) => error.fmt(f),
-            ReplayError::NotReplayable => f.write_str("request body can no longer be replayed"),
-        }
+        f.write_str("request body can no longer be replayed")
     }
 }
 
-impl<E: std::error::Error + 'static> std::error::Error for ReplayError<E> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ReplayError::Body(error) => Some(error),
-            ReplayError::NotReplayable => None,
-        }
-    }
-}
+impl std::error::Error for NotReplayable {}
 
 /// One frame of a replay, or why there is none.
-type FrameResult<E> = Result<Frame<Bytes>, ReplayError<E>>;
+type FrameResult = Result<Frame<Bytes>, BoxError>;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -181,14 +172,14 @@ impl<B: Body> Replayer<B> {
 impl<B> Reader<B>
 where
     B: Body,
-    B::Data: Buf,
+    B::Error: Into<BoxError>,
 {
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<FrameResult<B::Error>>> {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<FrameResult>> {
         let mut recording = lock(&self.recording);
         if self.position < recording.read() {
             // Replaying: this attempt is behind the recording.
             let Some(index) = self.position.checked_sub(recording.dropped) else {
-                return Poll::Ready(Some(Err(ReplayError::NotReplayable)));
+                return Poll::Ready(Some(Err(Box::new(NotReplayable))));
             };
             self.position += 1;
             return Poll::Ready(Some(Ok(Frame::data(recording.kept[index].clone()))));
@@ -211,7 +202,7 @@ where
             }
             Poll::Ready(Some(Err(error))) => {
                 recording.spoiled = true;
-                Poll::Ready(Some(Err(ReplayError::Body(error))))
+                Poll::Ready(Some(Err(error.into())))
             }
             Poll::Ready(Some(Ok(frame))) => {
                 let frame = match frame.into_data() {
@@ -257,24 +248,17 @@ where
 impl<B> Body for ReplayBody<B>
 where
     B: Body,
-    B::Data: Buf,
+    B::Error: Into<BoxError>,
 {
     type Data = Bytes;
-    type Error = ReplayError<B::Error>;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
-            KindProj::Once { body } => match body.poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(
-                    frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))
-                ))),
-                Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(ReplayError::Body(error)))),
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            },
+            KindProj::Once { body } => poll_as_bytes(body, cx),
             KindProj::Empty => Poll::Ready(None),
             KindProj::Replay { reader } => reader.poll_frame(cx),
         }
@@ -348,8 +332,7 @@ mod tests {
     async fn collect<B>(body: ReplayBody<B>) -> (Bytes, Option<HeaderMap>)
     where
         B: Body,
-        B::Data: Buf,
-        B::Error: fmt::Debug,
+        B::Error: Into<BoxError>,
     {
         let collected = body.collect().await.unwrap();
         let trailers = collected.trailers().cloned();
@@ -388,7 +371,7 @@ mod tests {
         assert_eq!(bytes, "abcdefghij");
         assert!(!replayer.can_replay());
         let replay = replayer.replay().collect().await;
-        assert!(matches!(replay, Err(ReplayError::NotReplayable)));
+        assert!(replay.unwrap_err().is::<NotReplayable>());
     }
 
     #[tokio::test]

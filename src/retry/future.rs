@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use bytes::Buf;
 use http::header::HeaderName;
 use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
 use pin_project_lite::pin_project;
@@ -213,7 +212,6 @@ where
     A: AttemptBody<B>,
     S: Service<Request<A::Body>, Response = Response<ResBody>>,
     B: http_body::Body,
-    B::Data: Buf,
     E: KeyExtractor,
     C: Classify,
 {
@@ -286,7 +284,6 @@ where
     A: AttemptBody<B>,
     S: Service<Request<A::Body>, Response = Response<ResBody>>,
     B: http_body::Body,
-    B::Data: Buf,
     E: KeyExtractor,
     C: Classify,
 {

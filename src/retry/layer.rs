@@ -183,7 +183,7 @@ pub(crate) struct Shared<E: KeyExtractor, C> {
 /// Retries failed calls. See the [module docs](super).
 ///
 /// `A` says what body the inner service receives: [`ReplayBody`](super::ReplayBody)
-/// by default, or the caller's own body type with [`RetryBuilder::same_body`].
+/// by default, or a type-erased body with [`RetryBuilder::inner_body`].
 pub struct RetryLayer<E: KeyExtractor = Global, C = DefaultClassifier, A = super::AsReplayBody> {
     pub(crate) shared: Arc<Shared<E, C>>,
     adapter: A,
@@ -430,14 +430,15 @@ impl<E: KeyExtractor, C, A> RetryBuilder<E, C, A> {
         }
     }
 
-    /// The inner service receives the caller's own body type, rebuilt around
-    /// the replay for each attempt, instead of [`ReplayBody`](super::ReplayBody).
-    /// For services with one fixed body type: a tonic `Channel`
-    /// (`tonic::body::Body`, feature `tonic`) or an axum `Router`
-    /// (`axum::body::Body`, feature `axum`). See [`RetryableBody`](super::RetryableBody).
-    pub fn same_body(self) -> RetryBuilder<E, C, super::SameBody> {
+    /// The inner service receives each attempt's body boxed into `T`
+    /// instead of a [`ReplayBody`](super::ReplayBody): for services that take
+    /// one body type only, such as a tonic `Channel`
+    /// (`.inner_body::<tonic::body::Body>()`, feature `tonic`). Any request
+    /// body keeping the [body rule](crate::body) is replayed, whatever layers
+    /// sit outside this one. See [`BoxedBody`](super::BoxedBody).
+    pub fn inner_body<T: super::BoxedBody>(self) -> RetryBuilder<E, C, super::Boxed<T>> {
         RetryBuilder {
-            adapter: super::SameBody,
+            adapter: super::Boxed::default(),
             classifier: self.classifier,
             extractor: self.extractor,
             keyed: self.keyed,

@@ -18,9 +18,10 @@
 //! * **Bodies that are not `Clone`**: the request body is kept while the
 //!   first attempt streams it, up to a cap (64 KiB by default); a retry
 //!   replays the same bytes and trailers. A longer body is sent once, never
-//!   retried. The inner service receives a [`ReplayBody`], or with
-//!   [`same_body`](RetryBuilder::same_body) the caller's own body type
-//!   (a tonic `Channel`, an axum `Router`).
+//!   retried. Any request body keeping the crate's [body rule](crate::body)
+//!   is replayed. The inner service receives a [`ReplayBody`], or with
+//!   [`inner_body`](RetryBuilder::inner_body) a type-erased body such as a
+//!   tonic `Channel`'s `tonic::body::Body`.
 //! * **Waits**: exponential backoff with full jitter (25 ms base, 250 ms cap
 //!   by default) or decorrelated jitter. A server's `Retry-After` (seconds
 //!   or an HTTP date) or `grpc-retry-pushback-ms` replaces it; a negative or
@@ -92,7 +93,8 @@ mod layer;
 mod policy;
 mod service;
 
-pub use body::{ReplayBody, ReplayError};
+pub use crate::body::BoxedBody;
+pub use body::{NotReplayable, ReplayBody};
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_MAX_KEYS, MAX_ATTEMPTS_CAP, RetryBuilder, RetryCheck, RetryLayer};
 pub use policy::Backoff;
@@ -108,7 +110,8 @@ pub trait AttemptBody<B>: Clone + Send + Sync + 'static {
 }
 
 /// The inner service receives [`ReplayBody`] (the default): for services
-/// generic over their body, such as a hyper-util `Client`.
+/// generic over their body, such as a hyper-util `Client`, an axum `Router`
+/// or a tonic server.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AsReplayBody;
 
@@ -120,36 +123,39 @@ impl<B> AttemptBody<B> for AsReplayBody {
     }
 }
 
-/// The inner service receives the caller's body type (see
-/// [`RetryBuilder::same_body`]).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SameBody;
+/// The inner service receives the type-erased body `T` (see
+/// [`RetryBuilder::inner_body`]), e.g. `tonic::body::Body` for a tonic `Channel`.
+pub struct Boxed<T>(std::marker::PhantomData<fn() -> T>);
 
-impl<B: RetryableBody> AttemptBody<B> for SameBody {
-    type Body = B;
-
-    fn attempt_body(&self, body: ReplayBody<B>) -> B {
-        B::from_replay(body)
+impl<T> Clone for Boxed<T> {
+    fn clone(&self) -> Self {
+        *self
     }
 }
 
-/// A body type that can wrap a [`ReplayBody`] of itself: the type-erased
-/// bodies of tonic and axum, whose services take no other body.
-pub trait RetryableBody: http_body::Body + Sized {
-    /// `body`, as this type.
-    fn from_replay(body: ReplayBody<Self>) -> Self;
-}
+impl<T> Copy for Boxed<T> {}
 
-#[cfg(feature = "tonic")]
-impl RetryableBody for tonic::body::Body {
-    fn from_replay(body: ReplayBody<Self>) -> Self {
-        tonic::body::Body::new(body)
+impl<T> std::fmt::Debug for Boxed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Boxed<{}>", std::any::type_name::<T>())
     }
 }
 
-#[cfg(feature = "axum")]
-impl RetryableBody for axum::body::Body {
-    fn from_replay(body: ReplayBody<Self>) -> Self {
-        axum::body::Body::new(body)
+impl<T> Default for Boxed<T> {
+    fn default() -> Self {
+        Boxed(std::marker::PhantomData)
+    }
+}
+
+impl<B, T> AttemptBody<B> for Boxed<T>
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<crate::BoxError>,
+    T: BoxedBody + 'static,
+{
+    type Body = T;
+
+    fn attempt_body(&self, body: ReplayBody<B>) -> T {
+        T::boxed(body)
     }
 }

@@ -1,7 +1,6 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Buf;
 use http::{Request, Response};
 use tower_service::Service;
 
@@ -66,7 +65,6 @@ where
     A: AttemptBody<B>,
     S: Service<Request<A::Body>, Response = Response<ResBody>> + Clone,
     B: http_body::Body,
-    B::Data: Buf,
     E: KeyExtractor,
     C: Classify,
 {

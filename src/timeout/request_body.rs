@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use metrics::SharedString;
@@ -16,12 +17,12 @@ use tokio::time::{Instant, Sleep, sleep_until};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::BoxError;
 use crate::body::ArmorBody;
+use crate::body::frame_as_bytes;
 use crate::config::{ConfigError, instance_name};
 use crate::grpc::Protocol;
 use crate::reject::{Reason, Rejection, Renderer};
-
-type BoxError = Box<dyn Error + Send + Sync>;
 
 /// Answers **408** (gRPC: `DEADLINE_EXCEEDED`) when the client pauses longer
 /// than an idle timeout while the handler is reading the request body. See
@@ -173,20 +174,20 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    type Data = B::Data;
+    type Data = Bytes;
     type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         if this.expired.load(Ordering::Relaxed) {
             return Poll::Ready(Some(Err(Box::new(RequestBodyTimedOut(())))));
         }
         if let Poll::Ready(frame) = this.body.poll_frame(cx) {
             *this.waiting = false;
-            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+            return Poll::Ready(frame_as_bytes(frame));
         }
         if !*this.waiting {
             *this.waiting = true;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use metrics::SharedString;
@@ -15,11 +16,11 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::BoxError;
+use crate::body::frame_as_bytes;
 use crate::config::{ConfigError, instance_name};
 use crate::grpc::{self, GrpcCode, Protocol};
 use crate::timer::LazySleep;
-
-type BoxError = Box<dyn Error + Send + Sync>;
 
 /// Caps the time a response body may take to stream, from the response head
 /// to its last frame. See the [module docs](super).
@@ -158,19 +159,19 @@ where
     B: Body,
     B::Error: Into<BoxError>,
 {
-    type Data = B::Data;
+    type Data = Bytes;
     type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         if *this.state == State::Done {
             return Poll::Ready(None);
         }
         if let Poll::Ready(frame) = this.body.poll_frame(cx) {
-            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+            return Poll::Ready(frame_as_bytes(frame));
         }
         if this.sleep.poll(cx).is_pending() {
             return Poll::Pending;
