@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::time::{Instant, sleep};
 use tower_armor::Deadline;
 use tower_armor::circuit_breaker::{CircuitBreakerLayer, CircuitHandle};
-use tower_armor::compression::CompressionLayer;
+use tower_armor::compression::{CompressionLayer, RequestDecompressionLayer};
 use tower_armor::rate_limit::{Header, MissingKey, Quota, RateLimitLayer};
 use tower_armor::retry::{ReplayBody, Retry, RetryLayer};
 use tower_armor::timeout::{RequestBodyTimeoutLayer, ResponseBodyDeadlineLayer, TimeoutLayer};
@@ -102,14 +102,19 @@ fn app(addr: SocketAddr) -> Result<Router, BoxError> {
 
     // Compressed answers for clients that accept them; compressed uploads
     // decoded, up to 1 MiB once decoded.
-    let compression = CompressionLayer::builder()
+    let compression = CompressionLayer::builder().name("demo").build()?;
+    let decompression = RequestDecompressionLayer::builder()
         .name("demo")
         .max_decompressed_bytes(MAX_DECODED_UPLOAD)
         .build()?;
     let compressed = Router::new()
         .route("/orders", get(orders).post(import_orders))
         .route("/events", get(events))
-        .layer(compression);
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(compression)
+                .layer(decompression),
+        );
 
     // A real gRPC service (grpc.health.v1), served by the same axum router.
     let (_reporter, health) = tonic_health::server::health_reporter();

@@ -78,6 +78,7 @@ mod config;
 mod deadline;
 pub mod grpc;
 pub mod key;
+mod observe;
 #[cfg(any(feature = "circuit-breaker", feature = "retry"))]
 mod random;
 pub mod reject;

@@ -14,6 +14,7 @@ use support::ChannelBody;
 use tower::{Service, ServiceExt};
 use tower_armor::compression::{
     CompressionLayer, DecompressionBody, DecompressionError, Encoding, Flush,
+    RequestDecompressionLayer,
 };
 use tower_armor::reject::{Reason, Rejection};
 
@@ -77,13 +78,13 @@ fn answering(
     body: Bytes,
     calls: Arc<AtomicUsize>,
 ) -> impl Service<
-    Request<DecompressionBody<Full<Bytes>>>,
+    Request<Full<Bytes>>,
     Response = Response<Full<Bytes>>,
     Error = Infallible,
     Future = impl Send,
 > + Clone {
     let headers = headers.to_vec();
-    tower::service_fn(move |_req: Request<DecompressionBody<Full<Bytes>>>| {
+    tower::service_fn(move |_req: Request<Full<Bytes>>| {
         calls.fetch_add(1, Ordering::SeqCst);
         let mut response = Response::builder().status(status);
         for (name, value) in &headers {
@@ -464,13 +465,13 @@ fn serving_once(
     body: ChannelBody,
     content_type: &'static str,
 ) -> impl Service<
-    Request<DecompressionBody<Full<Bytes>>>,
+    Request<Full<Bytes>>,
     Response = Response<ChannelBody>,
     Error = Infallible,
     Future = impl Send,
 > {
     let mut body = Some(body);
-    tower::service_fn(move |_req: Request<DecompressionBody<Full<Bytes>>>| {
+    tower::service_fn(move |_req: Request<Full<Bytes>>| {
         let response = Response::builder()
             .header("content-type", content_type)
             .body(body.take().expect("one request"))
@@ -483,7 +484,7 @@ fn serving_once(
 async fn trailers_pass_through_after_the_compressed_data() {
     let service = tower::Layer::layer(
         &CompressionLayer::builder().build().unwrap(),
-        tower::service_fn(|_req: Request<DecompressionBody<Full<Bytes>>>| async {
+        tower::service_fn(|_req: Request<Full<Bytes>>| async {
             let mut trailers = HeaderMap::new();
             trailers.insert("x-checksum", "abc123".parse().unwrap());
             let body = Full::new(json(500))
@@ -619,7 +620,7 @@ fn reading_handler(
 }
 
 async fn upload(
-    layer: &CompressionLayer,
+    layer: &RequestDecompressionLayer,
     request: Request<ChannelBody>,
 ) -> (StatusCode, HeaderMap, Bytes, Vec<String>) {
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -633,7 +634,7 @@ async fn upload(
 
 #[tokio::test]
 async fn compressed_request_bodies_are_decoded_for_the_handler() {
-    let layer = CompressionLayer::builder().build().unwrap();
+    let layer = RequestDecompressionLayer::default();
     let original = json(3_000);
     for coding in ["gzip", "deflate", "br", "zstd"] {
         let coded = encode_request_body(coding, &original);
@@ -655,7 +656,7 @@ async fn compressed_request_bodies_are_decoded_for_the_handler() {
 
 #[tokio::test]
 async fn unsupported_or_malformed_request_codings_are_refused() {
-    let layer = CompressionLayer::builder().build().unwrap();
+    let layer = RequestDecompressionLayer::default();
     for coding in ["snappy", "gzip, br", "compress"] {
         let (status, headers, _, seen) = upload(&layer, post(coding, b"data".to_vec(), 100)).await;
         assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{coding}");
@@ -672,15 +673,36 @@ async fn unsupported_or_malformed_request_codings_are_refused() {
     let (status, _, _, seen) = upload(&layer, post("zstd", truncated, 100)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(seen[0].ends_with("Malformed"), "{seen:?}");
+}
 
-    // Switched off, coded bodies reach the handler as sent.
-    let off = CompressionLayer::builder()
-        .decompress_requests(false)
-        .build()
-        .unwrap();
+#[tokio::test]
+async fn response_compression_leaves_request_bodies_as_sent() {
+    // Without the decompression layer, coded bodies reach the handler as sent.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let service = tower::Layer::layer(
+        &CompressionLayer::default(),
+        tower::service_fn({
+            let seen = seen.clone();
+            move |request: Request<ChannelBody>| {
+                let seen = seen.clone();
+                async move {
+                    let encoding = request.headers().get("content-encoding").cloned();
+                    let body = request.into_body().collect().await.unwrap().to_bytes();
+                    seen.lock().unwrap().push(format!("{encoding:?}"));
+                    Ok::<_, Infallible>(Response::new(Full::new(body)))
+                }
+            }
+        }),
+    );
     let coded = encode_request_body("gzip", b"as sent");
-    let (status, _, echoed, _) = upload(&off, post("gzip", coded.clone(), 100)).await;
-    assert_eq!((status, echoed), (StatusCode::OK, Bytes::from(coded)));
+    let response = service
+        .oneshot(post("gzip", coded.clone(), 100))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let echoed = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(echoed, Bytes::from(coded));
+    assert_eq!(*seen.lock().unwrap(), ["Some(\"gzip\")"]);
 }
 
 #[tokio::test]
@@ -691,7 +713,7 @@ async fn a_decompression_bomb_gets_413_and_memory_stays_bounded() {
         let bomb = encode_request_body(coding, &zeros);
         assert!(bomb.len() < 100 * 1024, "{coding}: {} bytes", bomb.len());
         let cap = 1024 * 1024;
-        let layer = CompressionLayer::builder()
+        let layer = RequestDecompressionLayer::builder()
             .max_decompressed_bytes(cap)
             .build()
             .unwrap();
@@ -735,8 +757,12 @@ fn byte_counters_per_direction_and_coding() {
             tower::Layer::layer(&layer, answering(200, &[], json(1_000), Default::default()));
         let response = service.oneshot(get(Some("br"))).await.unwrap();
         response.into_body().collect().await.unwrap();
+        let decompression = RequestDecompressionLayer::builder()
+            .name("api")
+            .build()
+            .unwrap();
         let coded = encode_request_body("gzip", &json(100));
-        upload(&layer, post("gzip", coded, 100)).await;
+        upload(&decompression, post("gzip", coded, 100)).await;
     });
     let value = |name: &str, direction: &str, encoding: &str| {
         counters
@@ -775,15 +801,20 @@ fn bad_settings_fail_at_build() {
             CompressionLayer::builder().encodings([Encoding::Gzip, Encoding::Gzip]),
             "twice",
         ),
-        (
-            CompressionLayer::builder().max_decompressed_bytes(0),
-            "max_decompressed_bytes",
-        ),
     ] {
         let error = builder.build().unwrap_err();
         assert_eq!(error.layer(), "compression");
         assert!(error.to_string().contains(message), "{error}");
     }
+    let error = RequestDecompressionLayer::builder()
+        .max_decompressed_bytes(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(error.layer(), "compression");
+    assert!(
+        error.to_string().contains("max_decompressed_bytes"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

@@ -9,7 +9,8 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use tower_armor::compression::CompressionLayer;
+use tower::ServiceBuilder;
+use tower_armor::compression::{CompressionLayer, RequestDecompressionLayer};
 
 mod support;
 
@@ -48,10 +49,14 @@ async fn send(
 
 #[tokio::test]
 async fn axum_router_compresses_json_and_decodes_uploads() {
-    let layer = CompressionLayer::builder()
-        .max_decompressed_bytes(1024 * 1024)
-        .build()
-        .unwrap();
+    let layer = ServiceBuilder::new()
+        .layer(CompressionLayer::default())
+        .layer(
+            RequestDecompressionLayer::builder()
+                .max_decompressed_bytes(1024 * 1024)
+                .build()
+                .unwrap(),
+        );
     let router = Router::new()
         .route("/catalogue", get(|| async { catalogue() }))
         .route(
@@ -94,9 +99,10 @@ async fn axum_router_compresses_json_and_decodes_uploads() {
 
 #[tokio::test]
 async fn hyper_server_and_hyper_util_client_over_loopback() {
-    let layer = CompressionLayer::builder().build().unwrap();
-    let service =
-        tower::ServiceBuilder::new().layer(layer).service_fn(
+    let service = ServiceBuilder::new()
+        .layer(CompressionLayer::default())
+        .layer(RequestDecompressionLayer::default())
+        .service_fn(
             |request: Request<
                 tower_armor::compression::DecompressionBody<hyper::body::Incoming>,
             >| async move {

@@ -10,11 +10,12 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use metrics::Counter;
+use metrics::{Counter, SharedString};
 use pin_project_lite::pin_project;
 
 use super::codec::{Decoder, Encoder};
 use super::layer::Flush;
+use super::negotiate::Encoding;
 
 use crate::BoxError;
 use crate::body::poll_as_bytes;
@@ -25,6 +26,36 @@ use crate::body::poll_as_bytes;
 pub(crate) struct ByteCounters {
     pub(crate) coded: Counter,
     pub(crate) plain: Counter,
+}
+
+/// The [`ByteCounters`] of one layer and direction, one pair per coding:
+/// `armor.compression.bytes{name,direction,encoding}` and
+/// `armor.compression.uncompressed_bytes{…}`.
+pub(crate) struct CodingCounters([ByteCounters; 4]);
+
+impl CodingCounters {
+    /// Registers the counters of `direction` (`out`: responses, `in`:
+    /// requests) with the current recorder.
+    pub(crate) fn register(name: &SharedString, direction: &'static str) -> Self {
+        // In `Encoding::index` order.
+        let codings = [
+            Encoding::Gzip,
+            Encoding::Deflate,
+            Encoding::Brotli,
+            Encoding::Zstd,
+        ];
+        CodingCounters(codings.map(|encoding| ByteCounters {
+            coded: metrics::counter!("armor.compression.bytes",
+                "name" => name.clone(), "direction" => direction, "encoding" => encoding.as_str()),
+            plain: metrics::counter!("armor.compression.uncompressed_bytes",
+                "name" => name.clone(), "direction" => direction, "encoding" => encoding.as_str()),
+        }))
+    }
+
+    /// The counters of `encoding`.
+    pub(crate) fn of(&self, encoding: Encoding) -> ByteCounters {
+        self.0[encoding.index()].clone()
+    }
 }
 
 pin_project! {
@@ -41,7 +72,7 @@ pin_project! {
     #[project = KindProj]
     enum Kind<B> {
         Identity { #[pin] body: B },
-        Encoded { #[pin] body: B, state: Box<Encoding> },
+        Encoded { #[pin] body: B, state: Box<EncodingState> },
         Full { data: Option<Bytes> },
     }
 }
@@ -50,7 +81,7 @@ pin_project! {
 const SEND_AT: usize = 32 * 1024;
 
 /// The state of a body being compressed.
-struct Encoding {
+struct EncodingState {
     encoder: Encoder,
     out: BytesMut,
     flush: Flush,
@@ -73,7 +104,7 @@ impl<B> CompressionBody<B> {
         CompressionBody {
             kind: Kind::Encoded {
                 body,
-                state: Box::new(Encoding {
+                state: Box::new(EncodingState {
                     encoder,
                     out: BytesMut::new(),
                     flush,
@@ -106,7 +137,7 @@ impl<B> fmt::Debug for CompressionBody<B> {
     }
 }
 
-impl Encoding {
+impl EncodingState {
     /// What the encoder has produced, as a frame, if anything.
     fn take_output(&mut self) -> Option<Frame<Bytes>> {
         if self.out.is_empty() {
@@ -275,8 +306,8 @@ impl DecodeOutcome {
 
 pin_project! {
     /// The request body the inner service of
-    /// [`Compression`](super::Compression) reads: the caller's body, decoded
-    /// if it came with a supported `Content-Encoding`.
+    /// [`RequestDecompression`](super::RequestDecompression) reads: the
+    /// caller's body, decoded if it came with a supported `Content-Encoding`.
     pub struct DecompressionBody<B> {
         #[pin]
         kind: DecodeKind<B>,

@@ -8,13 +8,11 @@ use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use super::body::{CompressionBody, DecodeOutcome, DecompressionError};
+use super::body::CompressionBody;
 use super::codec::Encoder;
 use super::layer::Shared;
 use super::negotiate::Encoding;
 use super::rules;
-use crate::grpc::Protocol;
-use crate::reject::{Reason, Rejection};
 
 pin_project! {
     /// The response future of [`Compression`](super::Compression).
@@ -33,7 +31,6 @@ pin_project! {
             shared: Arc<Shared>,
             encoding: Option<Encoding>,
             head_request: bool,
-            outcome: Option<Arc<DecodeOutcome>>,
         },
         PassThrough { #[pin] future: F },
         Refused { response: Option<Response<Bytes>> },
@@ -46,7 +43,6 @@ impl<F> ResponseFuture<F> {
         shared: Arc<Shared>,
         encoding: Option<Encoding>,
         head_request: bool,
-        outcome: Option<Arc<DecodeOutcome>>,
     ) -> Self {
         ResponseFuture {
             kind: Kind::Called {
@@ -54,7 +50,6 @@ impl<F> ResponseFuture<F> {
                 shared,
                 encoding,
                 head_request,
-                outcome,
             },
         }
     }
@@ -82,8 +77,7 @@ where
     type Output = Result<Response<CompressionBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let (future, shared, encoding, head_request, outcome) = match self.project().kind.project()
-        {
+        let (future, shared, encoding, head_request) = match self.project().kind.project() {
             KindProj::PassThrough { future } => {
                 return future
                     .poll(cx)
@@ -98,24 +92,9 @@ where
                 shared,
                 encoding,
                 head_request,
-                outcome,
-            } => (future, shared, *encoding, *head_request, outcome),
+            } => (future, shared, *encoding, *head_request),
         };
         let response = ready!(future.poll(cx))?;
-        if let Some(failure) = outcome
-            .as_ref()
-            .and_then(|outcome| outcome.failure(shared.max_decompressed_bytes))
-        {
-            // The handler read a body that could not be decoded: whatever it
-            // answered, the caller learns why.
-            let reason = match failure {
-                DecompressionError::TooLarge { .. } => Reason::PayloadTooLarge,
-                _ => Reason::MalformedBody,
-            };
-            let rejection = Rejection::new("compression", reason).with_detail(failure.to_string());
-            let response = shared.renderer.render_bytes(rejection, Protocol::Http);
-            return Poll::Ready(Ok(response.map(CompressionBody::full)));
-        }
         let (mut parts, body) = response.into_parts();
         let size = body.size_hint();
         if !rules::compressible(
@@ -154,12 +133,7 @@ where
             )));
         };
         rules::mark_encoded(&mut parts.headers, encoding);
-        let body = CompressionBody::encoded(
-            body,
-            encoder,
-            shared.flush,
-            shared.observer.out[encoding.index()].clone(),
-        );
+        let body = CompressionBody::encoded(body, encoder, shared.flush, shared.counters(encoding));
         Poll::Ready(Ok(Response::from_parts(parts, body)))
     }
 }

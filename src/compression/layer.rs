@@ -6,10 +6,11 @@ use metrics::SharedString;
 use tower_layer::Layer;
 
 use super::Compression;
-use super::body::ByteCounters;
+use super::body::CodingCounters;
 use super::codec::Levels;
 use super::negotiate::Encoding;
 use crate::config::{ConfigError, instance_name};
+use crate::observe::PerRecorder;
 use crate::reject::Renderer;
 
 /// When a streamed response's compressed bytes are pushed to the client.
@@ -35,50 +36,28 @@ pub(crate) struct Shared {
     pub(crate) min_size: u64,
     pub(crate) flush: Flush,
     pub(crate) compress_when: Option<Arc<ResponseCheck>>,
-    pub(crate) decompress_requests: bool,
-    pub(crate) max_decompressed_bytes: u64,
     pub(crate) renderer: Renderer,
-    pub(crate) observer: Observer,
+    pub(crate) name: SharedString,
+    /// `direction=out` byte counters, per recorder.
+    pub(crate) counters: PerRecorder<CodingCounters>,
 }
 
-/// `armor.compression.bytes{name,direction,encoding}` (as sent or received)
-/// and `armor.compression.uncompressed_bytes{…}` (as the application sees
-/// them), per coding: `out` is responses, `in` is requests.
-pub(crate) struct Observer {
-    pub(crate) out: [ByteCounters; 4],
-    pub(crate) inbound: [ByteCounters; 4],
-}
-
-impl Observer {
-    fn new(name: &SharedString) -> Self {
-        let counters = |direction: &'static str, encoding: Encoding| ByteCounters {
-            coded: metrics::counter!("armor.compression.bytes",
-                "name" => name.clone(), "direction" => direction, "encoding" => encoding.as_str()),
-            plain: metrics::counter!("armor.compression.uncompressed_bytes",
-                "name" => name.clone(), "direction" => direction, "encoding" => encoding.as_str()),
-        };
-        // In `Encoding::index` order.
-        let by_index = |direction| {
-            [
-                Encoding::Gzip,
-                Encoding::Deflate,
-                Encoding::Brotli,
-                Encoding::Zstd,
-            ]
-            .map(|encoding| counters(direction, encoding))
-        };
-        Observer {
-            out: by_index("out"),
-            inbound: by_index("in"),
-        }
+impl Shared {
+    /// The counters of responses sent in `encoding`, with the current recorder.
+    pub(crate) fn counters(&self, encoding: Encoding) -> super::body::ByteCounters {
+        self.counters
+            .get(|| CodingCounters::register(&self.name, "out"))
+            .of(encoding)
     }
 }
 
-/// Compresses responses for clients that accept it and decodes compressed
-/// request bodies. See the [module docs](super).
+/// Compresses responses for clients that accept it. See the [module docs](super).
+///
+/// `CompressionLayer::default()` offers every compiled-in coding with the
+/// default levels; [`builder`](Self::builder) changes them.
 #[derive(Clone)]
 pub struct CompressionLayer {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl fmt::Debug for CompressionLayer {
@@ -91,8 +70,13 @@ impl fmt::Debug for CompressionLayer {
 }
 
 impl CompressionLayer {
-    /// Starts a layer with the defaults: zstd, br, gzip and deflate offered
-    /// in that order; bodies from 1 KiB; request bodies decoded up to 8 MiB.
+    /// The defaults: zstd, br, gzip and deflate offered in that order (those
+    /// compiled in); bodies from 1 KiB. The same as `Default`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts a layer with the defaults, to change some of them.
     pub fn builder() -> CompressionBuilder {
         CompressionBuilder {
             name: SharedString::const_str("default"),
@@ -101,10 +85,16 @@ impl CompressionLayer {
             min_size: 1024,
             flush: Flush::default(),
             compress_when: None,
-            decompress_requests: true,
-            max_decompressed_bytes: 8 * 1024 * 1024,
             renderer: Renderer::default(),
         }
+    }
+}
+
+impl Default for CompressionLayer {
+    fn default() -> Self {
+        CompressionLayer::builder()
+            .build()
+            .expect("the default compression settings are valid")
     }
 }
 
@@ -112,7 +102,7 @@ impl<S> Layer<S> for CompressionLayer {
     type Service = Compression<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Compression::new(inner, self.shared.clone())
+        Compression::new(inner, self.clone())
     }
 }
 
@@ -125,8 +115,6 @@ pub struct CompressionBuilder {
     min_size: u64,
     flush: Flush,
     compress_when: Option<Arc<ResponseCheck>>,
-    decompress_requests: bool,
-    max_decompressed_bytes: u64,
     renderer: Renderer,
 }
 
@@ -148,7 +136,7 @@ impl CompressionBuilder {
 
     /// The codings offered, in the server's order of preference, which
     /// breaks ties between codings the client rates equally. Codings left
-    /// out are never produced. Request bodies are decoded in any of the four.
+    /// out are never produced.
     pub fn encodings(mut self, preference: impl IntoIterator<Item = Encoding>) -> Self {
         self.preference = preference.into_iter().collect();
         self
@@ -205,22 +193,7 @@ impl CompressionBuilder {
         self
     }
 
-    /// Whether request bodies with a `Content-Encoding` are decoded for the
-    /// inner service (default `true`). When off, they pass through as sent.
-    pub fn decompress_requests(mut self, enabled: bool) -> Self {
-        self.decompress_requests = enabled;
-        self
-    }
-
-    /// The most a request body may grow to once decoded (default 8 MiB).
-    /// Past it the service gets a body error and the caller 413; nothing
-    /// beyond the cap is decoded or kept.
-    pub fn max_decompressed_bytes(mut self, bytes: u64) -> Self {
-        self.max_decompressed_bytes = bytes;
-        self
-    }
-
-    /// Renders the 406, 413, 415 and 400 answers (default: problem+json).
+    /// Renders the 406 answer (default: problem+json).
     pub fn renderer(mut self, renderer: Renderer) -> Self {
         self.renderer = renderer;
         self
@@ -253,10 +226,6 @@ impl CompressionBuilder {
                 return error(format!("{encoding} is listed twice in encodings"));
             }
         }
-        if self.max_decompressed_bytes == 0 {
-            return error("max_decompressed_bytes must be at least 1".into());
-        }
-        let observer = Observer::new(&self.name);
         Ok(CompressionLayer {
             shared: Arc::new(Shared {
                 preference: self.preference,
@@ -264,10 +233,9 @@ impl CompressionBuilder {
                 min_size: self.min_size,
                 flush: self.flush,
                 compress_when: self.compress_when,
-                decompress_requests: self.decompress_requests,
-                max_decompressed_bytes: self.max_decompressed_bytes,
                 renderer: self.renderer,
-                observer,
+                name: self.name,
+                counters: PerRecorder::default(),
             }),
         })
     }

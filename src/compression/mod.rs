@@ -1,4 +1,5 @@
-//! Response compression that streams, and request decompression with a cap.
+//! Response compression that streams, and request decompression with a cap:
+//! two layers, because one touches responses and the other request bodies.
 //!
 //! [`CompressionLayer`] compresses a response with the best coding the client
 //! accepts (`Accept-Encoding` q-values, `*`, `identity;q=0`) among zstd, br,
@@ -26,12 +27,15 @@
 //! a server-sent-event stream reaches the client at once. Trailers pass
 //! through after the data.
 //!
-//! Request bodies with `Content-Encoding` gzip, deflate, br or zstd are
-//! decoded for the inner service, which no longer sees that header. Another
-//! coding gets 415 with `Accept-Encoding`. Decoding stops at
-//! [`max_decompressed_bytes`](CompressionBuilder::max_decompressed_bytes):
+//! [`RequestDecompressionLayer`] decodes request bodies sent with
+//! `Content-Encoding` gzip, deflate, br or zstd for the inner service, which
+//! no longer sees that header. Another coding gets 415 with
+//! `Accept-Encoding`. Decoding stops at
+//! [`max_decompressed_bytes`](RequestDecompressionBuilder::max_decompressed_bytes):
 //! the handler gets a [`DecompressionError`] while reading and the caller a
 //! 413, and nothing past the cap is decoded or kept. A corrupt body gets 400.
+//! [`CompressionLayer`] leaves request bodies alone: add this layer only
+//! where clients send compressed uploads.
 //!
 //! Metrics: `armor.compression.bytes{name,direction,encoding}` counts body
 //! bytes as sent or received (`out`: responses, `in`: requests) and
@@ -52,7 +56,7 @@
 //! # async fn main() {
 //! let json = Bytes::from("{\"items\":[1,2,3]}".repeat(200));
 //! let service = ServiceBuilder::new()
-//!     .layer(CompressionLayer::builder().build().unwrap())
+//!     .layer(CompressionLayer::default())
 //!     .service_fn(move |_req: Request<_>| {
 //!         let json = json.clone();
 //!         async move { Ok::<_, Infallible>(Response::new(Full::new(json))) }
@@ -72,6 +76,7 @@
 
 mod body;
 mod codec;
+mod decompression;
 mod future;
 mod layer;
 mod negotiate;
@@ -79,6 +84,10 @@ mod rules;
 mod service;
 
 pub use body::{CompressionBody, DecompressionBody, DecompressionError};
+pub use decompression::{
+    RequestDecompression, RequestDecompressionBuilder, RequestDecompressionFuture,
+    RequestDecompressionLayer,
+};
 pub use future::ResponseFuture;
 pub use layer::{CompressionBuilder, CompressionLayer, Flush};
 pub use negotiate::Encoding;

@@ -1,0 +1,138 @@
+//! Metric handles that follow the recorder installed when an event happens.
+//!
+//! A `metrics` handle (`Counter`, `Gauge`, ...) is bound to the recorder
+//! that was current when it was registered. A layer that registered its
+//! handles in `build()` would report forever to whatever was installed then,
+//! usually nothing: applications commonly install their exporter after the
+//! router is built. Registering at every event instead costs a `Key` (an
+//! allocation) per request.
+//!
+//! [`PerRecorder`] keeps one set of handles per recorder it has seen, found
+//! by the recorder's address: an event asks which recorder is current (a
+//! thread-local and an atomic load), finds its handles among a few slots
+//! (one load each) and registers a set only the first time a recorder shows
+//! up. After that warm-up no event allocates. Past [`SLOTS`] distinct
+//! recorders (tests that make many) handles are registered per event, which
+//! is correct, only slower.
+
+use std::ops::Deref;
+use std::sync::OnceLock;
+
+/// How many recorders get cached handles: the global one, the no-op one
+/// (events before any recorder exists) and a couple of local ones.
+const SLOTS: usize = 4;
+
+/// One set of metric handles per recorder; see the [module docs](self).
+pub(crate) struct PerRecorder<H> {
+    slots: [OnceLock<(usize, H)>; SLOTS],
+}
+
+impl<H> Default for PerRecorder<H> {
+    fn default() -> Self {
+        PerRecorder {
+            slots: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+}
+
+/// The current recorder's address: what tells recorders apart.
+#[inline]
+fn current_recorder() -> usize {
+    metrics::with_recorder(|recorder| {
+        std::ptr::from_ref::<dyn metrics::Recorder>(recorder).cast::<()>() as usize
+    })
+}
+
+impl<H> PerRecorder<H> {
+    /// The handles of the recorder current now, registered by `register`
+    /// (with that recorder) the first time it is seen.
+    #[inline]
+    pub(crate) fn get(&self, register: impl FnOnce() -> H) -> Handles<'_, H> {
+        let recorder = current_recorder();
+        let mut register = Some(register);
+        for slot in &self.slots {
+            // A free slot is claimed for this recorder; a slot claimed for
+            // another one (maybe by another thread just now) is skipped.
+            let (owner, handles) = slot.get_or_init(|| {
+                let register = register.take().expect("a slot is claimed once per call");
+                (recorder, register())
+            });
+            if *owner == recorder {
+                return Handles::Cached(handles);
+            }
+        }
+        let register = register.expect("no slot was claimed by this call");
+        Handles::Fresh(register())
+    }
+}
+
+/// Handles for the current recorder: cached, or registered for this event only.
+pub(crate) enum Handles<'a, H> {
+    Cached(&'a H),
+    Fresh(H),
+}
+
+impl<H> Deref for Handles<'_, H> {
+    type Target = H;
+
+    #[inline]
+    fn deref(&self) -> &H {
+        match self {
+            Handles::Cached(handles) => handles,
+            Handles::Fresh(handles) => handles,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics::Counter;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    fn count(recorder: &DebuggingRecorder) -> u64 {
+        recorder
+            .snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(_, _, _, value)| match value {
+                DebugValue::Counter(n) => n,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    #[test]
+    fn each_recorder_gets_the_events_made_while_it_is_current() {
+        let handles = PerRecorder::<Counter>::default();
+        let register = || metrics::counter!("events");
+        // Before any recorder: nothing to see, nothing lost that matters.
+        handles.get(register).increment(1);
+        let first = DebuggingRecorder::new();
+        let second = DebuggingRecorder::new();
+        metrics::with_local_recorder(&first, || {
+            handles.get(register).increment(1);
+            handles.get(register).increment(1);
+        });
+        metrics::with_local_recorder(&second, || handles.get(register).increment(5));
+        metrics::with_local_recorder(&first, || handles.get(register).increment(1));
+        assert_eq!(count(&first), 3);
+        assert_eq!(count(&second), 5);
+    }
+
+    #[test]
+    fn past_the_slots_events_are_still_counted() {
+        let handles = PerRecorder::<Counter>::default();
+        let register = || metrics::counter!("events");
+        let recorders: Vec<_> = (0..SLOTS + 3).map(|_| DebuggingRecorder::new()).collect();
+        for _ in 0..2 {
+            for recorder in &recorders {
+                metrics::with_local_recorder(recorder, || handles.get(register).increment(1));
+            }
+        }
+        for recorder in &recorders {
+            assert_eq!(count(recorder), 2);
+        }
+    }
+}
