@@ -66,14 +66,13 @@ fn app(addr: SocketAddr) -> Result<Router, BoxError> {
         .build()?;
 
     // Five requests per ten seconds, shared by everyone.
-    let shared_limit = RateLimitLayer::builder()
-        .quota(Quota::new(5, Duration::from_secs(10)).named("demo"))
-        .name("shared")
-        .build()?;
+    let shared_limit =
+        RateLimitLayer::builder(Quota::new(5, Duration::from_secs(10)).named("demo"))
+            .name("shared")
+            .build()?;
     // Two per minute per API key; no key, no service.
-    let per_key_limit = RateLimitLayer::builder()
+    let per_key_limit = RateLimitLayer::builder(Quota::per_minute(2).named("per-key"))
         .key(Header::named(http::HeaderName::from_static("x-api-key")))
-        .quota(Quota::per_minute(2).named("per-key"))
         .on_missing_key(MissingKey::Refuse(StatusCode::UNAUTHORIZED))
         .name("per_key")
         .build()?;

@@ -1,20 +1,200 @@
-//! Who a request belongs to: the keys that rate limits and circuit breakers
-//! keep separate state for.
+//! Who a request belongs to: the keys that rate limits, circuit breakers and
+//! retry budgets keep separate state for, and the rules every keyed layer
+//! shares.
 //!
-//! A [`KeyExtractor`] looks at a [`RequestHead`] and returns a key, or `None`
-//! when the request has none (each layer documents what it does then).
-//! Closures `Fn(&RequestHead<'_>) -> Option<K>` are extractors, and `a.or(b)`
-//! tries `b` when `a` finds nothing.
+//! Every keyed layer's builder takes the same three things:
+//!
+//! * `.key(extractor)`: a [`KeyExtractor`] looks at a [`RequestHead`] and
+//!   returns a key, or `None` when the request has none. Built in:
+//!   [`Global`] (one key for all, the default), [`PeerIp`], [`ClientIp`],
+//!   [`Header`], [`MethodAndPath`], [`Authority`] and `MatchedRoute`
+//!   (feature `axum`). A closure becomes one with [`from_fn`], which lets
+//!   Rust infer its argument: `.key(key::from_fn(|request| ...))`.
+//!   `a.or(b)` tries `b` when `a` finds nothing.
+//! * `.on_missing_key(MissingKey)`: what a request without a key gets (by
+//!   default one state shared by all such requests). Whatever the choice,
+//!   each such request is counted in `armor.<layer>.missing_key{name}` and
+//!   logged as a `tracing` error (at most once a minute per layer), so a
+//!   misconfigured key never goes unnoticed.
+//! * `.key_limits(KeyLimits)`: how many keys the layer keeps and when it
+//!   forgets one; one default for every layer.
 
 use std::fmt;
 use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use http::header::{FORWARDED, HeaderName};
-use http::{Extensions, HeaderMap, Method, Uri};
+use http::{Extensions, HeaderMap, Method, StatusCode, Uri};
 
 use crate::config::ConfigError;
+use crate::grpc::GrpcCode;
+use crate::reject::{Reason, Rejection};
+
+/// How many keys a keyed layer keeps, and when it forgets one. The same
+/// default for every keyed layer: 100,000 keys, forgotten after 60 s idle.
+///
+/// A key is only forgotten when its state is again that of a new key (a rate
+/// limit full again, a breaker closed and clean, a retry budget with nothing
+/// in its window) *and* it has been so for `idle`, so forgetting never
+/// changes a decision. Forgetting happens a little at a time as new keys
+/// arrive: no task is spawned. Past `max_keys`, each layer says what new keys
+/// get (a shared state, or a refusal for the rate limiter's
+/// [`Overflow::Refuse`](crate::rate_limit::Overflow)).
+///
+/// Memory at the cap is roughly 100 bytes a key for a rate limit on IP
+/// addresses, and a few hundred for a breaker with a count window of 100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyLimits {
+    max_keys: usize,
+    idle: Duration,
+}
+
+impl KeyLimits {
+    /// The default cap on keys.
+    pub const DEFAULT_MAX_KEYS: usize = 100_000;
+    /// The default idle time before a key that is as good as new is forgotten.
+    pub const DEFAULT_IDLE: Duration = Duration::from_secs(60);
+    /// The longest idle time accepted.
+    const MAX_IDLE: Duration = Duration::from_secs(86_400);
+
+    /// At most `max_keys` keys, each forgotten after `idle` (checked by the
+    /// layer's `build()`: at least one key, idle at most a day).
+    pub fn new(max_keys: usize, idle: Duration) -> Self {
+        KeyLimits { max_keys, idle }
+    }
+
+    /// The most keys held at once.
+    pub fn max_keys(&self) -> usize {
+        self.max_keys
+    }
+
+    /// How long a key stays after its state is back to that of a new key.
+    pub fn idle(&self) -> Duration {
+        self.idle
+    }
+
+    /// Checks the limits for `layer`'s `build()`.
+    pub(crate) fn check(&self, layer: &'static str) -> Result<(), ConfigError> {
+        if self.max_keys == 0 {
+            return Err(ConfigError::new(layer, "key limits need at least one key"));
+        }
+        if self.idle > Self::MAX_IDLE {
+            return Err(ConfigError::new(
+                layer,
+                format!(
+                    "the idle time of key limits is at most a day, got {:?}",
+                    self.idle
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for KeyLimits {
+    fn default() -> Self {
+        KeyLimits::new(Self::DEFAULT_MAX_KEYS, Self::DEFAULT_IDLE)
+    }
+}
+
+/// What a keyed layer does with a request whose key cannot be computed (no
+/// peer address, the header missing). See the [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum MissingKey {
+    /// All such requests share one state (default): one bucket of the rate
+    /// limit's quotas, one breaker, one retry budget.
+    #[default]
+    Shared,
+    /// The layer steps aside for such requests: not limited, not guarded by
+    /// a breaker, not retried.
+    Allow,
+    /// Refuse them with this status (4xx or 5xx, checked at `build()`), e.g.
+    /// 401 for a missing API key. gRPC callers get `UNAUTHENTICATED` for 401,
+    /// `PERMISSION_DENIED` for 403, `INTERNAL` for 5xx and
+    /// `INVALID_ARGUMENT` for other statuses.
+    Refuse(StatusCode),
+}
+
+impl MissingKey {
+    /// Checks the policy for `layer`'s `build()`.
+    pub(crate) fn check(&self, layer: &'static str) -> Result<(), ConfigError> {
+        match self {
+            MissingKey::Refuse(status)
+                if !(status.is_client_error() || status.is_server_error()) =>
+            {
+                Err(ConfigError::new(
+                    layer,
+                    format!("the missing-key status {status} is not 4xx or 5xx"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The refusal for `Refuse(status)`, made by `layer`.
+    pub(crate) fn rejection(status: StatusCode, layer: &'static str) -> Rejection {
+        let code = match status {
+            StatusCode::UNAUTHORIZED => GrpcCode::Unauthenticated,
+            StatusCode::FORBIDDEN => GrpcCode::PermissionDenied,
+            status if status.is_server_error() => GrpcCode::Internal,
+            _ => GrpcCode::InvalidArgument,
+        };
+        Rejection::new(layer, Reason::Unidentified)
+            .with_status(status)
+            .with_grpc_code(code)
+            .with_detail(format!("the request has no {layer} key"))
+    }
+}
+
+/// Logs requests without a key as an error, at most once a minute per layer
+/// instance (the layer counts every one in its `missing_key` metric).
+#[derive(Debug)]
+pub(crate) struct MissingKeyLog {
+    epoch: std::time::Instant,
+    /// Seconds since `epoch` of the last log line, plus one (0: never).
+    logged_at: AtomicU64,
+}
+
+impl Default for MissingKeyLog {
+    fn default() -> Self {
+        MissingKeyLog {
+            epoch: std::time::Instant::now(),
+            logged_at: AtomicU64::new(0),
+        }
+    }
+}
+
+impl MissingKeyLog {
+    const EVERY_SECS: u64 = 60;
+
+    /// Logs, unless this layer logged within the last minute.
+    pub(crate) fn log(&self, layer: &'static str, name: &str, policy: MissingKey) {
+        let now = self.epoch.elapsed().as_secs() + 1;
+        let last = self.logged_at.load(Ordering::Relaxed);
+        if last != 0 && now < last + Self::EVERY_SECS {
+            return;
+        }
+        if self
+            .logged_at
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        tracing::error!(
+            layer,
+            name,
+            policy = ?policy,
+            "a request had no key for this layer (counted in armor.{layer}.missing_key); \
+             for PeerIp or ClientIp behind axum or tonic, serve with connect info and enable \
+             tower-armor's `axum` or `tonic` feature (logged at most once a minute)"
+        );
+    }
+}
 
 /// The parts of a request a key extractor may look at.
 #[derive(Debug, Clone, Copy)]
@@ -41,10 +221,11 @@ impl<'a> RequestHead<'a> {
     }
 }
 
-/// Picks the key a request is counted against; `None` when it has none (the
-/// layer using it documents what happens then).
+/// Picks the key a request is counted against; `None` when it has none (see
+/// [`MissingKey`]).
 ///
-/// Closures `Fn(&RequestHead<'_>) -> Option<K>` are extractors.
+/// Closures `Fn(&RequestHead<'_>) -> Option<K>` are extractors; wrap one in
+/// [`from_fn`] so that Rust infers its argument's type.
 pub trait KeyExtractor: Send + Sync + 'static {
     /// The key type.
     type Key: Hash + Eq + Clone + Send + Sync + 'static;
@@ -71,6 +252,48 @@ where
 
     fn extract(&self, request: &RequestHead<'_>) -> Option<K> {
         self(request)
+    }
+}
+
+/// A closure as a [`KeyExtractor`], with its argument's type inferred:
+///
+/// ```
+/// use tower_armor::key;
+/// use tower_armor::rate_limit::{Quota, RateLimitLayer};
+///
+/// let per_tenant = RateLimitLayer::builder(Quota::per_second(100))
+///     .key(key::from_fn(|request| request.headers.get("x-tenant").cloned()))
+///     .build()?;
+/// # Ok::<(), tower_armor::ConfigError>(())
+/// ```
+pub fn from_fn<F, K>(extract: F) -> FromFn<F>
+where
+    F: Fn(&RequestHead<'_>) -> Option<K> + Send + Sync + 'static,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    FromFn(extract)
+}
+
+/// The extractor [`from_fn`] makes.
+#[derive(Clone, Copy)]
+pub struct FromFn<F>(F);
+
+impl<F> fmt::Debug for FromFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FromFn")
+    }
+}
+
+impl<F, K> KeyExtractor for FromFn<F>
+where
+    F: Fn(&RequestHead<'_>) -> Option<K> + Send + Sync + 'static,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    type Key = K;
+
+    #[inline]
+    fn extract(&self, request: &RequestHead<'_>) -> Option<K> {
+        (self.0)(request)
     }
 }
 

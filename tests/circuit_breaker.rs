@@ -425,10 +425,11 @@ async fn another_layers_refusal_is_not_an_upstream_failure() {
         .build()
         .unwrap();
     let handle = breaker.handle();
-    let limit = tower_armor::rate_limit::RateLimitLayer::builder()
-        .quota(tower_armor::rate_limit::Quota::per_minute(1))
-        .build()
-        .unwrap();
+    let limit = tower_armor::rate_limit::RateLimitLayer::builder(
+        tower_armor::rate_limit::Quota::per_minute(1),
+    )
+    .build()
+    .unwrap();
     let mut service = ServiceBuilder::new()
         .layer(breaker)
         .layer(limit)

@@ -14,8 +14,8 @@ mod support;
 
 use tower_armor::body::ArmorBody;
 use tower_armor::rate_limit::{
-    Global, Header, MissingKey, Mode, Overflow, PeerIp, Quota, RateLimitBuilder, RateLimitLayer,
-    RequestHead,
+    Global, Header, KeyLimits, MissingKey, Mode, Overflow, PeerIp, Quota, RateLimitBuilder,
+    RateLimitLayer, RequestHead,
 };
 use tower_armor::reject::{Reason, Rejection};
 
@@ -71,7 +71,7 @@ where
 
 #[tokio::test(start_paused = true)]
 async fn burst_then_refill_then_retry_after() {
-    let mut service = limited(RateLimitLayer::builder().quota(Quota::per_second(5)));
+    let mut service = limited(RateLimitLayer::builder(Quota::per_second(5)));
     for _ in 0..5 {
         assert_eq!(
             status(&mut service, Request::new(Body::default())).await,
@@ -113,9 +113,7 @@ async fn burst_then_refill_then_retry_after() {
 #[tokio::test(start_paused = true)]
 async fn ietf_headers_on_allowed_and_refused_responses() {
     let mut service = limited(
-        RateLimitLayer::builder()
-            .quota(Quota::per_second(2))
-            .quota(Quota::per_hour(100).named("hourly")),
+        RateLimitLayer::builder(Quota::per_second(2)).quota(Quota::per_hour(100).named("hourly")),
     );
     let first = respond(&mut service, Request::new(Body::default())).await;
     assert_eq!(
@@ -138,11 +136,7 @@ async fn ietf_headers_on_allowed_and_refused_responses() {
     assert_eq!(problem["detail"], "quota \"2-per-1s\" exceeded");
 
     // And they can be switched off.
-    let mut quiet = limited(
-        RateLimitLayer::builder()
-            .quota(Quota::per_second(2))
-            .headers(false),
-    );
+    let mut quiet = limited(RateLimitLayer::builder(Quota::per_second(2)).headers(false));
     let response = respond(&mut quiet, Request::new(Body::default())).await;
     assert!(!response.headers().contains_key("ratelimit"));
     assert!(!response.headers().contains_key("ratelimit-policy"));
@@ -150,11 +144,8 @@ async fn ietf_headers_on_allowed_and_refused_responses() {
 
 #[tokio::test(start_paused = true)]
 async fn every_quota_must_pass() {
-    let mut service = limited(
-        RateLimitLayer::builder()
-            .quota(Quota::per_second(10))
-            .quota(Quota::per_minute(15)),
-    );
+    let mut service =
+        limited(RateLimitLayer::builder(Quota::per_second(10)).quota(Quota::per_minute(15)));
     let mut allowed = 0;
     for _ in 0..3 {
         for _ in 0..10 {
@@ -176,11 +167,7 @@ async fn costs_weigh_requests() {
             .and_then(|v| v.to_str().ok()?.parse().ok())
             .unwrap_or(1)
     };
-    let mut service = limited(
-        RateLimitLayer::builder()
-            .quota(Quota::per_second(10))
-            .cost(cost),
-    );
+    let mut service = limited(RateLimitLayer::builder(Quota::per_second(10)).cost(cost));
     let costing = |n: &str| {
         Request::builder()
             .header("x-cost", n)
@@ -202,11 +189,7 @@ async fn costs_weigh_requests() {
 
 #[tokio::test(start_paused = true)]
 async fn keys_have_separate_budgets() {
-    let mut service = limited(
-        RateLimitLayer::builder()
-            .key(PeerIp)
-            .quota(Quota::per_minute(1)),
-    );
+    let mut service = limited(RateLimitLayer::builder(Quota::per_minute(1)).key(PeerIp));
     assert_eq!(
         status(&mut service, from("192.0.2.1")).await,
         StatusCode::OK
@@ -228,9 +211,7 @@ async fn keys_have_separate_budgets() {
 #[tokio::test(start_paused = true)]
 async fn wait_mode_holds_requests_until_their_turn() {
     let mut service = limited(
-        RateLimitLayer::builder()
-            .quota(Quota::per_second(1))
-            .mode(Mode::Wait(Duration::from_secs(2))),
+        RateLimitLayer::builder(Quota::per_second(1)).mode(Mode::Wait(Duration::from_secs(2))),
     );
     let started = Instant::now();
     let mut waits = Vec::new();
@@ -262,11 +243,7 @@ async fn wait_mode_holds_requests_until_their_turn() {
 #[tokio::test(start_paused = true)]
 async fn missing_keys_share_a_bucket_or_are_refused() {
     let api_key = || Header::named(http::HeaderName::from_static("x-api-key"));
-    let mut shared = limited(
-        RateLimitLayer::builder()
-            .key(api_key())
-            .quota(Quota::per_minute(2)),
-    );
+    let mut shared = limited(RateLimitLayer::builder(Quota::per_minute(2)).key(api_key()));
     assert_eq!(
         status(&mut shared, Request::new(Body::default())).await,
         StatusCode::OK
@@ -281,9 +258,8 @@ async fn missing_keys_share_a_bucket_or_are_refused() {
     );
 
     let mut strict = limited(
-        RateLimitLayer::builder()
+        RateLimitLayer::builder(Quota::per_minute(2))
             .key(api_key())
-            .quota(Quota::per_minute(2))
             .on_missing_key(MissingKey::Refuse(StatusCode::UNAUTHORIZED)),
     );
     let refused = respond(&mut strict, Request::new(Body::default())).await;
@@ -305,9 +281,155 @@ async fn missing_keys_share_a_bucket_or_are_refused() {
     assert_eq!(status(&mut strict, keyed).await, StatusCode::OK);
 }
 
+#[test]
+fn requests_without_a_key_are_counted_whatever_the_policy() {
+    let counters = support::counters_recorded(|| async {
+        let api_key = || Header::named(http::HeaderName::from_static("x-api-key"));
+        // Allow: the limiter steps aside, however many come.
+        let mut open = limited(
+            RateLimitLayer::builder(Quota::per_minute(1))
+                .key(api_key())
+                .on_missing_key(MissingKey::Allow)
+                .name("open"),
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                status(&mut open, Request::new(Body::default())).await,
+                StatusCode::OK
+            );
+        }
+        // A keyed request is still limited.
+        let keyed = || {
+            Request::builder()
+                .header("x-api-key", "k1")
+                .body(Body::default())
+                .unwrap()
+        };
+        assert_eq!(status(&mut open, keyed()).await, StatusCode::OK);
+        assert_eq!(
+            status(&mut open, keyed()).await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        // Refuse with a 5xx: gRPC callers get INTERNAL.
+        let mut strict = limited(
+            RateLimitLayer::builder(Quota::per_minute(1))
+                .key(api_key())
+                .on_missing_key(MissingKey::Refuse(StatusCode::INTERNAL_SERVER_ERROR))
+                .name("strict"),
+        );
+        let grpc = Request::post("/pkg.Svc/Call")
+            .header("content-type", "application/grpc")
+            .body(Body::default())
+            .unwrap();
+        let refused = respond(&mut strict, grpc).await;
+        assert_eq!(refused.headers()["grpc-status"], "13");
+        let refused = respond(&mut strict, Request::new(Body::default())).await;
+        assert_eq!(refused.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let detail = refused
+            .extensions()
+            .get::<Rejection>()
+            .unwrap()
+            .detail()
+            .to_owned();
+        assert!(detail.contains("no rate_limit key"), "{detail}");
+    });
+    let count = |name: &str, metric: &str, label: Option<&str>| {
+        counters
+            .iter()
+            .find(|(n, labels, _)| {
+                n == metric
+                    && labels.contains(&format!("name={name}"))
+                    && label.is_none_or(|label| labels.contains(&label.to_owned()))
+            })
+            .map_or(0, |(_, _, value)| *value)
+    };
+    assert_eq!(count("open", "armor.rate_limit.missing_key", None), 3);
+    assert_eq!(
+        count(
+            "open",
+            "armor.rate_limit.decisions",
+            Some("decision=allowed")
+        ),
+        4
+    );
+    assert_eq!(
+        count(
+            "open",
+            "armor.rate_limit.decisions",
+            Some("decision=rejected")
+        ),
+        1
+    );
+    assert_eq!(count("strict", "armor.rate_limit.missing_key", None), 2);
+    assert_eq!(
+        count(
+            "strict",
+            "armor.rate_limit.decisions",
+            Some("decision=rejected")
+        ),
+        2
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_handle_reads_and_resets_a_key_without_spending() {
+    let layer = RateLimitLayer::builder(Quota::per_minute(3))
+        .quota(Quota::per_hour(10))
+        .key(PeerIp)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut service = ServiceBuilder::new().layer(layer).service(ok_service());
+    let client: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+    let remaining = |handle: &tower_armor::rate_limit::RateLimitHandle<PeerIp>| {
+        handle
+            .quotas_of(&client)
+            .unwrap()
+            .iter()
+            .map(|quota| quota.remaining)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(remaining(&handle), [3, 10]);
+    for _ in 0..3 {
+        status(&mut service, from("192.0.2.7")).await;
+    }
+    assert_eq!(remaining(&handle), [0, 7]);
+    assert_eq!(
+        status(&mut service, from("192.0.2.7")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(handle.live_keys(), 1);
+    assert!(handle.reset(&client));
+    assert_eq!(handle.live_keys(), 0);
+    assert_eq!(remaining(&handle), [3, 10]);
+    assert_eq!(
+        status(&mut service, from("192.0.2.7")).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_closure_key_needs_no_type_annotation() {
+    let mut per_tenant = limited(RateLimitLayer::builder(Quota::per_minute(1)).key(
+        tower_armor::key::from_fn(|request| request.headers.get("x-tenant").cloned()),
+    ));
+    let tenant = |name: &str| {
+        Request::builder()
+            .header("x-tenant", name)
+            .body(Body::default())
+            .unwrap()
+    };
+    assert_eq!(status(&mut per_tenant, tenant("a")).await, StatusCode::OK);
+    assert_eq!(
+        status(&mut per_tenant, tenant("a")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(status(&mut per_tenant, tenant("b")).await, StatusCode::OK);
+}
+
 #[tokio::test(start_paused = true)]
 async fn grpc_callers_get_resource_exhausted_with_pushback() {
-    let mut service = limited(RateLimitLayer::builder().quota(Quota::per_second(1)));
+    let mut service = limited(RateLimitLayer::builder(Quota::per_second(1)));
     let grpc = || {
         Request::post("/pkg.Svc/Call")
             .header("content-type", "application/grpc")
@@ -324,8 +446,7 @@ async fn grpc_callers_get_resource_exhausted_with_pushback() {
 
 #[tokio::test(start_paused = true)]
 async fn a_thousand_concurrent_requests_through_clones_share_one_limit() {
-    let layer = RateLimitLayer::builder()
-        .quota(Quota::per_second(5))
+    let layer = RateLimitLayer::builder(Quota::per_second(5))
         .build()
         .unwrap();
     // Two services from two `layer()` calls, each cloned per request.
@@ -351,10 +472,7 @@ async fn a_thousand_concurrent_requests_through_clones_share_one_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_requests_on_four_threads_let_exactly_the_burst_through() {
     // A refill far slower than the test, so the count cannot depend on timing.
-    let layer = RateLimitLayer::builder()
-        .quota(Quota::per_hour(5))
-        .build()
-        .unwrap();
+    let layer = RateLimitLayer::builder(Quota::per_hour(5)).build().unwrap();
     let service = ServiceBuilder::new().layer(layer).service(ok_service());
     let tasks: Vec<_> = (0..1000)
         .map(|_| tokio::spawn(service.clone().oneshot(Request::new(Body::default()))))
@@ -371,14 +489,9 @@ async fn a_thousand_requests_on_four_threads_let_exactly_the_burst_through() {
 #[test]
 fn decisions_are_counted_including_shadow_refusals() {
     let counters = support::counters_recorded(|| async {
-        let mut enforcing = limited(
-            RateLimitLayer::builder()
-                .quota(Quota::per_minute(2))
-                .name("enforce"),
-        );
+        let mut enforcing = limited(RateLimitLayer::builder(Quota::per_minute(2)).name("enforce"));
         let mut shadow = limited(
-            RateLimitLayer::builder()
-                .quota(Quota::per_minute(2))
+            RateLimitLayer::builder(Quota::per_minute(2))
                 .mode(Mode::Shadow)
                 .name("shadow"),
         );
@@ -412,50 +525,56 @@ fn decisions_are_counted_including_shadow_refusals() {
 #[test]
 fn bad_configuration_fails_at_build() {
     let errors = [
-        RateLimitLayer::builder().build().unwrap_err(),
-        RateLimitLayer::builder()
-            .quota(Quota::per_second(0))
+        RateLimitLayer::builder(Quota::per_second(0))
             .build()
             .unwrap_err(),
-        RateLimitLayer::builder()
-            .quota(Quota::per_second(1))
+        RateLimitLayer::builder(Quota::per_second(1))
             .quota(Quota::per_second(2))
             .quota(Quota::per_second(3))
             .quota(Quota::per_second(4))
             .quota(Quota::per_second(5))
             .build()
             .unwrap_err(),
-        RateLimitLayer::builder()
-            .quota(Quota::per_second(1))
+        RateLimitLayer::builder(Quota::per_second(1))
             .mode(Mode::Wait(Duration::ZERO))
             .build()
             .unwrap_err(),
-        RateLimitLayer::builder()
-            .quota(Quota::per_second(1))
+        RateLimitLayer::builder(Quota::per_second(1))
             .on_missing_key(MissingKey::Refuse(StatusCode::OK))
             .build()
             .unwrap_err(),
-        RateLimitLayer::builder()
-            .quota(Quota::per_second(1))
-            .max_keys(0, Overflow::Refuse)
+        RateLimitLayer::builder(Quota::per_second(1))
+            .key_limits(KeyLimits::new(0, Duration::ZERO))
+            .build()
+            .unwrap_err(),
+        RateLimitLayer::builder(Quota::per_second(1))
+            .key_limits(KeyLimits::new(10, Duration::from_secs(2 * 86_400)))
             .build()
             .unwrap_err(),
     ];
-    for error in errors {
+    let messages = [
+        "must allow at least one request",
+        "at most 4 quotas",
+        "wait",
+        "missing-key status 200 OK",
+        "at least one key",
+        "at most a day",
+    ];
+    for (error, message) in errors.iter().zip(messages) {
         assert_eq!(error.layer(), "rate_limit");
+        assert!(error.to_string().contains(message), "{error}");
     }
-    let _global: RateLimitLayer<Global> = RateLimitLayer::builder()
-        .quota(Quota::per_second(1))
+    let _global: RateLimitLayer<Global> = RateLimitLayer::builder(Quota::per_second(1))
         .build()
         .unwrap();
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_key_cap_holds_and_overflow_keys_share_a_bucket() {
-    let layer = RateLimitLayer::builder()
+    let layer = RateLimitLayer::builder(Quota::per_minute(1))
         .key(PeerIp)
-        .quota(Quota::per_minute(1))
-        .max_keys(10, Overflow::SharedBucket)
+        .key_limits(KeyLimits::new(10, Duration::ZERO))
+        .overflow(Overflow::SharedBucket)
         .build()
         .unwrap();
     let mut service = ServiceBuilder::new()
@@ -468,12 +587,12 @@ async fn the_key_cap_holds_and_overflow_keys_share_a_bucket() {
         }
     }
     // Ten keys of their own, plus one request through the shared overflow bucket.
-    assert_eq!(layer.live_keys(), 10);
+    assert_eq!(layer.handle().live_keys(), 10);
     assert_eq!(allowed, 11);
     // Once their quotas are whole again, keys are forgotten.
     advance(Duration::from_secs(61)).await;
-    assert_eq!(layer.evict_idle(), 10);
-    assert_eq!(layer.live_keys(), 0);
+    assert_eq!(layer.handle().evict_idle(), 10);
+    assert_eq!(layer.handle().live_keys(), 0);
 }
 
 /// A store that answers only after a 5 ms "backend round trip", the way a
@@ -496,12 +615,15 @@ impl tower_armor::rate_limit::RateStore<std::net::IpAddr> for RemoteStore {
 
 #[tokio::test(start_paused = true)]
 async fn an_async_store_plugs_in_through_store_with() {
-    let layer = RateLimitLayer::builder()
+    let layer = RateLimitLayer::builder(Quota::per_minute(2).named("remote"))
         .key(PeerIp)
-        .quota(Quota::per_minute(2).named("remote"))
         .store_with(|quotas: &[Quota]| RemoteStore {
-            state: tower_armor::rate_limit::MemoryStore::new(quotas, 100, Overflow::Refuse)
-                .unwrap(),
+            state: tower_armor::rate_limit::MemoryStore::new(
+                quotas,
+                KeyLimits::new(100, Duration::ZERO),
+                Overflow::Refuse,
+            )
+            .unwrap(),
         })
         .build()
         .unwrap();
@@ -538,8 +660,7 @@ impl tower_armor::rate_limit::RateStore<()> for FailOpenStore {
 
 #[tokio::test(start_paused = true)]
 async fn a_store_decides_its_own_failure_policy() {
-    let layer = RateLimitLayer::builder()
-        .quota(Quota::per_minute(1))
+    let layer = RateLimitLayer::builder(Quota::per_minute(1))
         .headers(false)
         .store_with(|_: &[Quota]| FailOpenStore)
         .build()

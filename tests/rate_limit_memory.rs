@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_armor::rate_limit::{DEFAULT_MAX_KEYS, PeerIp, Quota, RateLimitLayer};
+use tower_armor::rate_limit::{KeyLimits, PeerIp, Quota, RateLimitLayer};
+
+const DEFAULT_MAX_KEYS: usize = KeyLimits::DEFAULT_MAX_KEYS;
 
 struct CountingAllocator;
 
@@ -80,9 +82,8 @@ where
 
 #[tokio::test(start_paused = true)]
 async fn a_million_distinct_keys_stay_under_the_bound() {
-    let layer = RateLimitLayer::builder()
+    let layer = RateLimitLayer::builder(Quota::per_second(1))
         .key(PeerIp)
-        .quota(Quota::per_second(1))
         .headers(false)
         .build()
         .unwrap();
@@ -97,23 +98,23 @@ async fn a_million_distinct_keys_stay_under_the_bound() {
     let grown = LIVE_BYTES.load(Ordering::Relaxed) - before;
     eprintln!(
         "after 1,000,000 keys: {} live keys in {grown} bytes",
-        layer.live_keys()
+        layer.handle().live_keys()
     );
-    assert_eq!(layer.live_keys(), DEFAULT_MAX_KEYS);
+    assert_eq!(layer.handle().live_keys(), DEFAULT_MAX_KEYS);
     // Keys past the cap shared one overflow bucket: one more request passed.
     assert_eq!(allowed, DEFAULT_MAX_KEYS as u32 + 1);
     assert!(grown < BOUND, "the limiter grew by {grown} bytes");
 
     // Once those keys are idle, a second flood of new addresses replaces
     // them a shard at a time instead of adding to them.
-    tokio::time::advance(Duration::from_secs(2)).await;
+    tokio::time::advance(KeyLimits::DEFAULT_IDLE + Duration::from_secs(2)).await;
     let allowed = flood(&mut service, 1_000_000..2_000_000).await;
     let grown = LIVE_BYTES.load(Ordering::Relaxed) - before;
     eprintln!(
         "after 2,000,000 keys: {} live keys in {grown} bytes",
-        layer.live_keys()
+        layer.handle().live_keys()
     );
-    assert!(layer.live_keys() <= DEFAULT_MAX_KEYS);
+    assert!(layer.handle().live_keys() <= DEFAULT_MAX_KEYS);
     assert!(
         allowed > DEFAULT_MAX_KEYS as u32 / 2,
         "only {allowed} new clients got through"
@@ -121,8 +122,8 @@ async fn a_million_distinct_keys_stay_under_the_bound() {
     assert!(grown < BOUND, "the limiter grew by {grown} bytes");
 
     // And all of it can be handed back.
-    tokio::time::advance(Duration::from_secs(2)).await;
-    layer.evict_idle();
-    assert_eq!(layer.live_keys(), 0);
+    tokio::time::advance(KeyLimits::DEFAULT_IDLE + Duration::from_secs(2)).await;
+    layer.handle().evict_idle();
+    assert_eq!(layer.handle().live_keys(), 0);
     let _ = service.ready().await.unwrap();
 }

@@ -18,9 +18,8 @@ use support::{get_status, hyper_client, serve_axum, serve_hyper};
 #[cfg(feature = "axum")]
 #[tokio::test(start_paused = true)]
 async fn axum_router_limits_per_peer_from_connect_info() {
-    let limit = RateLimitLayer::builder()
+    let limit = RateLimitLayer::builder(Quota::per_minute(2))
         .key(PeerIp)
-        .quota(Quota::per_minute(2))
         .build()
         .unwrap();
     let router = Router::new()
@@ -38,13 +37,12 @@ async fn axum_router_limits_per_peer_from_connect_info() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(headers["retry-after"], "30");
     // The one key was the loopback peer, read from axum's ConnectInfo.
-    assert_eq!(limit.live_keys(), 1);
+    assert_eq!(limit.handle().live_keys(), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn axum_route_layers_from_one_layer_value_share_one_limit() {
-    let limit = RateLimitLayer::builder()
-        .quota(Quota::per_minute(3))
+    let limit = RateLimitLayer::builder(Quota::per_minute(3))
         .build()
         .unwrap();
     let router = Router::new()
@@ -69,9 +67,8 @@ async fn axum_route_layers_from_one_layer_value_share_one_limit() {
 
 #[tokio::test(start_paused = true)]
 async fn hyper_server_limits_over_loopback() {
-    let limit = RateLimitLayer::builder()
+    let limit = RateLimitLayer::builder(Quota::per_second(1))
         .key(PeerIp)
-        .quota(Quota::per_second(1))
         .build()
         .unwrap();
     let service = ServiceBuilder::new().layer(limit).service_fn(
@@ -110,9 +107,8 @@ mod grpc {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (_reporter, health) = tonic_health::server::health_reporter();
-        let limit = RateLimitLayer::builder()
+        let limit = RateLimitLayer::builder(Quota::per_minute(1))
             .key(PeerIp)
-            .quota(Quota::per_minute(1))
             .build()
             .unwrap();
         tokio::spawn(
@@ -134,7 +130,7 @@ mod grpc {
             "60000"
         );
         // The key was the peer, read from tonic's TcpConnectInfo.
-        assert_eq!(limit.live_keys(), 1);
+        assert_eq!(limit.handle().live_keys(), 1);
     }
 }
 
@@ -142,9 +138,8 @@ mod grpc {
 #[tokio::test(start_paused = true)]
 async fn axum_route_templates_get_a_budget_each() {
     use tower_armor::rate_limit::MatchedRoute;
-    let limit = RateLimitLayer::builder()
+    let limit = RateLimitLayer::builder(Quota::per_minute(2))
         .key(MatchedRoute)
-        .quota(Quota::per_minute(2))
         .build()
         .unwrap();
     let router = Router::new()
@@ -164,5 +159,5 @@ async fn axum_route_templates_get_a_budget_each() {
     }
     // Three different users share the `/users/{id}` budget; orders have their own.
     assert_eq!(statuses, [200, 200, 429, 200]);
-    assert_eq!(limit.live_keys(), 2);
+    assert_eq!(limit.handle().live_keys(), 2);
 }

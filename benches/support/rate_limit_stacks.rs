@@ -50,8 +50,7 @@ fn armor_quota() -> tower_armor::rate_limit::Quota {
 }
 
 pub fn armor_global() -> impl Service<Req, Error = Infallible> {
-    tower_armor::rate_limit::RateLimitLayer::builder()
-        .quota(armor_quota())
+    tower_armor::rate_limit::RateLimitLayer::builder(armor_quota())
         .headers(false)
         .build()
         .expect("a valid limit")
@@ -59,11 +58,13 @@ pub fn armor_global() -> impl Service<Req, Error = Infallible> {
 }
 
 pub fn armor_peer_ip(keys: usize) -> impl Service<Req, Error = Infallible> {
-    tower_armor::rate_limit::RateLimitLayer::builder()
+    tower_armor::rate_limit::RateLimitLayer::builder(armor_quota())
         .key(tower_armor::rate_limit::PeerIp)
-        .quota(armor_quota())
         .headers(false)
-        .max_keys(2 * keys, tower_armor::rate_limit::Overflow::SharedBucket)
+        .key_limits(tower_armor::rate_limit::KeyLimits::new(
+            2 * keys,
+            tower_armor::rate_limit::KeyLimits::DEFAULT_IDLE,
+        ))
         .build()
         .expect("a valid limit")
         .layer(handler())

@@ -3,35 +3,18 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use http::header::HeaderName;
-use http::{HeaderMap, HeaderValue, Request, Response};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
 
 use std::sync::Arc;
 
-use super::service::{Decide, Next};
-use super::store::Decision;
+use super::decision::Decision;
+use super::headers::RateHeaders;
+use super::limiter::{Decide, Next};
 use crate::body::ArmorBody;
 use crate::grpc::Protocol;
-
-/// The `RateLimit-Policy` and `RateLimit` values for one response.
-#[derive(Debug, Clone)]
-pub(crate) struct RateHeaders {
-    pub(crate) policy: HeaderValue,
-    pub(crate) remaining: HeaderValue,
-}
-
-static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-
-impl RateHeaders {
-    pub(crate) fn apply(self, headers: &mut HeaderMap) {
-        headers.insert(RATELIMIT_POLICY.clone(), self.policy);
-        headers.insert(RATELIMIT.clone(), self.remaining);
-    }
-}
 
 pin_project! {
     /// The response future of [`RateLimit`](super::RateLimit).

@@ -18,8 +18,9 @@ use tokio::time::Instant;
 
 use std::time::Duration;
 
+use super::decision::{Decision, Placement, QuotaState, Verdict};
 use super::quota::Limit;
-use super::store::{Decision, Placement, QuotaState, Verdict};
+use crate::key::KeyLimits;
 
 /// The most quotas one policy may hold (checked at build).
 pub(crate) const MAX_QUOTAS: usize = 4;
@@ -102,9 +103,10 @@ fn states(limits: &[Limit], tats: &Tats, now: u64) -> Vec<QuotaState> {
         .collect()
 }
 
-/// True when every quota is whole again: the key is as good as new and can be forgotten.
-fn idle(tats: &Tats, now: u64) -> bool {
-    tats.iter().all(|&tat| tat <= now)
+/// True when every quota has been whole again for at least `grace`
+/// nanoseconds: the key is as good as new and can be forgotten.
+fn idle(tats: &Tats, now: u64, grace: u64) -> bool {
+    tats.iter().all(|&tat| tat.saturating_add(grace) <= now)
 }
 
 /// What happens to a new key when the store already holds `max_keys`.
@@ -136,10 +138,10 @@ struct Shard<K> {
 
 impl<K: Hash> Shard<K> {
     /// Removes idle keys; returns how many.
-    fn sweep(&mut self, now: u64, hasher: &DefaultHashBuilder) -> usize {
+    fn sweep(&mut self, now: u64, grace: u64, hasher: &DefaultHashBuilder) -> usize {
         self.swept_at = Some(now);
         let before = self.keys.len();
-        self.keys.retain(|(_, tats)| !idle(tats, now));
+        self.keys.retain(|(_, tats)| !idle(tats, now, grace));
         if self.keys.capacity() > 4 * self.keys.len().max(16) {
             self.keys.shrink_to_fit(|(key, _)| hasher.hash_one(key));
         }
@@ -162,6 +164,8 @@ pub(crate) struct KeyedStore<K> {
     limits: Box<[Limit]>,
     start: Instant,
     max_keys: usize,
+    /// How long (ns) a key stays once its quotas are whole again.
+    idle_grace: u64,
     overflow: Overflow,
     overflow_bucket: Mutex<Tats>,
     /// The one state of a zero-sized key (the global limit): no hashing, no table.
@@ -174,7 +178,7 @@ pub(crate) struct KeyedStore<K> {
 }
 
 impl<K: Hash + Eq> KeyedStore<K> {
-    pub(crate) fn new(limits: Box<[Limit]>, max_keys: usize, overflow: Overflow) -> Self {
+    pub(crate) fn new(limits: Box<[Limit]>, keys: KeyLimits, overflow: Overflow) -> Self {
         // A zero-sized key (the global limit) uses `single`, not the shards.
         let shards = if size_of::<K>() == 0 { 1 } else { SHARDS };
         KeyedStore {
@@ -189,7 +193,8 @@ impl<K: Hash + Eq> KeyedStore<K> {
             hasher: DefaultHashBuilder::default(),
             limits,
             start: Instant::now(),
-            max_keys,
+            max_keys: keys.max_keys(),
+            idle_grace: u64::try_from(keys.idle().as_nanos()).unwrap_or(u64::MAX),
             overflow,
             overflow_bucket: Mutex::new([0; MAX_QUOTAS]),
             single: Mutex::new([0; MAX_QUOTAS]),
@@ -239,8 +244,10 @@ impl<K: Hash + Eq> KeyedStore<K> {
             return decision;
         }
         if self.live.load(Ordering::Relaxed) >= self.max_keys && !shard.swept_recently(now) {
-            self.live
-                .fetch_sub(shard.sweep(now, &self.hasher), Ordering::Relaxed);
+            self.live.fetch_sub(
+                shard.sweep(now, self.idle_grace, &self.hasher),
+                Ordering::Relaxed,
+            );
         }
         if self.live.load(Ordering::Relaxed) >= self.max_keys {
             drop(shard);
@@ -303,8 +310,10 @@ impl<K: Hash + Eq> KeyedStore<K> {
         let turn = self.new_keys.load(Ordering::Relaxed) / SWEEP_EVERY;
         let index = (turn % self.shards.len() as u64) as usize;
         if let Ok(mut shard) = self.shards[index].try_lock() {
-            self.live
-                .fetch_sub(shard.sweep(now, &self.hasher), Ordering::Relaxed);
+            self.live.fetch_sub(
+                shard.sweep(now, self.idle_grace, &self.hasher),
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -313,11 +322,45 @@ impl<K: Hash + Eq> KeyedStore<K> {
         let now = self.now();
         let mut dropped = 0;
         for shard in self.shards.iter() {
-            let removed = lock(shard).sweep(now, &self.hasher);
+            let removed = lock(shard).sweep(now, self.idle_grace, &self.hasher);
             self.live.fetch_sub(removed, Ordering::Relaxed);
             dropped += removed;
         }
         dropped
+    }
+
+    /// Where `key`'s quotas stand now, without spending anything. A key the
+    /// store does not hold is whole.
+    pub(crate) fn quotas_of(&self, key: &K) -> Vec<QuotaState> {
+        let now = self.now();
+        let tats = if size_of::<K>() == 0 && self.limits.len() == 1 {
+            [self.single_tat.load(Ordering::Acquire), 0, 0, 0]
+        } else if size_of::<K>() == 0 {
+            *lock(&self.single)
+        } else {
+            let hash = self.hasher.hash_one(key);
+            let shard = lock(&self.shards[(hash >> 32) as usize % self.shards.len()]);
+            shard
+                .keys
+                .find(hash, |(k, _)| k == key)
+                .map_or([0; MAX_QUOTAS], |(_, tats)| *tats)
+        };
+        states(&self.limits, &tats, now)
+    }
+
+    /// Makes `key` whole again, as if it had never been seen.
+    pub(crate) fn reset(&self, key: &K) {
+        if size_of::<K>() == 0 {
+            self.single_tat.store(0, Ordering::Release);
+            *lock(&self.single) = [0; MAX_QUOTAS];
+            return;
+        }
+        let hash = self.hasher.hash_one(key);
+        let mut shard = lock(&self.shards[(hash >> 32) as usize % self.shards.len()]);
+        if let Ok(entry) = shard.keys.find_entry(hash, |(k, _)| k == key) {
+            entry.remove();
+            self.live.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -365,8 +408,12 @@ mod tests {
             check(&limits, &mut tats, later, 1, 0, true).verdict,
             Verdict::Refused(_)
         ));
-        // A second after the burst, everything is back.
-        assert!(idle(&tats, now + 2 * SECOND));
+        // A second after the burst, everything is back: whole at 1.2 s, so
+        // idle then, and idle with a grace once the grace has passed too.
+        assert!(!idle(&tats, later + SECOND - 1, 0));
+        assert!(idle(&tats, later + SECOND, 0));
+        assert!(!idle(&tats, later + SECOND, SECOND));
+        assert!(idle(&tats, later + 2 * SECOND, SECOND));
     }
 
     #[test]
@@ -454,7 +501,7 @@ mod tests {
     async fn the_store_caps_keys_and_evicts_idle_ones() {
         let store = KeyedStore::<u32>::new(
             limits(&[Quota::per_second(1)]).into(),
-            100,
+            KeyLimits::new(100, Duration::from_secs(5)),
             Overflow::Refuse,
         );
         for key in 0..100 {
@@ -468,6 +515,9 @@ mod tests {
         // Known keys still get their own state.
         assert_eq!(store.check(&5, 1, 0, false).placement, Placement::Own);
         tokio::time::advance(Duration::from_secs(2)).await;
+        // Whole again, but within the idle time: kept.
+        assert_eq!(store.evict_idle(), 0);
+        tokio::time::advance(Duration::from_secs(5)).await;
         // Idle keys are as good as new: forgetting them changes no decision.
         assert_eq!(store.evict_idle(), 100);
         assert_eq!(store.live_keys(), 0);
@@ -481,7 +531,7 @@ mod tests {
     async fn overflow_keys_share_one_bucket() {
         let store = KeyedStore::<u32>::new(
             limits(&[Quota::per_second(3)]).into(),
-            1,
+            KeyLimits::new(1, Duration::ZERO),
             Overflow::SharedBucket,
         );
         store.check(&0, 1, 0, false);
@@ -496,6 +546,49 @@ mod tests {
             .filter(|d| d.verdict == Verdict::Allowed)
             .count();
         assert_eq!(allowed, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_can_be_read_and_reset_without_spending() {
+        let store = KeyedStore::<u32>::new(
+            limits(&[Quota::per_second(3), Quota::per_minute(10)]).into(),
+            KeyLimits::default(),
+            Overflow::Refuse,
+        );
+        let remaining = |key| {
+            store
+                .quotas_of(&key)
+                .iter()
+                .map(|q| q.remaining)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(remaining(7), [3, 10]);
+        for _ in 0..3 {
+            store.check(&7, 1, 0, false);
+        }
+        assert_eq!(remaining(7), [0, 7]);
+        assert_eq!(remaining(7), [0, 7], "reading spends nothing");
+        assert_eq!(remaining(8), [3, 10]);
+        assert!(matches!(
+            store.check(&7, 1, 0, false).verdict,
+            Verdict::Refused(_)
+        ));
+        store.reset(&7);
+        assert_eq!(store.live_keys(), 0);
+        assert_eq!(remaining(7), [3, 10]);
+        assert_eq!(store.check(&7, 1, 0, false).verdict, Verdict::Allowed);
+
+        // The global key has no table: it is reset in place.
+        let global = KeyedStore::<()>::new(
+            limits(&[Quota::per_second(1)]).into(),
+            KeyLimits::default(),
+            Overflow::Refuse,
+        );
+        global.check(&(), 1, 0, false);
+        assert_eq!(global.quotas_of(&())[0].remaining, 0);
+        global.reset(&());
+        assert_eq!(global.quotas_of(&())[0].remaining, 1);
+        assert_eq!(global.check(&(), 1, 0, false).verdict, Verdict::Allowed);
     }
 
     mod against_governor {

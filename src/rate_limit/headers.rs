@@ -8,10 +8,28 @@
 
 use std::fmt::Write;
 
-use http::HeaderValue;
+use http::header::HeaderName;
+use http::{HeaderMap, HeaderValue};
 
+use super::decision::QuotaState;
 use super::quota::Limit;
-use super::store::QuotaState;
+
+/// The `RateLimit-Policy` and `RateLimit` values for one response.
+#[derive(Debug, Clone)]
+pub(crate) struct RateHeaders {
+    pub(crate) policy: HeaderValue,
+    pub(crate) remaining: HeaderValue,
+}
+
+static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+impl RateHeaders {
+    pub(crate) fn apply(self, headers: &mut HeaderMap) {
+        headers.insert(RATELIMIT_POLICY.clone(), self.policy);
+        headers.insert(RATELIMIT.clone(), self.remaining);
+    }
+}
 
 /// The `RateLimit-Policy` value: one item per quota, `q` = burst, `w` = window seconds.
 pub(crate) fn policy(limits: &[Limit]) -> HeaderValue {

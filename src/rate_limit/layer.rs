@@ -1,86 +1,35 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use http::{HeaderValue, StatusCode};
-use metrics::{Counter, Gauge, SharedString};
+use metrics::SharedString;
 use tower_layer::Layer;
 
 use super::RateLimit;
+use super::decision::QuotaState;
 use super::gcra::{MAX_QUOTAS, Overflow};
 use super::headers;
+use super::limiter::{CostFn, Limiter, Mode};
 use super::quota::{Limit, Quota};
 use super::store::{MemoryStore, RateStore};
 use crate::config::{ConfigError, instance_name};
-use crate::grpc::GrpcCode;
-use crate::key::{Global, KeyExtractor, RequestHead};
+use crate::key::{Global, KeyExtractor, KeyLimits, MissingKey, MissingKeyLog, RequestHead};
+use crate::observe::PerRecorder;
 use crate::reject::Renderer;
 
-/// What happens when a request is over its limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    /// Refuse it at once: 429 / `RESOURCE_EXHAUSTED` (default).
-    #[default]
-    Reject,
-    /// Hold it until its turn if that comes within the given wait, else
-    /// refuse it. The wait happens in the response future, never in
-    /// `poll_ready`, and its turn is reserved, so waiters go in order.
-    Wait(Duration),
-    /// Let everything through, but count what would have been refused
-    /// (`decision="shadow_rejected"`) and still send the headers: for trying
-    /// out a limit on live traffic.
-    Shadow,
-}
-
-/// What to do with a request whose key cannot be extracted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MissingKey {
-    /// Count all such requests against one shared bucket with the same
-    /// quotas (default).
-    #[default]
-    SharedBucket,
-    /// Refuse them with this status (e.g. 400, or 401 for a missing API
-    /// key); gRPC callers get `UNAUTHENTICATED` for 401, else `INVALID_ARGUMENT`.
-    Refuse(StatusCode),
-}
-
-pub(crate) type CostFn = dyn Fn(&RequestHead<'_>) -> u32 + Send + Sync;
-
-/// Settings and state shared by every service a [`RateLimitLayer`] makes.
-pub(crate) struct Shared<K: KeyExtractor, St> {
-    pub(crate) extractor: K,
-    pub(crate) store: St,
-    /// The quotas as compiled, for the headers and refusal details.
-    pub(crate) limits: Box<[Limit]>,
-    pub(crate) unidentified: MemoryStore<()>,
-    pub(crate) cost: Option<Box<CostFn>>,
-    pub(crate) mode: Mode,
-    pub(crate) max_wait: Duration,
-    pub(crate) missing_key: MissingKey,
-    pub(crate) missing_key_grpc: GrpcCode,
-    /// Set once the missing-key fallback has been reported.
-    pub(crate) warned_missing_key: AtomicBool,
-    /// The `RateLimit-Policy` value, when headers are on.
-    pub(crate) policy_header: Option<HeaderValue>,
-    pub(crate) renderer: Renderer,
-    pub(crate) name: SharedString,
-    pub(crate) allowed: Counter,
-    pub(crate) rejected: Counter,
-    pub(crate) shadow_rejected: Counter,
-    pub(crate) live_keys: Gauge,
-}
-
 /// Limits request rates per key with GCRA. See the [module docs](super).
+///
+/// Built with [`RateLimitLayer::builder`]; every clone, and every service
+/// it makes, shares one limiter.
 pub struct RateLimitLayer<K: KeyExtractor = Global, St = MemoryStore<<K as KeyExtractor>::Key>> {
-    shared: Arc<Shared<K, St>>,
+    limiter: Arc<Limiter<K, St>>,
 }
 
 impl<K: KeyExtractor, St> Clone for RateLimitLayer<K, St> {
     fn clone(&self) -> Self {
         RateLimitLayer {
-            shared: self.shared.clone(),
+            limiter: self.limiter.clone(),
         }
     }
 }
@@ -88,26 +37,29 @@ impl<K: KeyExtractor, St> Clone for RateLimitLayer<K, St> {
 impl<K: KeyExtractor, St: RateStore<K::Key>> fmt::Debug for RateLimitLayer<K, St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitLayer")
-            .field("name", &self.shared.name)
-            .field("mode", &self.shared.mode)
-            .field("live_keys", &self.live_keys())
+            .field("name", &self.limiter.name)
+            .field("mode", &self.limiter.mode)
+            .field("live_keys", &self.limiter.store.live_keys())
             .finish_non_exhaustive()
     }
 }
 
 impl RateLimitLayer {
-    /// Starts a limiter; by default one limit shared by all requests ([`Global`]).
-    pub fn builder() -> RateLimitBuilder<Global> {
+    /// Starts a limiter with its first `quota`; by default one limit shared by
+    /// all requests ([`Global`]). Add more quotas with
+    /// [`quota`](RateLimitBuilder::quota) and a key with
+    /// [`key`](RateLimitBuilder::key).
+    pub fn builder(quota: Quota) -> RateLimitBuilder<Global> {
         RateLimitBuilder {
             extractor: Global,
             store: InMemory,
             settings: Settings {
-                quotas: Vec::new(),
+                quotas: vec![quota],
                 cost: None,
                 mode: Mode::Reject,
-                missing_key: MissingKey::SharedBucket,
+                missing_key: MissingKey::default(),
                 headers: true,
-                max_keys: DEFAULT_MAX_KEYS,
+                key_limits: KeyLimits::default(),
                 overflow: Overflow::SharedBucket,
                 name: SharedString::const_str("default"),
                 renderer: Renderer::default(),
@@ -117,21 +69,12 @@ impl RateLimitLayer {
 }
 
 impl<K: KeyExtractor, St: RateStore<K::Key>> RateLimitLayer<K, St> {
-    /// The number of keys the limiter holds now.
-    pub fn live_keys(&self) -> usize {
-        self.shared.store.live_keys()
-    }
-
-    /// Forgets every key whose quotas are whole again (such a key behaves
-    /// exactly like a new one), returning how many. The limiter already does
-    /// this a little at a time as new keys arrive; call it from your own
-    /// maintenance task if you want memory back sooner.
-    pub fn evict_idle(&self) -> usize {
-        let dropped = self.shared.store.evict_idle();
-        self.shared
-            .live_keys
-            .set(self.shared.store.live_keys() as f64);
-        dropped
+    /// A handle to read the limiter's state and reset keys, shared with
+    /// every service of this layer.
+    pub fn handle(&self) -> RateLimitHandle<K, St> {
+        RateLimitHandle {
+            limiter: self.limiter.clone(),
+        }
     }
 }
 
@@ -139,12 +82,75 @@ impl<S, K: KeyExtractor, St> Layer<S> for RateLimitLayer<K, St> {
     type Service = RateLimit<S, K, St>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit::new(inner, self.shared.clone())
+        RateLimit::new(inner, self.clone())
     }
 }
 
-/// The default cap on live keys: about 10 MB of state for IP keys.
-pub const DEFAULT_MAX_KEYS: usize = 100_000;
+impl<S, K: KeyExtractor, St> RateLimit<S, K, St> {
+    /// Wraps `inner` in the limiter of `layer` (shared with the layer's
+    /// other services).
+    pub fn new(inner: S, layer: RateLimitLayer<K, St>) -> Self {
+        RateLimit {
+            inner,
+            limiter: layer.limiter,
+        }
+    }
+}
+
+/// Reads and steers the limiter of a [`RateLimitLayer`]: for admin endpoints
+/// and maintenance tasks. Cheap to clone; every clone sees the same state.
+pub struct RateLimitHandle<K: KeyExtractor = Global, St = MemoryStore<<K as KeyExtractor>::Key>> {
+    limiter: Arc<Limiter<K, St>>,
+}
+
+impl<K: KeyExtractor, St> Clone for RateLimitHandle<K, St> {
+    fn clone(&self) -> Self {
+        RateLimitHandle {
+            limiter: self.limiter.clone(),
+        }
+    }
+}
+
+impl<K: KeyExtractor, St: RateStore<K::Key>> fmt::Debug for RateLimitHandle<K, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitHandle")
+            .field("name", &self.limiter.name)
+            .field("live_keys", &self.live_keys())
+            .finish()
+    }
+}
+
+impl<K: KeyExtractor, St: RateStore<K::Key>> RateLimitHandle<K, St> {
+    /// The number of keys the limiter holds now.
+    pub fn live_keys(&self) -> usize {
+        self.limiter.store.live_keys()
+    }
+
+    /// Where `key`'s quotas stand now, in the order they were added, without
+    /// spending anything (`None` if the store cannot tell at once).
+    pub fn quotas_of(&self, key: &K::Key) -> Option<Vec<QuotaState>> {
+        self.limiter.store.quotas_of(key)
+    }
+
+    /// Makes `key` whole again, as if it had never been seen (`false` if the
+    /// store cannot).
+    pub fn reset(&self, key: &K::Key) -> bool {
+        let reset = self.limiter.store.reset(key);
+        self.limiter.update_live_keys();
+        reset
+    }
+
+    /// Forgets every key whose quotas have been whole for the idle time of
+    /// its [`KeyLimits`] (such a key behaves exactly like a new one),
+    /// returning how many. The limiter already does this a little at a time
+    /// as new keys arrive; call it from your own maintenance task if you want
+    /// memory back sooner.
+    pub fn evict_idle(&self) -> usize {
+        let dropped = self.limiter.store.evict_idle();
+        self.limiter.update_live_keys();
+        dropped
+    }
+}
 
 /// Makes the store a layer keeps its state in, from the layer's quotas.
 ///
@@ -154,12 +160,12 @@ pub trait MakeStore<Key> {
     /// The store made.
     type Store: RateStore<Key>;
 
-    /// Makes the store for `quotas` (already validated), holding at most
-    /// `max_keys` keys where that applies.
+    /// Makes the store for `quotas` (already validated), keeping keys within
+    /// `keys` where that applies.
     fn make_store(
         self,
         quotas: &[Quota],
-        max_keys: usize,
+        keys: KeyLimits,
         overflow: Overflow,
     ) -> Result<Self::Store, ConfigError>;
 }
@@ -177,10 +183,10 @@ where
     fn make_store(
         self,
         quotas: &[Quota],
-        max_keys: usize,
+        keys: KeyLimits,
         overflow: Overflow,
     ) -> Result<MemoryStore<Key>, ConfigError> {
-        MemoryStore::new(quotas, max_keys, overflow)
+        MemoryStore::new(quotas, keys, overflow)
     }
 }
 
@@ -191,7 +197,7 @@ where
 {
     type Store = St;
 
-    fn make_store(self, quotas: &[Quota], _: usize, _: Overflow) -> Result<St, ConfigError> {
+    fn make_store(self, quotas: &[Quota], _: KeyLimits, _: Overflow) -> Result<St, ConfigError> {
         Ok(self(quotas))
     }
 }
@@ -211,7 +217,7 @@ struct Settings {
     mode: Mode,
     missing_key: MissingKey,
     headers: bool,
-    max_keys: usize,
+    key_limits: KeyLimits,
     overflow: Overflow,
     name: SharedString,
     renderer: Renderer,
@@ -220,6 +226,7 @@ struct Settings {
 impl<K, M> fmt::Debug for RateLimitBuilder<K, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimitBuilder")
+            .field("name", &self.settings.name)
             .field("quotas", &self.settings.quotas)
             .field("mode", &self.settings.mode)
             .finish_non_exhaustive()
@@ -228,13 +235,35 @@ impl<K, M> fmt::Debug for RateLimitBuilder<K, M> {
 
 impl<K, M> RateLimitBuilder<K, M> {
     /// Counts requests per key from `extractor` (e.g. [`PeerIp`](super::PeerIp),
-    /// [`ClientIp`](super::ClientIp), [`Header`](super::Header), a closure).
+    /// [`ClientIp`](super::ClientIp), [`Header`](super::Header), or a
+    /// closure through [`key::from_fn`](crate::key::from_fn)).
     pub fn key<E: KeyExtractor>(self, extractor: E) -> RateLimitBuilder<E, M> {
         RateLimitBuilder {
             extractor,
             store: self.store,
             settings: self.settings,
         }
+    }
+
+    /// What a request without a key gets (default: one bucket shared by all
+    /// such requests); see [`MissingKey`].
+    pub fn on_missing_key(mut self, missing: MissingKey) -> Self {
+        self.settings.missing_key = missing;
+        self
+    }
+
+    /// How many keys are held and when idle ones are forgotten (default:
+    /// [`KeyLimits::default`]).
+    pub fn key_limits(mut self, limits: KeyLimits) -> Self {
+        self.settings.key_limits = limits;
+        self
+    }
+
+    /// What new keys get while the limiter holds its maximum (default: one
+    /// shared overflow bucket); see [`Overflow`].
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.settings.overflow = overflow;
+        self
     }
 
     /// Keeps the state in the store `make` builds from the quotas, instead of
@@ -268,24 +297,10 @@ impl<K, M> RateLimitBuilder<K, M> {
         self
     }
 
-    /// What to do when a request has no key: see [`MissingKey`].
-    pub fn on_missing_key(mut self, missing: MissingKey) -> Self {
-        self.settings.missing_key = missing;
-        self
-    }
-
     /// Whether to send the IETF `RateLimit-Policy` and `RateLimit` headers on
     /// allowed and refused responses (default `true`).
     pub fn headers(mut self, on: bool) -> Self {
         self.settings.headers = on;
-        self
-    }
-
-    /// The most keys held at once (default [`DEFAULT_MAX_KEYS`]) and what new
-    /// keys get beyond that (default: a shared overflow bucket).
-    pub fn max_keys(mut self, max_keys: usize, overflow: Overflow) -> Self {
-        self.settings.max_keys = max_keys;
-        self.settings.overflow = overflow;
         self
     }
 
@@ -303,12 +318,10 @@ impl<K, M> RateLimitBuilder<K, M> {
 
     /// Checks the settings and builds the layer.
     ///
-    /// Fails without quotas, with more than four, with a quota that allows
-    /// nothing or refills over more than ten years, with a zero key cap, a
-    /// refusal status that is not 4xx/5xx, or a wait of zero or over a day.
-    ///
-    /// Metric handles are registered here, with the recorder installed at
-    /// this moment: install yours before building layers.
+    /// Fails with more than four quotas, with a quota that allows nothing or
+    /// refills over more than ten years, with key limits of no key or an idle
+    /// time over a day, a missing-key status that is not 4xx/5xx, or a wait
+    /// of zero or over a day.
     pub fn build(self) -> Result<RateLimitLayer<K, M::Store>, ConfigError>
     where
         K: KeyExtractor,
@@ -316,23 +329,14 @@ impl<K, M> RateLimitBuilder<K, M> {
     {
         let fail = |message: String| Err(ConfigError::new("rate_limit", message));
         let settings = self.settings;
-        if settings.quotas.is_empty() {
-            return fail("at least one quota is needed".into());
-        }
         if settings.quotas.len() > MAX_QUOTAS {
             return fail(format!(
                 "at most {MAX_QUOTAS} quotas per limiter, got {}",
                 settings.quotas.len()
             ));
         }
-        if settings.max_keys == 0 {
-            return fail("max_keys must be at least 1".into());
-        }
-        if let MissingKey::Refuse(status) = settings.missing_key {
-            if !(status.is_client_error() || status.is_server_error()) {
-                return fail(format!("the missing-key status {status} is not 4xx or 5xx"));
-            }
-        }
+        settings.key_limits.check("rate_limit")?;
+        settings.missing_key.check("rate_limit")?;
         let max_wait = match settings.mode {
             Mode::Wait(wait) if wait.is_zero() || wait > Duration::from_secs(86_400) => {
                 return fail(format!(
@@ -347,37 +351,31 @@ impl<K, M> RateLimitBuilder<K, M> {
             .iter()
             .map(Quota::compile)
             .collect::<Result<_, _>>()?;
-        let missing_key_grpc = match settings.missing_key {
-            MissingKey::Refuse(StatusCode::UNAUTHORIZED) => GrpcCode::Unauthenticated,
-            _ => GrpcCode::InvalidArgument,
-        };
         let policy_header = settings.headers.then(|| headers::policy(&limits));
-        let name = settings.name;
-        let decisions = |decision: &'static str| metrics::counter!("armor.rate_limit.decisions", "name" => name.clone(), "decision" => decision);
         let store =
             self.store
-                .make_store(&settings.quotas, settings.max_keys, settings.overflow)?;
-        let shared = Shared {
+                .make_store(&settings.quotas, settings.key_limits, settings.overflow)?;
+        let limiter = Limiter {
             store,
-            unidentified: MemoryStore::from_limits(limits.clone(), 1, Overflow::SharedBucket),
+            unidentified: MemoryStore::from_limits(
+                limits.clone(),
+                KeyLimits::new(1, Duration::ZERO),
+                Overflow::SharedBucket,
+            ),
             limits,
             extractor: self.extractor,
             cost: settings.cost,
             mode: settings.mode,
             max_wait,
             missing_key: settings.missing_key,
-            missing_key_grpc,
-            warned_missing_key: AtomicBool::new(false),
+            missing_key_log: MissingKeyLog::default(),
             policy_header,
             renderer: settings.renderer,
-            allowed: decisions("allowed"),
-            rejected: decisions("rejected"),
-            shadow_rejected: decisions("shadow_rejected"),
-            live_keys: metrics::gauge!("armor.rate_limit.keys", "name" => name.clone()),
-            name,
+            name: settings.name,
+            metrics: PerRecorder::default(),
         };
         Ok(RateLimitLayer {
-            shared: Arc::new(shared),
+            limiter: Arc::new(limiter),
         })
     }
 }

@@ -5,8 +5,11 @@
 //! address ([`PeerIp`]), the client address behind trusted proxies
 //! ([`ClientIp`]), a header such as an API key ([`Header`]), the method and
 //! path ([`MethodAndPath`]) or route template (`MatchedRoute`, feature
-//! `axum`), or any closure over the [`RequestHead`]; `a.or(b)` tries `b` when
-//! `a` finds nothing.
+//! `axum`), or any closure over the [`RequestHead`] through
+//! [`key::from_fn`](crate::key::from_fn); `a.or(b)` tries `b` when `a`
+//! finds nothing. A request without a key gets what
+//! [`on_missing_key`](RateLimitBuilder::on_missing_key) says ([`MissingKey`]:
+//! one shared bucket by default), and is counted and logged.
 //!
 //! * **Refusal**: 429 with `Retry-After` (seconds, rounded up) and an RFC 9457
 //!   problem body; gRPC callers get `RESOURCE_EXHAUSTED` with
@@ -21,17 +24,21 @@
 //! * **One state per layer value**: every clone and every `layer()` call of
 //!   the same [`RateLimitLayer`] shares it, so `route_layer`, cloned services
 //!   and many connections all see one limit.
-//! * **Bounded memory**: keys whose quotas are whole again are forgotten a
-//!   shard at a time as new keys arrive (no background task); at most
-//!   [`max_keys`](RateLimitBuilder::max_keys) are held, beyond which new keys
-//!   share an overflow bucket (or are refused, see [`Overflow`]).
+//! * **Bounded memory**: keys whose quotas have been whole again for the
+//!   idle time are forgotten a shard at a time as new keys arrive (no
+//!   background task); at most the [`KeyLimits`] maximum are held, beyond
+//!   which new keys share an overflow bucket (or are refused, see [`Overflow`]).
+//! * **A handle** ([`RateLimitLayer::handle`]) reads a key's quotas, resets a
+//!   key and forgets idle keys on demand.
 //! * **Stores**: state lives in a [`MemoryStore`] unless
 //!   [`store_with`](RateLimitBuilder::store_with) plugs in another
 //!   [`RateStore`] (an async one, e.g. distributed). Time is Tokio's, so
 //!   `tokio::time::pause()` in your tests drives the limiter exactly.
 //! * **Metrics**: `armor.rate_limit.decisions{name, decision}` with
-//!   `allowed`, `rejected` or `shadow_rejected`, and the gauge
-//!   `armor.rate_limit.keys{name}`.
+//!   `allowed`, `rejected` or `shadow_rejected`,
+//!   `armor.rate_limit.missing_key{name}`, and the gauge
+//!   `armor.rate_limit.keys{name}`, reported to the recorder installed when
+//!   each happens.
 //!
 //! # Example
 //!
@@ -45,9 +52,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let limit = RateLimitLayer::builder()
+//! let limit = RateLimitLayer::builder(Quota::per_second(2))
 //!     .key(PeerIp)
-//!     .quota(Quota::per_second(2))
 //!     .name("api")
 //!     .build()?;
 //!
@@ -74,11 +80,12 @@
 //! # }
 //! ```
 
+mod decision;
 mod future;
 mod gcra;
 mod headers;
-
 mod layer;
+mod limiter;
 mod quota;
 mod service;
 mod store;
@@ -86,15 +93,14 @@ mod store;
 #[cfg(feature = "axum")]
 pub use crate::key::MatchedRoute;
 pub use crate::key::{
-    ClientIp, ForwardedHeader, Global, Header, IpNetwork, KeyExtractor, MethodAndPath, Or, PeerIp,
-    RequestHead,
+    ClientIp, ForwardedHeader, Global, Header, IpNetwork, KeyExtractor, KeyLimits, MethodAndPath,
+    MissingKey, Or, PeerIp, RequestHead,
 };
+pub use decision::{Check, Decision, Placement, QuotaState, Verdict};
 pub use future::ResponseFuture;
-pub use layer::{
-    DEFAULT_MAX_KEYS, InMemory, MakeStore, MissingKey, Mode, RateLimitBuilder, RateLimitLayer,
-};
+pub use gcra::Overflow;
+pub use layer::{InMemory, MakeStore, RateLimitBuilder, RateLimitHandle, RateLimitLayer};
+pub use limiter::Mode;
 pub use quota::Quota;
 pub use service::RateLimit;
-pub use store::{
-    Check, Decision, MemoryStore, Overflow, Placement, QuotaState, RateStore, Verdict,
-};
+pub use store::{MemoryStore, RateStore};

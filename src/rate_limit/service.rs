@@ -1,34 +1,36 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::ResponseFuture;
-use super::future::RateHeaders;
-use super::headers;
-use super::layer::{MissingKey, Mode, Shared};
-use super::store::{Check, Decision, Placement, RateStore, Verdict};
+use super::decision::Check;
+use super::limiter::{Decide, Limiter, Next};
+use super::store::RateStore;
 use crate::body::ArmorBody;
 use crate::grpc::Protocol;
-use crate::key::{KeyExtractor, RequestHead};
-use crate::reject::{Reason, Rejection};
+use crate::key::{KeyExtractor, MissingKey, RequestHead};
 
-/// The service made by [`RateLimitLayer`](super::RateLimitLayer).
+/// The service made by [`RateLimitLayer`](super::RateLimitLayer); built
+/// with [`RateLimit::new`] or by the layer.
+///
+/// It needs `S: Clone`: a request in [`Mode::Wait`](super::Mode::Wait), or
+/// one whose store answers later, calls the service from its response future,
+/// so it takes the service `poll_ready` made ready and leaves a clone in its
+/// place. Every axum, tonic and hyper service is `Clone`.
 pub struct RateLimit<S, K: KeyExtractor, St> {
-    inner: S,
-    shared: Arc<Shared<K, St>>,
+    pub(crate) inner: S,
+    pub(crate) limiter: Arc<Limiter<K, St>>,
 }
 
 impl<S: Clone, K: KeyExtractor, St> Clone for RateLimit<S, K, St> {
     fn clone(&self) -> Self {
         RateLimit {
             inner: self.inner.clone(),
-            shared: self.shared.clone(),
+            limiter: self.limiter.clone(),
         }
     }
 }
@@ -37,19 +39,20 @@ impl<S: std::fmt::Debug, K: KeyExtractor, St> std::fmt::Debug for RateLimit<S, K
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimit")
             .field("inner", &self.inner)
-            .field("name", &self.shared.name)
+            .field("name", &self.limiter.name)
             .finish_non_exhaustive()
     }
 }
 
 impl<S, K: KeyExtractor, St> RateLimit<S, K, St> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared<K, St>>) -> Self {
-        RateLimit { inner, shared }
-    }
-
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
     }
 
     /// Unwraps the inner service.
@@ -73,24 +76,24 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let shared = &*self.shared;
+        let limiter = &*self.limiter;
         let protocol = Protocol::of_request(&request);
         let head = RequestHead::of(&request);
         let check = Check {
-            cost: shared.cost.as_ref().map_or(1, |cost| cost(&head)),
-            max_wait: shared.max_wait,
-            want_states: shared.policy_header.is_some(),
+            cost: limiter.cost.as_ref().map_or(1, |cost| cost(&head)),
+            max_wait: limiter.max_wait,
+            want_states: limiter.policy_header.is_some(),
         };
-        let decision = match shared.extractor.extract(&head) {
+        let decision = match limiter.extractor.extract(&head) {
             Some(key) => {
-                let mut pending = shared.store.check(&key, check);
+                let mut pending = limiter.store.check(&key, check);
                 // An in-process store answers on the first poll; only a store
                 // still waiting on its backend costs a box.
                 match Pin::new(&mut pending).poll(&mut Context::from_waker(Waker::noop())) {
                     Poll::Ready(decision) => decision,
                     Poll::Pending => {
                         let ready = self.take_ready_service();
-                        let decider: Arc<dyn Decide> = self.shared.clone();
+                        let decider: Arc<dyn Decide> = self.limiter.clone();
                         return ResponseFuture::deciding(
                             Box::pin(pending),
                             decider,
@@ -101,28 +104,25 @@ where
                     }
                 }
             }
-            None => match shared.missing_key {
-                MissingKey::SharedBucket => {
-                    if !shared.warned_missing_key.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(
-                            name = &*shared.name,
-                            "a request had no rate-limit key and shares one bucket with all such \
-                             requests; for PeerIp behind axum or tonic, enable tower-armor's \
-                             `axum` or `tonic` feature (reported once)"
+            None => {
+                limiter.report_missing_key();
+                match limiter.missing_key {
+                    MissingKey::Shared => limiter.unidentified.check(&(), check).into_inner(),
+                    MissingKey::Allow => {
+                        limiter.metrics().allowed.increment(1);
+                        return ResponseFuture::call(self.inner.call(request), None);
+                    }
+                    MissingKey::Refuse(status) => {
+                        limiter.metrics().rejected.increment(1);
+                        let rejection = MissingKey::rejection(status, "rate_limit");
+                        return ResponseFuture::refused(
+                            limiter.renderer.render(rejection, protocol),
                         );
                     }
-                    shared.unidentified.check(&(), check).into_inner()
                 }
-                MissingKey::Refuse(status) => {
-                    shared.rejected.increment(1);
-                    let rejection = Rejection::new("rate_limit", Reason::Unidentified)
-                        .with_status(status)
-                        .with_grpc_code(shared.missing_key_grpc);
-                    return ResponseFuture::refused(shared.renderer.render(rejection, protocol));
-                }
-            },
+            }
         };
-        match shared.decide(decision, protocol) {
+        match limiter.decide(decision, protocol) {
             Next::Proceed(headers) => ResponseFuture::call(self.inner.call(request), headers),
             Next::Delay(wait, headers) => {
                 let ready = self.take_ready_service();
@@ -139,86 +139,5 @@ impl<S: Clone, K: KeyExtractor, St> RateLimit<S, K, St> {
     fn take_ready_service(&mut self) -> S {
         let clone = self.inner.clone();
         std::mem::replace(&mut self.inner, clone)
-    }
-}
-
-/// What to do with a request once its store has decided.
-pub(crate) enum Next {
-    /// Call the service, adding these headers to its response.
-    Proceed(Option<Box<RateHeaders>>),
-    /// Wait this long, then call the service.
-    Delay(std::time::Duration, Option<Box<RateHeaders>>),
-    /// Answer with this refusal.
-    Refuse(Response<Bytes>),
-}
-
-/// Turns a store's decision into what happens next: the same rules whether
-/// the store answered at once or later.
-pub(crate) trait Decide: Send + Sync {
-    fn decide(&self, decision: Decision, protocol: Protocol) -> Next;
-}
-
-impl<K, St> Decide for Shared<K, St>
-where
-    K: KeyExtractor,
-    St: RateStore<K::Key>,
-{
-    fn decide(&self, decision: Decision, protocol: Protocol) -> Next {
-        if decision.placement == Placement::Inserted {
-            self.live_keys.set(self.store.live_keys() as f64);
-        }
-        let headers = self.rate_headers(&decision);
-        match decision.verdict {
-            Verdict::Allowed => {
-                self.allowed.increment(1);
-                Next::Proceed(headers)
-            }
-            Verdict::Delayed(wait) => {
-                self.allowed.increment(1);
-                Next::Delay(wait, headers)
-            }
-            Verdict::Refused(_) if self.mode == Mode::Shadow => {
-                self.shadow_rejected.increment(1);
-                tracing::debug!(name = &*self.name, "rate limit would refuse (shadow mode)");
-                Next::Proceed(headers)
-            }
-            Verdict::Refused(refusal) => {
-                self.rejected.increment(1);
-                let rejection = Rejection::new("rate_limit", Reason::RateLimited);
-                let rejection = match (refusal, decision.placement) {
-                    (Some((wait, quota)), _) => {
-                        let name = self.limits.get(quota).map_or("?", |limit| &limit.name);
-                        rejection
-                            .with_retry_after(wait)
-                            .with_detail(format!("quota \"{name}\" exceeded"))
-                    }
-                    (None, Placement::Full) => {
-                        rejection.with_detail("too many distinct clients; try again later")
-                    }
-                    (None, _) => rejection
-                        .with_detail("the request costs more than the quota allows at once"),
-                };
-                tracing::debug!(
-                    name = &*self.name,
-                    detail = rejection.detail(),
-                    "rate limited"
-                );
-                let mut response = self.renderer.render_bytes(rejection, protocol);
-                if let Some(headers) = headers {
-                    headers.apply(response.headers_mut());
-                }
-                Next::Refuse(response)
-            }
-        }
-    }
-}
-
-impl<K: KeyExtractor, St> Shared<K, St> {
-    fn rate_headers(&self, decision: &Decision) -> Option<Box<RateHeaders>> {
-        let policy = self.policy_header.clone()?;
-        Some(Box::new(RateHeaders {
-            policy,
-            remaining: headers::remaining(&self.limits, &decision.quotas),
-        }))
     }
 }

@@ -9,71 +9,12 @@
 
 use std::future::{Future, Ready, ready};
 use std::hash::Hash;
-use std::time::Duration;
 
-use super::gcra::KeyedStore;
+use super::decision::{Check, Decision, QuotaState};
+use super::gcra::{KeyedStore, Overflow};
 use super::quota::{Limit, Quota};
 use crate::config::ConfigError;
-
-pub use super::gcra::Overflow;
-
-/// What a store is asked for one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Check {
-    /// The units this request costs.
-    pub cost: u32,
-    /// How long the request may wait for its turn (zero: refuse instead).
-    pub max_wait: Duration,
-    /// Whether the caller wants [`Decision::quotas`] (for the `RateLimit` header).
-    pub want_states: bool,
-}
-
-/// What a store decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Spent; go ahead.
-    Allowed,
-    /// Spent in advance; go ahead after this wait.
-    Delayed(Duration),
-    /// Not spent. `Some((wait, quota))`: it would pass after `wait`, and
-    /// `quota` (an index into the layer's quotas) is the one that refused.
-    /// `None`: it can never pass (its cost exceeds a burst) or the store is full.
-    Refused(Option<(Duration, usize)>),
-}
-
-/// Where one quota stands after a decision.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct QuotaState {
-    /// Units still available now.
-    pub remaining: u64,
-    /// Time until the quota is whole again.
-    pub reset: Duration,
-}
-
-/// Where the decision was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placement {
-    /// The key's own state.
-    Own,
-    /// The key's own state, stored just now.
-    Inserted,
-    /// The shared overflow bucket, because the store was full.
-    OverflowBucket,
-    /// Nowhere: the store was full and refuses new keys.
-    Full,
-}
-
-/// A store's answer for one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    /// Go ahead, wait, or refuse.
-    pub verdict: Verdict,
-    /// Each quota's state, in the layer's order: empty (and not allocated)
-    /// unless [`Check::want_states`] asked for it.
-    pub quotas: Vec<QuotaState>,
-    /// Where it was decided.
-    pub placement: Placement,
-}
+use crate::key::KeyLimits;
 
 /// Keeps rate-limit state for keys of type `K`.
 ///
@@ -96,6 +37,20 @@ pub trait RateStore<K>: Send + Sync + 'static {
     fn evict_idle(&self) -> usize {
         0
     }
+
+    /// Where `key`'s quotas stand now, in the layer's order, without spending
+    /// anything; `None` if the store cannot tell without waiting.
+    fn quotas_of(&self, key: &K) -> Option<Vec<QuotaState>> {
+        let _ = key;
+        None
+    }
+
+    /// Makes `key` whole again, as if it had never been seen; `false` if the
+    /// store cannot do that.
+    fn reset(&self, key: &K) -> bool {
+        let _ = key;
+        false
+    }
 }
 
 /// The in-process store: GCRA state per key in a sharded, bounded table.
@@ -106,18 +61,20 @@ pub struct MemoryStore<K> {
 }
 
 impl<K: Hash + Eq> MemoryStore<K> {
-    /// A store for `quotas`, holding at most `max_keys` keys.
-    pub fn new(quotas: &[Quota], max_keys: usize, overflow: Overflow) -> Result<Self, ConfigError> {
+    /// A store for `quotas`, keeping keys within `keys`; new keys past the
+    /// cap get what `overflow` says.
+    pub fn new(quotas: &[Quota], keys: KeyLimits, overflow: Overflow) -> Result<Self, ConfigError> {
+        keys.check("rate_limit")?;
         let limits = quotas
             .iter()
             .map(Quota::compile)
             .collect::<Result<Box<[_]>, _>>()?;
-        Ok(Self::from_limits(limits, max_keys, overflow))
+        Ok(Self::from_limits(limits, keys, overflow))
     }
 
-    pub(crate) fn from_limits(limits: Box<[Limit]>, max_keys: usize, overflow: Overflow) -> Self {
+    pub(crate) fn from_limits(limits: Box<[Limit]>, keys: KeyLimits, overflow: Overflow) -> Self {
         MemoryStore {
-            inner: KeyedStore::new(limits, max_keys, overflow),
+            inner: KeyedStore::new(limits, keys, overflow),
         }
     }
 }
@@ -146,5 +103,14 @@ where
 
     fn evict_idle(&self) -> usize {
         self.inner.evict_idle()
+    }
+
+    fn quotas_of(&self, key: &K) -> Option<Vec<QuotaState>> {
+        Some(self.inner.quotas_of(key))
+    }
+
+    fn reset(&self, key: &K) -> bool {
+        self.inner.reset(key);
+        true
     }
 }
