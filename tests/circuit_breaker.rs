@@ -11,7 +11,7 @@ use futures_core::Stream;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
-use tower_armor::circuit_breaker::{CircuitBreakerLayer, CircuitState};
+use tower_armor::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, CircuitState};
 use tower_armor::key::Authority;
 use tower_armor::reject::{Reason, Rejection};
 
@@ -528,7 +528,8 @@ async fn grpc_status_in_trailers_counts_and_refusals_are_unavailable() {
 
 #[tokio::test(start_paused = true)]
 async fn keyed_breakers_isolate_one_upstream_from_another() {
-    let breaker = CircuitBreakerLayer::keyed(Authority)
+    let breaker = CircuitBreakerLayer::builder()
+        .key(Authority)
         .consecutive_failures(2)
         .build()
         .unwrap();
@@ -565,19 +566,23 @@ async fn keyed_breakers_isolate_one_upstream_from_another() {
     );
     let down = "down.example".parse().unwrap();
     let up = "up.example".parse().unwrap();
-    assert_eq!(breaker.state_of(&down), Some(CircuitState::Open));
-    assert_eq!(breaker.state_of(&up), Some(CircuitState::Closed));
+    assert_eq!(breaker.handle().state_of(&down), Some(CircuitState::Open));
+    assert_eq!(breaker.handle().state_of(&up), Some(CircuitState::Closed));
 
     // An operator can close one upstream's breaker by key.
-    breaker.handle_for(&down).force_closed();
-    assert_eq!(breaker.state_of(&down), Some(CircuitState::Closed));
+    breaker.handle().for_key(&down).force_closed();
+    assert_eq!(breaker.handle().state_of(&down), Some(CircuitState::Closed));
 }
 
 #[tokio::test(start_paused = true)]
 async fn keyed_breakers_are_bounded_and_idle_ones_are_forgotten() {
-    let breaker = CircuitBreakerLayer::keyed(Authority)
+    let breaker = CircuitBreakerLayer::builder()
+        .key(Authority)
         .consecutive_failures(1)
-        .max_keys(10, Duration::from_secs(60))
+        .key_limits(tower_armor::key::KeyLimits::new(
+            10,
+            Duration::from_secs(60),
+        ))
         .build()
         .unwrap();
     let mut service = breaker.layer(tower::service_fn(|_req: Request<Body>| async {
@@ -588,18 +593,18 @@ async fn keyed_breakers_are_bounded_and_idle_ones_are_forgotten() {
         response.into_body().collect().await.unwrap();
     }
     assert_eq!(
-        breaker.states().len(),
+        breaker.handle().states().len(),
         10,
         "new keys beyond the cap share one breaker"
     );
     tokio::time::advance(Duration::from_secs(61)).await;
     assert_eq!(
-        breaker.evict_idle(),
+        breaker.handle().evict_idle(),
         0,
         "the first sweep only marks them unused"
     );
-    assert_eq!(breaker.evict_idle(), 10);
-    assert!(breaker.states().is_empty());
+    assert_eq!(breaker.handle().evict_idle(), 10);
+    assert!(breaker.handle().states().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -626,6 +631,133 @@ async fn an_open_breaker_does_not_wait_for_inner_readiness() {
     mock_handle.allow(1);
     assert!(ready.is_woken());
     tokio_test::assert_ready_ok!(ready.poll());
+}
+
+/// An upstream that is not `Clone`, answering 500 until told otherwise.
+struct NotClone(Upstream);
+
+impl Service<Request<Body>> for NotClone {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        self.0.call(request)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_that_is_not_clone_is_guarded_too() {
+    let upstream = Upstream::new(500);
+    let mut service = CircuitBreaker::new(NotClone(upstream.service()), layer().build().unwrap());
+    open_then_wait(&mut service).await;
+    assert_eq!(upstream.calls(), 4);
+    upstream.set(200);
+    // Both probes reach the upstream and close the breaker.
+    for _ in 0..2 {
+        assert_eq!(status_of(&mut service).await, StatusCode::OK);
+    }
+    assert_eq!(upstream.calls(), 6);
+    assert_eq!(service.get_ref().0.calls(), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_admitted_after_poll_ready_skipped_the_service_is_refused_and_loses_no_probe() {
+    let upstream = Upstream::new(500);
+    let breaker = layer().build().unwrap();
+    let handle = breaker.handle();
+    let mut service = breaker.layer(NotClone(upstream.service()));
+    for _ in 0..4 {
+        status_of(&mut service).await;
+    }
+    assert_eq!(handle.state(), CircuitState::Open);
+    // `poll_ready` answers for the open breaker without asking the upstream…
+    std::future::poll_fn(|cx| service.poll_ready(cx))
+        .await
+        .unwrap();
+    // …then the open period ends before the call.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let response = service.call(Request::new(Body::default())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(upstream.calls(), 4, "the unready upstream was not called");
+    // Both probe permits are still there.
+    upstream.set(200);
+    for _ in 0..2 {
+        assert_eq!(status_of(&mut service).await, StatusCode::OK);
+    }
+    assert_eq!(handle.state(), CircuitState::Closed);
+}
+
+#[test]
+fn requests_without_a_key_share_a_breaker_pass_or_are_refused_and_are_counted() {
+    use tower_armor::circuit_breaker::MissingKey;
+    let upstream = Upstream::new(500);
+    let keyed = |missing: MissingKey, name: &'static str| {
+        CircuitBreakerLayer::builder()
+            .key(tower_armor::key::from_fn(|request| {
+                request.headers.get("x-upstream").cloned()
+            }))
+            .consecutive_failures(2)
+            .on_missing_key(missing)
+            .name(name)
+            .build()
+            .unwrap()
+    };
+    let counters = support::counters_recorded(|| async {
+        // Shared: requests without a key trip one breaker together.
+        let shared = keyed(MissingKey::Shared, "shared");
+        let mut service = shared.layer(upstream.service());
+        for _ in 0..2 {
+            assert_eq!(
+                status_of(&mut service).await,
+                StatusCode::INTERNAL_SERVER_ERROR
+            );
+        }
+        assert_eq!(
+            status_of(&mut service).await,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(shared.handle().state(), CircuitState::Open);
+        // Allow: no breaker at all, however often the upstream fails.
+        let mut service = keyed(MissingKey::Allow, "allow").layer(upstream.service());
+        for _ in 0..4 {
+            assert_eq!(
+                status_of(&mut service).await,
+                StatusCode::INTERNAL_SERVER_ERROR
+            );
+        }
+        // Refuse: never reaches the upstream.
+        let before = upstream.calls();
+        let mut service =
+            keyed(MissingKey::Refuse(StatusCode::BAD_REQUEST), "refuse").layer(upstream.service());
+        let refused = send(&mut service).await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            refused.extensions().get::<Rejection>().unwrap().reason(),
+            Reason::Unidentified
+        );
+        assert_eq!(upstream.calls(), before);
+    });
+    let missing = |name: &str| {
+        counters
+            .iter()
+            .find(|(metric, labels, _)| {
+                metric == "armor.circuit_breaker.missing_key"
+                    && labels.contains(&format!("name={name}"))
+            })
+            .map_or(0, |(_, _, value)| *value)
+    };
+    assert_eq!(
+        (missing("shared"), missing("allow"), missing("refuse")),
+        (3, 4, 1)
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -114,7 +114,8 @@ async fn hyper_client_gets_one_breaker_per_upstream() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         listener.local_addr().unwrap()
     };
-    let breaker = CircuitBreakerLayer::keyed(Authority)
+    let breaker = CircuitBreakerLayer::builder()
+        .key(Authority)
         .consecutive_failures(2)
         .build()
         .unwrap();
@@ -134,7 +135,7 @@ async fn hyper_client_gets_one_breaker_per_upstream() {
     let refused = client.ready().await.unwrap().call(get(dead)).await.unwrap();
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     let key = dead.to_string().parse().unwrap();
-    assert_eq!(breaker.state_of(&key), Some(CircuitState::Open));
+    assert_eq!(breaker.handle().state_of(&key), Some(CircuitState::Open));
 
     let answer = client.ready().await.unwrap().call(get(live)).await.unwrap();
     assert_eq!(answer.status(), StatusCode::OK);

@@ -3,8 +3,7 @@
 
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
 
 use hashbrown::DefaultHashBuilder;
 use metrics::{Counter, Gauge, SharedString};
@@ -12,6 +11,8 @@ use tokio::time::Instant;
 
 use super::core::{Admission, Change, CircuitState, Core, Counted, Permit, Policy};
 use crate::classify::Outcome;
+use crate::key::{KeyLimits, MissingKeyLog};
+use crate::observe::PerRecorder;
 
 /// A change of a breaker's state, as the hook set with
 /// [`on_state_change`](super::CircuitBreakerBuilder::on_state_change) sees it.
@@ -28,13 +29,27 @@ pub struct StateChange<'a, K> {
 
 pub(crate) type Hook<K> = dyn Fn(&StateChange<'_, K>) + Send + Sync;
 
-/// Metric handles and the hook, shared by every breaker of a layer.
+/// Metrics, the hook and the missing-key log, shared by every breaker of a layer.
 pub(crate) struct Observer<K> {
     pub(crate) name: SharedString,
-    calls: [Counter; 7],
-    /// How many of the layer's breakers are in each state.
-    states: [Gauge; 6],
+    handles: PerRecorder<Handles>,
+    /// How many of the layer's breakers are in each state. The gauges are
+    /// set from these counts under this lock, so they end on the truth
+    /// whatever the order of concurrent changes, and a recorder installed
+    /// late starts from the truth too.
+    in_state: Mutex<[u64; 6]>,
     hook: Option<Box<Hook<K>>>,
+    pub(crate) missing_key_log: MissingKeyLog,
+}
+
+/// The layer's metric handles for one recorder.
+pub(crate) struct Handles {
+    /// `armor.circuit_breaker.calls{name,outcome}`.
+    calls: [Counter; 7],
+    /// `armor.circuit_breaker.state{name,state}`.
+    states: [Gauge; 6],
+    /// `armor.circuit_breaker.missing_key{name}`.
+    pub(crate) missing_key: Counter,
 }
 
 const CALL_OUTCOMES: [&str; 7] = [
@@ -71,26 +86,44 @@ impl CallLabel {
 
 impl<K> Observer<K> {
     pub(crate) fn new(name: SharedString, hook: Option<Box<Hook<K>>>) -> Self {
-        let calls = CALL_OUTCOMES.map(|outcome| {
-            metrics::counter!("armor.circuit_breaker.calls", "name" => name.clone(), "outcome" => outcome)
-        });
-        let states = CircuitState::ALL.map(|state| {
-            metrics::gauge!("armor.circuit_breaker.state", "name" => name.clone(), "state" => state.as_str())
-        });
-        // Every state is set, so a dashboard never sees a stale 1.
-        for gauge in &states {
-            gauge.set(0.0);
-        }
         Observer {
             name,
-            calls,
-            states,
+            handles: PerRecorder::default(),
+            in_state: Mutex::new([0; 6]),
             hook,
+            missing_key_log: MissingKeyLog::default(),
         }
     }
 
+    /// The handles of the recorder current now.
+    #[inline]
+    pub(crate) fn handles(&self) -> crate::observe::Handles<'_, Handles> {
+        self.handles.get(|| self.register())
+    }
+
+    #[cold]
+    fn register(&self) -> Handles {
+        let name = &self.name;
+        let handles = Handles {
+            calls: CALL_OUTCOMES.map(|outcome| {
+                metrics::counter!("armor.circuit_breaker.calls", "name" => name.clone(), "outcome" => outcome)
+            }),
+            states: CircuitState::ALL.map(|state| {
+                metrics::gauge!("armor.circuit_breaker.state", "name" => name.clone(), "state" => state.as_str())
+            }),
+            missing_key: metrics::counter!("armor.circuit_breaker.missing_key", "name" => name.clone()),
+        };
+        // Every state is set, so a dashboard never sees a stale 1.
+        let in_state = lock(&self.in_state);
+        for (gauge, count) in handles.states.iter().zip(in_state.iter()) {
+            gauge.set(*count as f64);
+        }
+        handles
+    }
+
+    #[inline]
     pub(crate) fn count(&self, label: CallLabel) {
-        self.calls[label.index()].increment(1);
+        self.handles().calls[label.index()].increment(1);
     }
 
     fn transition(&self, key: Option<&K>, (from, to): Change) {
@@ -112,10 +145,25 @@ impl<K> Observer<K> {
         }
     }
 
-    fn gauge_moved(&self, (from, to): Change) {
-        self.states[from.index()].decrement(1.0);
-        self.states[to.index()].increment(1.0);
+    /// One breaker left `from` (if any) for `to` (if any).
+    fn gauge_moved(&self, from: Option<CircuitState>, to: Option<CircuitState>) {
+        // Registering takes the lock too: get the handles before taking it.
+        let handles = self.handles();
+        let mut in_state = lock(&self.in_state);
+        for (state, change) in [(from, -1i64), (to, 1)] {
+            if let Some(state) = state {
+                let count = &mut in_state[state.index()];
+                *count = count.saturating_add_signed(change);
+                handles.states[state.index()].set(*count as f64);
+            }
+        }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// One breaker of a layer, with its key.
@@ -129,7 +177,7 @@ pub(crate) struct Breaker<K> {
 
 impl<K> Breaker<K> {
     pub(crate) fn new(key: Option<K>, policy: Policy, observer: Arc<Observer<K>>) -> Self {
-        observer.states[CircuitState::Closed.index()].increment(1.0);
+        observer.gauge_moved(None, Some(CircuitState::Closed));
         Breaker {
             key,
             core: Core::new(policy),
@@ -194,15 +242,15 @@ impl<K> Breaker<K> {
         for &change in changes {
             self.observer.transition(self.key.as_ref(), change);
         }
-        if let Some(change) = self.core.sync_reported() {
-            self.observer.gauge_moved(change);
+        if let Some((from, to)) = self.core.sync_reported() {
+            self.observer.gauge_moved(Some(from), Some(to));
         }
     }
 
     /// After an operator action: the change callers see is the one reported.
     fn operator_changed(&self) {
         if let Some(change) = self.core.sync_reported() {
-            self.observer.gauge_moved(change);
+            self.observer.gauge_moved(Some(change.0), Some(change.1));
             self.observer.transition(self.key.as_ref(), change);
         }
     }
@@ -216,20 +264,60 @@ impl<K> Breaker<K> {
 
 impl<K> Drop for Breaker<K> {
     fn drop(&mut self) {
-        self.observer.states[self.core.reported().index()].decrement(1.0);
+        self.observer.gauge_moved(Some(self.core.reported()), None);
     }
 }
 
-/// Reads and steers one breaker: for operators, admin endpoints and health
-/// checks. Cheap to clone; every clone steers the same breaker.
+/// The breakers of a layer: one, or one per key.
+pub(crate) enum Breakers<K> {
+    Single(Arc<Breaker<K>>),
+    Keyed(Arc<Registry<K>>),
+}
+
+impl<K> Clone for Breakers<K> {
+    fn clone(&self) -> Self {
+        match self {
+            Breakers::Single(breaker) => Breakers::Single(breaker.clone()),
+            Breakers::Keyed(registry) => Breakers::Keyed(registry.clone()),
+        }
+    }
+}
+
+impl<K> Breakers<K> {
+    pub(crate) fn observer(&self) -> &Observer<K> {
+        match self {
+            Breakers::Single(breaker) => &breaker.observer,
+            Breakers::Keyed(registry) => &registry.observer,
+        }
+    }
+
+    /// The breaker of requests without a key (the only one, if unkeyed).
+    pub(crate) fn shared(&self) -> &Arc<Breaker<K>> {
+        match self {
+            Breakers::Single(breaker) => breaker,
+            Breakers::Keyed(registry) => &registry.shared,
+        }
+    }
+}
+
+/// Reads and steers the breakers of a layer: for operators, admin endpoints
+/// and health checks. Cheap to clone; every clone steers the same breaker.
+///
+/// [`CircuitBreakerLayer::handle`](super::CircuitBreakerLayer::handle)
+/// gives the handle of the layer's breaker: the only one of an unkeyed
+/// layer, or for a keyed layer the one shared by requests without a key.
+/// [`for_key`](Self::for_key) gives the handle of one key's breaker, and
+/// [`states`](Self::states) lists them all.
 pub struct CircuitHandle<K = ()> {
     breaker: Arc<Breaker<K>>,
+    breakers: Breakers<K>,
 }
 
 impl<K> Clone for CircuitHandle<K> {
     fn clone(&self) -> Self {
         CircuitHandle {
             breaker: self.breaker.clone(),
+            breakers: self.breakers.clone(),
         }
     }
 }
@@ -255,11 +343,71 @@ pub struct WindowStats {
     pub slow: u64,
 }
 
-impl<K> CircuitHandle<K> {
-    pub(crate) fn new(breaker: Arc<Breaker<K>>) -> Self {
-        CircuitHandle { breaker }
+impl<K: Hash + Eq + Clone> CircuitHandle<K> {
+    /// The handle of the layer's own breaker.
+    pub(crate) fn of_layer(breakers: &Breakers<K>) -> Self {
+        CircuitHandle {
+            breaker: breakers.shared().clone(),
+            breakers: breakers.clone(),
+        }
     }
 
+    /// The handle of `key`'s breaker, made now if it does not exist yet (an
+    /// operator can isolate an upstream before it sees traffic). For an
+    /// unkeyed layer, the one breaker.
+    pub fn for_key(&self, key: &K) -> CircuitHandle<K> {
+        let breaker = match &self.breakers {
+            Breakers::Single(breaker) => breaker.clone(),
+            Breakers::Keyed(registry) => registry.get(key),
+        };
+        CircuitHandle {
+            breaker,
+            breakers: self.breakers.clone(),
+        }
+    }
+
+    /// The key of the breaker this handle steers (`None`: the layer's own).
+    pub fn key(&self) -> Option<&K> {
+        self.breaker.key.as_ref()
+    }
+
+    /// Every keyed breaker and its state (empty for an unkeyed layer).
+    pub fn states(&self) -> Vec<(K, CircuitState)> {
+        match &self.breakers {
+            Breakers::Single(_) => Vec::new(),
+            Breakers::Keyed(registry) => registry.snapshot(),
+        }
+    }
+
+    /// The state of `key`'s breaker, if it has one (for an unkeyed layer,
+    /// the one breaker's).
+    pub fn state_of(&self, key: &K) -> Option<CircuitState> {
+        match &self.breakers {
+            Breakers::Single(breaker) => Some(breaker.core.state()),
+            Breakers::Keyed(registry) => registry.existing(key).map(|b| b.core.state()),
+        }
+    }
+
+    /// How many keyed breakers the layer holds (0 for an unkeyed layer).
+    pub fn live_keys(&self) -> usize {
+        match &self.breakers {
+            Breakers::Single(_) => 0,
+            Breakers::Keyed(registry) => registry.len(),
+        }
+    }
+
+    /// Forgets keyed breakers that are closed, clean and unused for the idle
+    /// time of the layer's [`KeyLimits`](crate::key::KeyLimits); returns how
+    /// many. The layer does this by itself as new keys arrive.
+    pub fn evict_idle(&self) -> usize {
+        match &self.breakers {
+            Breakers::Single(_) => 0,
+            Breakers::Keyed(registry) => registry.sweep(),
+        }
+    }
+}
+
+impl<K> CircuitHandle<K> {
     /// The state callers see now.
     pub fn state(&self) -> CircuitState {
         self.breaker.core.state()
@@ -336,7 +484,7 @@ pub(crate) struct Registry<K> {
     /// Requests with no key, and new keys while the registry is full, share this one.
     pub(crate) shared: Arc<Breaker<K>>,
     policy: Policy,
-    observer: Arc<Observer<K>>,
+    pub(crate) observer: Arc<Observer<K>>,
     max_keys: usize,
     idle_us: u64,
     live: AtomicU64,
@@ -347,12 +495,8 @@ pub(crate) struct Registry<K> {
 const SHARDS: usize = 16;
 
 impl<K: Hash + Eq + Clone> Registry<K> {
-    pub(crate) fn new(
-        policy: Policy,
-        observer: Arc<Observer<K>>,
-        max_keys: usize,
-        idle: Duration,
-    ) -> Self {
+    pub(crate) fn new(policy: Policy, observer: Arc<Observer<K>>, limits: KeyLimits) -> Self {
+        let (max_keys, idle) = (limits.max_keys(), limits.idle());
         Registry {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             hasher: DefaultHashBuilder::default(),

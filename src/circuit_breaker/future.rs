@@ -3,25 +3,22 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use http::{Request, Response};
+use bytes::Bytes;
+use http::Response;
+use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tower_service::Service;
 
 use super::breaker::Breaker;
 use super::core::Permit;
-use crate::body::{ArmorBody, BodyEnd, GuardBody, OnBodyEnd};
+use crate::BoxError;
+use crate::body::{ArmorBody, BodyEnd, GuardBody, OnBodyEnd, poll_as_bytes};
 use crate::classify::{Classification, Classify, FailureKind, Outcome};
 use crate::grpc::Protocol;
-
-/// The response body of [`CircuitBreaker`](super::CircuitBreaker): the inner
-/// body, watched to its end so the call's outcome (gRPC trailers included)
-/// reaches the breaker; or a refusal.
-pub type ResponseBody<B, K, C> = ArmorBody<GuardBody<B, Recorder<K, C>>>;
 
 /// Reports one admitted call to its breaker exactly once: when its response
 /// body ends, when the service fails, or (as a cancellation, which gives a
 /// probe permit back) when it is dropped first.
-pub struct Recorder<K, C> {
+pub(crate) struct Recorder<K, C> {
     breaker: Arc<Breaker<K>>,
     permit: Option<Permit>,
     classifier: C,
@@ -53,7 +50,7 @@ impl<K, C: Classify> Recorder<K, C> {
         }
     }
 
-    fn finish(&mut self, outcome: Outcome) {
+    pub(crate) fn finish(&mut self, outcome: Outcome) {
         if let Some(permit) = self.permit.take() {
             self.breaker.complete(permit, outcome);
         }
@@ -87,43 +84,99 @@ impl<K, C: Classify> OnBodyEnd for Recorder<K, C> {
 }
 
 pin_project! {
-    /// The response future of [`CircuitBreaker`](super::CircuitBreaker).
-    pub struct ResponseFuture<S, ReqBody, ResBody, K, C>
+    /// The response body of [`CircuitBreaker`](super::CircuitBreaker): the
+    /// inner body, watched to its end so the call's outcome (gRPC trailers
+    /// included) reaches the breaker; or a refusal.
+    pub struct CircuitBreakerBody<B, K, C>
     where
-        S: Service<Request<ReqBody>>,
         C: Classify,
     {
         #[pin]
-        state: State<S, ReqBody, ResBody, K, C>,
+        kind: BodyKind<B, K, C>,
+    }
+}
+
+pin_project! {
+    #[project = BodyKindProj]
+    enum BodyKind<B, K, C>
+    where
+        C: Classify,
+    {
+        Guarded { #[pin] body: GuardBody<B, Recorder<K, C>> },
+        // A request no breaker guards (no key, `MissingKey::Allow`).
+        Unguarded { #[pin] body: B },
+        Refusal { #[pin] body: ArmorBody<B> },
+    }
+}
+
+impl<B, K, C: Classify> std::fmt::Debug for CircuitBreakerBody<B, K, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            BodyKind::Guarded { .. } => "guarded",
+            BodyKind::Unguarded { .. } => "unguarded",
+            BodyKind::Refusal { .. } => "refusal",
+        };
+        f.debug_tuple("CircuitBreakerBody").field(&kind).finish()
+    }
+}
+
+impl<B, K, C> Body for CircuitBreakerBody<B, K, C>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+    C: Classify,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    #[inline]
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            BodyKindProj::Guarded { body } => body.poll_frame(cx),
+            BodyKindProj::Unguarded { body } => poll_as_bytes(body, cx),
+            BodyKindProj::Refusal { body } => body.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            BodyKind::Guarded { body } => body.is_end_stream(),
+            BodyKind::Unguarded { body } => body.is_end_stream(),
+            BodyKind::Refusal { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            BodyKind::Guarded { body } => body.size_hint(),
+            BodyKind::Unguarded { body } => body.size_hint(),
+            BodyKind::Refusal { body } => body.size_hint(),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`CircuitBreaker`](super::CircuitBreaker).
+    pub struct ResponseFuture<F, ResBody, K, C> {
+        #[pin]
+        state: State<F, ResBody, K, C>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, ReqBody, ResBody, K, C>
-    where
-        S: Service<Request<ReqBody>>,
-        C: Classify,
-    {
-        Calling { #[pin] future: S::Future, recorder: Option<Recorder<K, C>> },
-        // Rare: admitted after `poll_ready` skipped the inner service.
-        Readying { readying: Box<Readying<S, ReqBody, K, C>> },
-        Refused { response: Option<Box<Response<ResponseBody<ResBody, K, C>>>> },
+    enum State<F, ResBody, K, C> {
+        Calling { #[pin] future: F, recorder: Option<Recorder<K, C>> },
+        Unguarded { #[pin] future: F },
+        Refused { response: Option<Box<Response<ArmorBody<ResBody>>>> },
     }
 }
 
-struct Readying<S, ReqBody, K, C> {
-    service: S,
-    request: Option<Request<ReqBody>>,
-    recorder: Option<Recorder<K, C>>,
-}
-
-impl<S, ReqBody, ResBody, K, C> ResponseFuture<S, ReqBody, ResBody, K, C>
-where
-    S: Service<Request<ReqBody>>,
-    C: Classify,
-{
-    pub(crate) fn call(future: S::Future, recorder: Recorder<K, C>) -> Self {
+impl<F, ResBody, K, C> ResponseFuture<F, ResBody, K, C> {
+    pub(crate) fn call(future: F, recorder: Recorder<K, C>) -> Self {
         ResponseFuture {
             state: State::Calling {
                 future,
@@ -132,23 +185,13 @@ where
         }
     }
 
-    pub(crate) fn ready_then_call(
-        service: S,
-        request: Request<ReqBody>,
-        recorder: Recorder<K, C>,
-    ) -> Self {
+    pub(crate) fn unguarded(future: F) -> Self {
         ResponseFuture {
-            state: State::Readying {
-                readying: Box::new(Readying {
-                    service,
-                    request: Some(request),
-                    recorder: Some(recorder),
-                }),
-            },
+            state: State::Unguarded { future },
         }
     }
 
-    pub(crate) fn refused(response: Response<ResponseBody<ResBody, K, C>>) -> Self {
+    pub(crate) fn refused(response: Response<ArmorBody<ResBody>>) -> Self {
         ResponseFuture {
             state: State::Refused {
                 response: Some(Box::new(response)),
@@ -157,64 +200,52 @@ where
     }
 }
 
-impl<S, ReqBody, ResBody, K, C> Future for ResponseFuture<S, ReqBody, ResBody, K, C>
+impl<F, E, ResBody, K, C> Future for ResponseFuture<F, ResBody, K, C>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    F: Future<Output = Result<Response<ResBody>, E>>,
     ResBody: http_body::Body,
     C: Classify,
 {
-    type Output = Result<Response<ResponseBody<ResBody, K, C>>, S::Error>;
+    type Output = Result<Response<CircuitBreakerBody<ResBody, K, C>>, E>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
-        loop {
-            match state.as_mut().project() {
-                StateProj::Calling { future, recorder } => {
-                    let result = ready!(future.poll(cx));
-                    let mut recorder = recorder
-                        .take()
-                        .expect("circuit-breaker future polled after completion");
-                    return Poll::Ready(match result {
-                        Ok(response) => {
-                            recorder.head = recorder
-                                .classifier
-                                .classify_response_to(recorder.protocol, &response);
-                            Ok(response
-                                .map(|body| ArmorBody::inner(GuardBody::new(body, recorder))))
-                        }
-                        Err(error) => {
-                            let outcome = recorder.classifier.classify_error(&error);
-                            recorder.finish(outcome);
-                            Err(error)
-                        }
-                    });
-                }
-                StateProj::Readying { readying } => {
-                    if let Err(error) = ready!(readying.service.poll_ready(cx)) {
-                        if let Some(mut recorder) = readying.recorder.take() {
-                            let outcome = recorder.classifier.classify_error(&error);
-                            recorder.finish(outcome);
-                        }
-                        return Poll::Ready(Err(error));
+        match self.project().state.project() {
+            StateProj::Calling { future, recorder } => {
+                let result = ready!(future.poll(cx));
+                let mut recorder = recorder
+                    .take()
+                    .expect("circuit-breaker future polled after completion");
+                Poll::Ready(match result {
+                    Ok(response) => {
+                        recorder.head = recorder
+                            .classifier
+                            .classify_response_to(recorder.protocol, &response);
+                        Ok(response.map(|body| CircuitBreakerBody {
+                            kind: BodyKind::Guarded {
+                                body: GuardBody::new(body, recorder),
+                            },
+                        }))
                     }
-                    let (request, recorder) = readying
-                        .request
-                        .take()
-                        .zip(readying.recorder.take())
-                        .expect("circuit-breaker future polled after completion");
-                    let future = readying.service.call(request);
-                    state.set(State::Calling {
-                        future,
-                        recorder: Some(recorder),
-                    });
-                }
-                StateProj::Refused { response } => {
-                    let response = response
-                        .take()
-                        .expect("circuit-breaker future polled after completion");
-                    return Poll::Ready(Ok(*response));
-                }
+                    Err(error) => {
+                        let outcome = recorder.classifier.classify_error(&error);
+                        recorder.finish(outcome);
+                        Err(error)
+                    }
+                })
+            }
+            StateProj::Unguarded { future } => future.poll(cx).map_ok(|response| {
+                response.map(|body| CircuitBreakerBody {
+                    kind: BodyKind::Unguarded { body },
+                })
+            }),
+            StateProj::Refused { response } => {
+                let response = response
+                    .take()
+                    .expect("circuit-breaker future polled after completion");
+                Poll::Ready(Ok(response.map(|body| CircuitBreakerBody {
+                    kind: BodyKind::Refusal { body },
+                })))
             }
         }
     }

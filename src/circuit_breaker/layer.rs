@@ -7,21 +7,12 @@ use metrics::SharedString;
 use tower_layer::Layer;
 
 use super::CircuitBreaker;
-use super::breaker::{Breaker, CircuitHandle, Hook, Observer, Registry, StateChange};
-use super::core::{CircuitState, Policy, WindowSpec};
+use super::breaker::{Breaker, Breakers, CircuitHandle, Hook, Observer, Registry, StateChange};
+use super::core::{Policy, WindowSpec};
 use crate::classify::{Classify, DefaultClassifier};
 use crate::config::{ConfigError, instance_name};
-use crate::key::{Global, KeyExtractor};
+use crate::key::{Global, KeyExtractor, KeyLimits, MissingKey};
 use crate::reject::Renderer;
-
-/// How many keyed breakers a layer holds at most, by default.
-pub const DEFAULT_MAX_KEYS: usize = 1_000;
-
-/// The breakers of a layer: one, or one per key.
-pub(crate) enum Breakers<K> {
-    Single(Arc<Breaker<K>>),
-    Keyed(Box<Registry<K>>),
-}
 
 /// Settings and state shared by every service a [`CircuitBreakerLayer`] makes.
 pub(crate) struct Shared<E: KeyExtractor, C> {
@@ -29,9 +20,13 @@ pub(crate) struct Shared<E: KeyExtractor, C> {
     pub(crate) breakers: Breakers<E::Key>,
     pub(crate) classifier: C,
     pub(crate) renderer: Renderer,
+    pub(crate) missing_key: MissingKey,
 }
 
 /// Stops calling a failing service for a while. See the [module docs](super).
+///
+/// `CircuitBreakerLayer::default()` is one breaker with the default policy;
+/// [`builder`](Self::builder) changes it.
 pub struct CircuitBreakerLayer<E: KeyExtractor = Global, C = DefaultClassifier> {
     pub(crate) shared: Arc<Shared<E, C>>,
 }
@@ -46,81 +41,47 @@ impl<E: KeyExtractor, C> Clone for CircuitBreakerLayer<E, C> {
 
 impl<E: KeyExtractor, C> fmt::Debug for CircuitBreakerLayer<E, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (name, breakers) = match &self.shared.breakers {
-            Breakers::Single(breaker) => (&breaker.observer.name, 1),
-            Breakers::Keyed(registry) => (&registry.shared.observer.name, registry.len()),
+        let breakers = match &self.shared.breakers {
+            Breakers::Single(_) => 1,
+            Breakers::Keyed(registry) => registry.len(),
         };
         f.debug_struct("CircuitBreakerLayer")
-            .field("name", name)
+            .field("name", &self.shared.breakers.observer().name)
             .field("breakers", &breakers)
             .finish_non_exhaustive()
     }
 }
 
 impl CircuitBreakerLayer {
-    /// Starts a breaker shared by all requests through the layer.
-    pub fn builder() -> CircuitBreakerBuilder<Global> {
-        CircuitBreakerBuilder::new(Global, false)
+    /// One breaker with the default policy: opens when half of the last 100
+    /// calls failed (once 20 were seen), for 5 s growing to 60 s, with 3
+    /// probes. The same as `Default`.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Starts a layer with one breaker per key (e.g. per upstream authority
-    /// for a client, per route or gRPC method for a server). Requests without
-    /// a key share one breaker; so do new keys once
-    /// [`max_keys`](CircuitBreakerBuilder::max_keys) breakers exist.
-    pub fn keyed<E: KeyExtractor>(extractor: E) -> CircuitBreakerBuilder<E> {
-        CircuitBreakerBuilder::new(extractor, true)
+    /// Starts a breaker with the defaults, to change some of them; one
+    /// breaker for all requests unless [`key`](CircuitBreakerBuilder::key)
+    /// gives each key its own.
+    pub fn builder() -> CircuitBreakerBuilder<Global> {
+        CircuitBreakerBuilder::new()
     }
 }
 
-impl<C> CircuitBreakerLayer<Global, C> {
-    /// The handle of the layer's breaker.
-    pub fn handle(&self) -> CircuitHandle<()> {
-        self.shared_handle()
+impl Default for CircuitBreakerLayer {
+    fn default() -> Self {
+        CircuitBreakerLayer::builder()
+            .build()
+            .expect("the default breaker settings are valid")
     }
 }
 
 impl<E: KeyExtractor, C> CircuitBreakerLayer<E, C> {
-    /// The handle of `key`'s breaker, made now if it does not exist yet (an
-    /// operator can isolate an upstream before it sees traffic).
-    pub fn handle_for(&self, key: &E::Key) -> CircuitHandle<E::Key> {
-        match &self.shared.breakers {
-            Breakers::Single(breaker) => CircuitHandle::new(breaker.clone()),
-            Breakers::Keyed(registry) => CircuitHandle::new(registry.get(key)),
-        }
-    }
-
-    /// The handle of the breaker shared by requests without a key.
-    pub fn shared_handle(&self) -> CircuitHandle<E::Key> {
-        match &self.shared.breakers {
-            Breakers::Single(breaker) => CircuitHandle::new(breaker.clone()),
-            Breakers::Keyed(registry) => CircuitHandle::new(registry.shared.clone()),
-        }
-    }
-
-    /// Every keyed breaker and its state (empty for an unkeyed layer).
-    pub fn states(&self) -> Vec<(E::Key, CircuitState)> {
-        match &self.shared.breakers {
-            Breakers::Single(_) => Vec::new(),
-            Breakers::Keyed(registry) => registry.snapshot(),
-        }
-    }
-
-    /// The state of `key`'s breaker, if it has one.
-    pub fn state_of(&self, key: &E::Key) -> Option<CircuitState> {
-        match &self.shared.breakers {
-            Breakers::Single(breaker) => Some(breaker.core.state()),
-            Breakers::Keyed(registry) => registry.existing(key).map(|b| b.core.state()),
-        }
-    }
-
-    /// Forgets keyed breakers that are closed, clean and unused since the
-    /// last sweep; returns how many. The layer does this by itself at most
-    /// once per idle period as new keys arrive.
-    pub fn evict_idle(&self) -> usize {
-        match &self.shared.breakers {
-            Breakers::Single(_) => 0,
-            Breakers::Keyed(registry) => registry.sweep(),
-        }
+    /// The handle of the layer's breaker: the only one of an unkeyed layer,
+    /// or for a keyed layer the one shared by requests without a key; its
+    /// [`for_key`](CircuitHandle::for_key) reaches each key's breaker.
+    pub fn handle(&self) -> CircuitHandle<E::Key> {
+        CircuitHandle::of_layer(&self.shared.breakers)
     }
 }
 
@@ -128,11 +89,24 @@ impl<S, E: KeyExtractor, C: Clone> Layer<S> for CircuitBreakerLayer<E, C> {
     type Service = CircuitBreaker<S, E, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreaker::new(inner, self.shared.clone())
+        CircuitBreaker::new(inner, self.clone())
+    }
+}
+
+impl<S, E: KeyExtractor, C> CircuitBreaker<S, E, C> {
+    /// Wraps `inner` in the breakers of `layer` (shared with the layer's
+    /// other services).
+    pub fn new(inner: S, layer: CircuitBreakerLayer<E, C>) -> Self {
+        CircuitBreaker {
+            inner,
+            shared: layer.shared,
+            inner_ready: false,
+        }
     }
 }
 
 /// Configures a [`CircuitBreakerLayer`]; every setting is checked by [`build`](Self::build).
+#[must_use = "call .build() to get the layer"]
 pub struct CircuitBreakerBuilder<E: KeyExtractor, C = DefaultClassifier> {
     extractor: E,
     keyed: bool,
@@ -153,8 +127,8 @@ struct Settings {
     jitter: f64,
     probes: u32,
     probe_timeout: Duration,
-    max_keys: usize,
-    idle: Duration,
+    key_limits: KeyLimits,
+    missing_key: MissingKey,
     renderer: Renderer,
 }
 
@@ -179,11 +153,11 @@ const MAX_BUCKETS: usize = 1_000;
 /// Open periods are kept in milliseconds in 48 bits; a day is plenty.
 const MAX_OPEN: Duration = Duration::from_secs(24 * 3600);
 
-impl<E: KeyExtractor> CircuitBreakerBuilder<E> {
-    fn new(extractor: E, keyed: bool) -> Self {
+impl CircuitBreakerBuilder<Global> {
+    fn new() -> Self {
         CircuitBreakerBuilder {
-            extractor,
-            keyed,
+            extractor: Global,
+            keyed: false,
             classifier: DefaultClassifier::new(),
             settings: Settings {
                 name: SharedString::const_str("default"),
@@ -197,11 +171,39 @@ impl<E: KeyExtractor> CircuitBreakerBuilder<E> {
                 jitter: 0.2,
                 probes: 3,
                 probe_timeout: Duration::from_secs(30),
-                max_keys: DEFAULT_MAX_KEYS,
-                idle: Duration::from_secs(300),
+                key_limits: KeyLimits::default(),
+                missing_key: MissingKey::default(),
                 renderer: Renderer::default(),
             },
             hook: None,
+        }
+    }
+}
+
+impl<C> CircuitBreakerBuilder<Global, C> {
+    /// One breaker per key from `extractor` (e.g. per upstream
+    /// [`Authority`](crate::key::Authority) for a client, per route or gRPC
+    /// method for a server; a closure through
+    /// [`key::from_fn`](crate::key::from_fn)), in a bounded registry that
+    /// forgets idle ones. Set it before
+    /// [`on_state_change`](Self::on_state_change) for the hook to see keys;
+    /// a hook set before sees every change with no key.
+    pub fn key<E: KeyExtractor>(self, extractor: E) -> CircuitBreakerBuilder<E, C> {
+        let hook = self.hook.map(|hook| -> Box<Hook<E::Key>> {
+            Box::new(move |change: &StateChange<'_, E::Key>| {
+                hook(&StateChange {
+                    key: None,
+                    from: change.from,
+                    to: change.to,
+                })
+            })
+        });
+        CircuitBreakerBuilder {
+            extractor,
+            keyed: true,
+            classifier: self.classifier,
+            settings: self.settings,
+            hook,
         }
     }
 }
@@ -286,11 +288,18 @@ impl<E: KeyExtractor, C: Classify> CircuitBreakerBuilder<E, C> {
         self
     }
 
-    /// At most `max` keyed breakers (default 1,000); new keys beyond share
-    /// one breaker. Idle breakers are forgotten after `idle` (default 5 min).
-    pub fn max_keys(mut self, max: usize, idle: Duration) -> Self {
-        self.settings.max_keys = max;
-        self.settings.idle = idle;
+    /// How many keyed breakers are held and when idle ones are forgotten
+    /// (default: [`KeyLimits::default`]); new keys past the cap share one
+    /// breaker with requests that have no key.
+    pub fn key_limits(mut self, limits: KeyLimits) -> Self {
+        self.settings.key_limits = limits;
+        self
+    }
+
+    /// What a request without a key gets (default: the breaker shared by
+    /// all such requests); see [`MissingKey`].
+    pub fn on_missing_key(mut self, missing: MissingKey) -> Self {
+        self.settings.missing_key = missing;
         self
     }
 
@@ -325,16 +334,14 @@ impl<E: KeyExtractor, C: Classify> CircuitBreakerBuilder<E, C> {
     /// Checks the settings and makes the layer.
     pub fn build(self) -> Result<CircuitBreakerLayer<E, C>, ConfigError> {
         let policy = self.settings.policy()?;
+        self.settings.key_limits.check("circuit_breaker")?;
+        self.settings.missing_key.check("circuit_breaker")?;
         let observer = Arc::new(Observer::new(self.settings.name.clone(), self.hook));
         let breakers = if self.keyed {
-            if self.settings.max_keys == 0 {
-                return Err(invalid("max_keys must be at least 1"));
-            }
-            Breakers::Keyed(Box::new(Registry::new(
+            Breakers::Keyed(Arc::new(Registry::new(
                 policy,
                 observer,
-                self.settings.max_keys,
-                self.settings.idle,
+                self.settings.key_limits,
             )))
         } else {
             Breakers::Single(Arc::new(Breaker::new(None, policy, observer)))
@@ -345,6 +352,7 @@ impl<E: KeyExtractor, C: Classify> CircuitBreakerBuilder<E, C> {
                 breakers,
                 classifier: self.classifier,
                 renderer: self.settings.renderer,
+                missing_key: self.settings.missing_key,
             }),
         })
     }

@@ -22,20 +22,26 @@
 //!   dropped gives its permit back; probes that hang past the probe timeout
 //!   re-open the breaker.
 //!
-//! With [`CircuitBreakerLayer::keyed`] each key (an upstream
+//! With [`key`](CircuitBreakerBuilder::key) each key (an upstream
 //! [`Authority`](crate::key::Authority) in a client, a route or gRPC method in
-//! a server) gets its own breaker, in a bounded registry that forgets idle ones.
+//! a server) gets its own breaker, in a bounded registry that forgets idle
+//! ones ([`KeyLimits`]); a request without a key gets what
+//! [`on_missing_key`](CircuitBreakerBuilder::on_missing_key) says.
 //!
-//! A [`CircuitHandle`] reads the state and the time of the next admission,
-//! and lets operators isolate the service, close the breaker, disable it,
-//! switch it to observe-only, or reset it. A hook sees every state change.
+//! The [`CircuitHandle`] from [`CircuitBreakerLayer::handle`] reads the state
+//! and the time of the next admission, and lets operators isolate the
+//! service, close the breaker, disable it, switch it to observe-only, or
+//! reset it, for the layer's breaker or any key's. A hook sees every state
+//! change.
 //!
 //! Metrics: `armor.circuit_breaker.state{name,state}` (how many of the
 //! layer's breakers are in each state: 1 and 0s for an unkeyed breaker),
 //! `armor.circuit_breaker.transitions{name,from,to}` and
 //! `armor.circuit_breaker.calls{name,outcome}` with `success`, `failure`,
 //! `slow`, `refused`, `cancelled`, `ignored` (refused further in, by another
-//! layer) and `shadow_refused` (let through by metrics-only mode).
+//! layer) and `shadow_refused` (let through by metrics-only mode), and
+//! `armor.circuit_breaker.missing_key{name}`; each reaches the recorder
+//! installed when it happens.
 //!
 //! Time is Tokio's, so `tokio::time::pause()` drives the breaker in tests.
 //!
@@ -83,8 +89,9 @@ mod layer;
 mod service;
 mod window;
 
+pub use crate::key::{KeyLimits, MissingKey};
 pub use breaker::{CircuitHandle, StateChange, WindowStats};
 pub use core::CircuitState;
-pub use future::{Recorder, ResponseBody, ResponseFuture};
-pub use layer::{CircuitBreakerBuilder, CircuitBreakerLayer, DEFAULT_MAX_KEYS};
+pub use future::{CircuitBreakerBody, ResponseFuture};
+pub use layer::{CircuitBreakerBuilder, CircuitBreakerLayer};
 pub use service::CircuitBreaker;

@@ -5,24 +5,25 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::ResponseFuture;
-use super::breaker::Breaker;
+use super::breaker::{Breaker, Breakers};
 use super::core::Admission;
-use super::future::{Recorder, ResponseBody};
-use super::layer::{Breakers, Shared};
-use crate::classify::Classify;
+use super::future::{CircuitBreakerBody, Recorder};
+use super::layer::Shared;
+use crate::classify::{Classify, Outcome};
 use crate::grpc::Protocol;
-use crate::key::{KeyExtractor, RequestHead};
+use crate::key::{KeyExtractor, MissingKey, RequestHead};
 use crate::reject::{Reason, Rejection};
 
-/// The service made by [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
+/// The service made by [`CircuitBreakerLayer`](super::CircuitBreakerLayer);
+/// built with [`CircuitBreaker::new`] or by the layer.
 pub struct CircuitBreaker<S, E: KeyExtractor, C> {
-    inner: S,
-    shared: Arc<Shared<E, C>>,
+    pub(crate) inner: S,
+    pub(crate) shared: Arc<Shared<E, C>>,
     /// Whether `inner` has been polled ready for the next call. An open
     /// breaker answers `poll_ready` without asking the inner service, so a
-    /// call admitted after all (the open period just ended) gets the inner
-    /// service ready in its future.
-    inner_ready: bool,
+    /// call admitted after all (the open period ended in between) finds the
+    /// inner service not ready, and is answered as if still open.
+    pub(crate) inner_ready: bool,
 }
 
 impl<S: Clone, E: KeyExtractor, C> Clone for CircuitBreaker<S, E, C> {
@@ -44,47 +45,63 @@ impl<S: std::fmt::Debug, E: KeyExtractor, C> std::fmt::Debug for CircuitBreaker<
 }
 
 impl<S, E: KeyExtractor, C> CircuitBreaker<S, E, C> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared<E, C>>) -> Self {
-        CircuitBreaker {
-            inner,
-            shared,
-            inner_ready: false,
-        }
-    }
-
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
     }
 
     /// Unwraps the inner service.
     pub fn into_inner(self) -> S {
         self.inner
     }
+}
 
-    fn breaker_for<B>(&self, request: &Request<B>) -> Arc<Breaker<E::Key>> {
-        match &self.shared.breakers {
-            Breakers::Single(breaker) => breaker.clone(),
-            Breakers::Keyed(registry) => {
-                match self.shared.extractor.extract(&RequestHead::of(request)) {
-                    Some(key) => registry.get(&key),
-                    None => registry.shared.clone(),
-                }
-            }
+/// Which breaker guards a request.
+enum Guard<K> {
+    Breaker(Arc<Breaker<K>>),
+    /// No key and [`MissingKey::Allow`]: none.
+    Unguarded,
+    /// No key and [`MissingKey::Refuse`]: refused with this status.
+    Refused(http::StatusCode),
+}
+
+impl<S, E: KeyExtractor, C> CircuitBreaker<S, E, C> {
+    fn guard_for<B>(&self, request: &Request<B>) -> Guard<E::Key> {
+        let registry = match &self.shared.breakers {
+            Breakers::Single(breaker) => return Guard::Breaker(breaker.clone()),
+            Breakers::Keyed(registry) => registry,
+        };
+        if let Some(key) = self.shared.extractor.extract(&RequestHead::of(request)) {
+            return Guard::Breaker(registry.get(&key));
+        }
+        let observer = &registry.observer;
+        observer.handles().missing_key.increment(1);
+        observer
+            .missing_key_log
+            .log("circuit_breaker", &observer.name, self.shared.missing_key);
+        match self.shared.missing_key {
+            MissingKey::Allow => Guard::Unguarded,
+            MissingKey::Refuse(status) => Guard::Refused(status),
+            _ => Guard::Breaker(registry.shared.clone()),
         }
     }
 }
 
 impl<S, E, C, ReqBody, ResBody> Service<Request<ReqBody>> for CircuitBreaker<S, E, C>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     E: KeyExtractor,
     C: Classify,
     ResBody: http_body::Body,
 {
-    type Response = Response<ResponseBody<ResBody, E::Key, C>>;
+    type Response = Response<CircuitBreakerBody<ResBody, E::Key, C>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, ReqBody, ResBody, E::Key, C>;
+    type Future = ResponseFuture<S::Future, ResBody, E::Key, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.inner_ready {
@@ -103,32 +120,53 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let breaker = self.breaker_for(&request);
         let protocol = Protocol::of_request(&request);
-        let permit = match breaker.admit() {
-            Admission::Admitted(permit) => permit,
-            Admission::Refused(wait) => {
-                let mut rejection = Rejection::new("circuit_breaker", Reason::CircuitOpen)
-                    .with_detail(format!(
-                        "circuit breaker \"{}\" is {}",
-                        breaker.observer.name,
-                        breaker.core.state().as_str().replace('_', "-")
-                    ));
-                if let Some(wait) = wait {
-                    rejection = rejection.with_retry_after(wait);
-                }
+        let breaker = match self.guard_for(&request) {
+            Guard::Breaker(breaker) => breaker,
+            Guard::Unguarded => {
+                self.inner_ready = false;
+                return ResponseFuture::unguarded(self.inner.call(request));
+            }
+            Guard::Refused(status) => {
+                let rejection = MissingKey::rejection(status, "circuit_breaker");
                 return ResponseFuture::refused(self.shared.renderer.render(rejection, protocol));
             }
         };
+        let permit = match breaker.admit() {
+            Admission::Admitted(permit) if std::mem::take(&mut self.inner_ready) => permit,
+            Admission::Admitted(permit) => {
+                // Admitted although `poll_ready` answered for an open breaker
+                // without readying the inner service: the open period ended
+                // in between. The call is answered as open; the permit goes
+                // back untouched, so a probe is not lost.
+                breaker.complete(permit, Outcome::Cancelled);
+                return ResponseFuture::refused(self.refusal(&breaker, None, protocol));
+            }
+            Admission::Refused(wait) => {
+                return ResponseFuture::refused(self.refusal(&breaker, wait, protocol));
+            }
+        };
         let recorder = Recorder::new(breaker, permit, self.shared.classifier.clone(), protocol);
-        if std::mem::take(&mut self.inner_ready) {
-            ResponseFuture::call(self.inner.call(request), recorder)
-        } else {
-            // Admitted although `poll_ready` skipped the inner service: make a
-            // clone ready in the future, leaving a fresh clone here.
-            let clone = self.inner.clone();
-            let service = std::mem::replace(&mut self.inner, clone);
-            ResponseFuture::ready_then_call(service, request, recorder)
+        ResponseFuture::call(self.inner.call(request), recorder)
+    }
+}
+
+impl<S, E: KeyExtractor, C> CircuitBreaker<S, E, C> {
+    fn refusal<B>(
+        &self,
+        breaker: &Breaker<E::Key>,
+        wait: Option<std::time::Duration>,
+        protocol: Protocol,
+    ) -> Response<crate::body::ArmorBody<B>> {
+        let mut rejection =
+            Rejection::new("circuit_breaker", Reason::CircuitOpen).with_detail(format!(
+                "circuit breaker \"{}\" is {}",
+                breaker.observer.name,
+                breaker.core.state().as_str().replace('_', "-")
+            ));
+        if let Some(wait) = wait {
+            rejection = rejection.with_retry_after(wait);
         }
+        self.shared.renderer.render(rejection, protocol)
     }
 }
