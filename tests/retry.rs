@@ -407,7 +407,7 @@ fn a_total_outage_spends_no_more_than_the_budget() {
             let answer = send(&layer, &upstream, get("/")).await.unwrap();
             assert_eq!(answer.status(), 503);
         }
-        assert_eq!(layer.budget_available(), Some(0));
+        assert_eq!(layer.handle().budget_available(), Some(0));
     });
     // 100 requests earn 10 retries, not a tripled load.
     assert_eq!(upstream.calls(), 110);
@@ -449,7 +449,8 @@ async fn the_budget_is_shared_by_clones_and_by_every_layer_call() {
 
 #[tokio::test(start_paused = true)]
 async fn keyed_budgets_keep_one_upstream_outage_from_spending_the_others() {
-    let layer = RetryLayer::keyed(Authority)
+    let layer = RetryLayer::builder()
+        .key(Authority)
         .backoff(Duration::from_millis(1), Duration::from_millis(1))
         .budget(0.0, 1, Duration::from_secs(3))
         .build()
@@ -470,7 +471,111 @@ async fn keyed_budgets_keep_one_upstream_outage_from_spending_the_others() {
         200
     );
     assert_eq!(healthy.calls(), 2);
-    assert_eq!(layer.keyed_budgets(), 2);
+    assert_eq!(layer.handle().live_keys(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_handle_reads_and_refills_budgets() {
+    let layer = layer()
+        .budget(0.0, 1, Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    assert_eq!(handle.budget_available(), Some(2));
+    let upstream = Upstream::new([], status(503));
+    send(&layer, &upstream, get("/")).await.unwrap();
+    // Two retries spent the reserve of 1 per second over 2 s.
+    assert_eq!(upstream.calls(), 3);
+    assert_eq!(handle.budget_available(), Some(0));
+    send(&layer, &upstream, get("/")).await.unwrap();
+    assert_eq!(upstream.calls(), 4, "no budget left: sent once");
+    handle.reset_budget();
+    assert_eq!(handle.budget_available(), Some(2));
+    send(&layer, &upstream, get("/")).await.unwrap();
+    assert_eq!(upstream.calls(), 7, "refilled: retried again");
+
+    // Per key: one key's budget is read and refilled alone.
+    let keyed = RetryLayer::builder()
+        .key(Authority)
+        .backoff(Duration::from_millis(1), Duration::from_millis(1))
+        .budget(0.0, 1, Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let handle = keyed.handle();
+    let down: http::uri::Authority = "down.internal".parse().unwrap();
+    let other: http::uri::Authority = "other.internal".parse().unwrap();
+    send(&keyed, &upstream, get("http://down.internal/"))
+        .await
+        .unwrap();
+    assert_eq!(handle.budget_available_for(&down), Some(0));
+    assert_eq!(handle.budget_available_for(&other), Some(2));
+    assert_eq!(handle.live_keys(), 1);
+    handle.reset_budget_for(&down);
+    assert_eq!(handle.budget_available_for(&down), Some(2));
+    assert_eq!(
+        RetryLayer::builder()
+            .no_budget()
+            .build()
+            .unwrap()
+            .handle()
+            .budget_available(),
+        None
+    );
+}
+
+#[test]
+fn requests_without_a_key_share_a_budget_go_once_or_are_refused() {
+    use tower_armor::retry::MissingKey;
+    let tenant = || tower_armor::key::from_fn(|request| request.headers.get("x-tenant").cloned());
+    let keyed = |missing: MissingKey, name: &'static str| {
+        RetryLayer::builder()
+            .key(tenant())
+            .backoff(Duration::from_millis(1), Duration::from_millis(1))
+            .budget(0.0, 1, Duration::from_secs(1))
+            .on_missing_key(missing)
+            .name(name)
+            .build()
+            .unwrap()
+    };
+    let counters = support::counters_recorded(|| async {
+        // Shared: the requests without a key draw on one budget together.
+        let shared = keyed(MissingKey::Shared, "shared");
+        let upstream = Upstream::new([], status(503));
+        send(&shared, &upstream, get("/")).await.unwrap();
+        send(&shared, &upstream, get("/")).await.unwrap();
+        assert_eq!(upstream.calls(), 2 + 1, "one retry in the shared budget");
+        // Allow: the layer steps aside: sent once, never retried.
+        let allow = keyed(MissingKey::Allow, "allow");
+        let upstream = Upstream::new([], status(503));
+        let response = send(&allow, &upstream, get("/")).await.unwrap();
+        assert_eq!(
+            (response.status(), upstream.calls()),
+            (StatusCode::SERVICE_UNAVAILABLE, 1)
+        );
+        // Refuse: never sent.
+        let refuse = keyed(MissingKey::Refuse(StatusCode::UNAUTHORIZED), "refuse");
+        let upstream = Upstream::new([], status(200));
+        let response = send(&refuse, &upstream, get("/")).await.unwrap();
+        assert_eq!(
+            (response.status(), upstream.calls()),
+            (StatusCode::UNAUTHORIZED, 0)
+        );
+        assert_eq!(
+            response.extensions().get::<Rejection>().unwrap().reason(),
+            Reason::Unidentified
+        );
+    });
+    for (name, count) in [("shared", 2), ("allow", 1), ("refuse", 1)] {
+        assert_eq!(
+            counted(
+                &counters,
+                "armor.retry.missing_key",
+                &format!("name={name}")
+            ),
+            count,
+            "{name}"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -743,11 +848,11 @@ fn local_refusals_further_in_are_passed_on_and_cost_no_budget() {
                 std::future::ready(Ok::<_, Infallible>(response))
             })
         };
-        let before = layer.budget_available();
+        let before = layer.handle().budget_available();
         let answer = layer.layer(refusing).oneshot(get("/")).await.unwrap();
         assert_eq!(answer.status(), 503);
         assert_eq!(*calls.lock().unwrap(), 1);
-        assert_eq!(layer.budget_available(), before);
+        assert_eq!(layer.handle().budget_available(), before);
     });
     assert_eq!(
         counted(&counters, "armor.retry.attempts", "outcome=refused"),
@@ -799,5 +904,11 @@ fn bad_settings_fail_at_build() {
         assert_eq!(error.layer(), "retry");
         assert!(error.to_string().contains(mentions), "{error}");
     }
-    assert!(RetryLayer::keyed(Authority).max_keys(0).build().is_err());
+    assert!(
+        RetryLayer::builder()
+            .key(Authority)
+            .key_limits(tower_armor::key::KeyLimits::new(0, Duration::ZERO))
+            .build()
+            .is_err()
+    );
 }

@@ -18,7 +18,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 use crate::BoxError;
-use crate::body::poll_as_bytes;
+use crate::body::{BoxedBody, poll_as_bytes};
 
 pin_project! {
     /// The request body each attempt of the [retry](super) layer sends.
@@ -290,6 +290,66 @@ impl<B> fmt::Debug for ReplayBody<B> {
             Kind::Replay { .. } => "replay",
         };
         f.debug_tuple("ReplayBody").field(&kind).finish()
+    }
+}
+
+/// Turns one attempt's [`ReplayBody`] into the body the inner service takes.
+pub trait AttemptBody<B>: Clone + Send + Sync + 'static {
+    /// The inner service's request body.
+    type Body;
+
+    /// The body for one attempt.
+    fn attempt_body(&self, body: ReplayBody<B>) -> Self::Body;
+}
+
+/// The inner service receives [`ReplayBody`] (the default): for services
+/// generic over their body, such as a hyper-util `Client`, an axum `Router`
+/// or a tonic server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AsReplayBody;
+
+impl<B> AttemptBody<B> for AsReplayBody {
+    type Body = ReplayBody<B>;
+
+    fn attempt_body(&self, body: ReplayBody<B>) -> ReplayBody<B> {
+        body
+    }
+}
+
+/// The inner service receives the type-erased body `T` (see
+/// [`RetryBuilder::inner_body`]), e.g. `tonic::body::Body` for a tonic `Channel`.
+pub struct Boxed<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> Clone for Boxed<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Boxed<T> {}
+
+impl<T> std::fmt::Debug for Boxed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Boxed<{}>", std::any::type_name::<T>())
+    }
+}
+
+impl<T> Default for Boxed<T> {
+    fn default() -> Self {
+        Boxed(std::marker::PhantomData)
+    }
+}
+
+impl<B, T> AttemptBody<B> for Boxed<T>
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<BoxError>,
+    T: BoxedBody + 'static,
+{
+    type Body = T;
+
+    fn attempt_body(&self, body: ReplayBody<B>) -> T {
+        T::boxed(body)
     }
 }
 

@@ -7,10 +7,14 @@
 //! compared in integers: 10 requests at a ratio of 0.25 allow exactly 2
 //! retries (tower's `TpsBudget` rounds `1 / ratio` and over-grants, tower#857).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::key::KeyLimits;
 
 const PPM: u64 = 1_000_000;
 
@@ -112,6 +116,8 @@ pub(crate) struct Budget {
     unfiled: AtomicU64,
     requests: Ring,
     retries: Ring,
+    /// Used since the last idle sweep (keyed budgets only).
+    touched: AtomicBool,
 }
 
 /// What a budget is made of, checked by the builder.
@@ -132,6 +138,22 @@ impl Budget {
             unfiled: AtomicU64::new(0),
             requests: Ring::new(seconds as usize),
             retries: Ring::new(seconds as usize),
+            touched: AtomicBool::new(true),
+        }
+    }
+
+    /// Forgets every request and retry counted: the budget is as new.
+    pub(crate) fn reset(&self) {
+        self.unfiled.store(0, Ordering::Relaxed);
+        for cell in self.requests.cells.iter().chain(self.retries.cells.iter()) {
+            cell.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn touch(&self) {
+        // A read first: a budget in use stays shared between cores.
+        if !self.touched.load(Ordering::Relaxed) {
+            self.touched.store(true, Ordering::Relaxed);
         }
     }
 
@@ -193,6 +215,144 @@ impl Budget {
         self.file(second);
         (self.allowance_ppm(second) / PPM).saturating_sub(self.retries.sum(second))
     }
+}
+
+/// Where a layer's retry budgets live.
+pub(crate) enum Budgets<K> {
+    Off,
+    Single(Arc<Budget>),
+    Keyed(Arc<KeyedBudgets<K>>),
+}
+
+impl<K> Clone for Budgets<K> {
+    fn clone(&self) -> Self {
+        match self {
+            Budgets::Off => Budgets::Off,
+            Budgets::Single(budget) => Budgets::Single(budget.clone()),
+            Budgets::Keyed(keyed) => Budgets::Keyed(keyed.clone()),
+        }
+    }
+}
+
+type Shard<K> = RwLock<hashbrown::HashMap<K, Arc<Budget>>>;
+
+const SHARDS: usize = 16;
+
+/// One budget per key: 16 shards, at most the key limit's budgets; beyond
+/// that (after forgetting idle ones) new keys share one budget.
+pub(crate) struct KeyedBudgets<K> {
+    spec: BudgetSpec,
+    shards: Box<[Shard<K>]>,
+    hasher: hashbrown::DefaultHashBuilder,
+    max_per_shard: usize,
+    pub(crate) shared: Arc<Budget>,
+    /// Seconds between idle sweeps (at least one).
+    idle_secs: u64,
+    /// When the last idle sweep ran, in seconds since `epoch`.
+    swept_at: AtomicU64,
+    epoch: Instant,
+}
+
+impl<K: Hash + Eq + Clone> KeyedBudgets<K> {
+    pub(crate) fn new(spec: BudgetSpec, limits: KeyLimits) -> Self {
+        KeyedBudgets {
+            spec,
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            max_per_shard: limits.max_keys().div_ceil(SHARDS),
+            shared: Arc::new(Budget::new(spec)),
+            idle_secs: limits.idle().as_secs().max(1),
+            swept_at: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn shard(&self, key: &K) -> &Shard<K> {
+        let hash = self.hasher.hash_one(key);
+        &self.shards[(hash % self.shards.len() as u64) as usize]
+    }
+
+    pub(crate) fn get(&self, key: &K) -> Arc<Budget> {
+        let shard = self.shard(key);
+        if let Some(budget) = read(shard).get(key) {
+            budget.touch();
+            return budget.clone();
+        }
+        self.maybe_sweep();
+        let mut map = write(shard);
+        if let Some(budget) = map.get(key) {
+            return budget.clone();
+        }
+        if map.len() >= self.max_per_shard {
+            sweep(&mut map);
+            if map.len() >= self.max_per_shard {
+                return self.shared.clone();
+            }
+        }
+        let budget = Arc::new(Budget::new(self.spec));
+        map.insert(key.clone(), budget.clone());
+        budget
+    }
+
+    /// What a budget not used yet would grant.
+    pub(crate) fn new_available(&self) -> u64 {
+        Budget::new(self.spec).available()
+    }
+
+    /// The budget of `key`, if it has one.
+    pub(crate) fn existing(&self, key: &K) -> Option<Arc<Budget>> {
+        read(self.shard(key)).get(key).cloned()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|shard| read(shard).len()).sum()
+    }
+
+    /// At most once per idle period, when a new key arrives.
+    fn maybe_sweep(&self) {
+        let now = self.epoch.elapsed().as_secs();
+        let last = self.swept_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < self.idle_secs
+            || self
+                .swept_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.sweep();
+    }
+
+    /// Forgets budgets that are as good as new and were not used since the
+    /// last sweep; returns how many.
+    pub(crate) fn sweep(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| sweep(&mut write(shard)))
+            .sum()
+    }
+}
+
+/// Forgets the budgets of one shard that nobody holds, nobody used since the
+/// last sweep, and that have nothing in their window (as good as new).
+fn sweep<K>(map: &mut hashbrown::HashMap<K, Arc<Budget>>) -> usize {
+    let before = map.len();
+    map.retain(|_, budget| {
+        Arc::strong_count(budget) > 1
+            || budget.touched.swap(false, Ordering::Relaxed)
+            || !budget.is_idle()
+    });
+    before - map.len()
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

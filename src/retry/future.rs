@@ -4,17 +4,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use http::header::HeaderName;
 use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower_service::Service;
 
-use super::AttemptBody;
-use super::body::Replayer;
-use super::budget::Budget;
-use super::layer::{AttemptLabel, Budgets, RetryCheck, Shared};
+use super::body::{AttemptBody, Replayer};
+use super::budget::{Budget, Budgets};
 use super::policy::{Hint, grpc_code_of_http_status, grpc_pushback, retry_after};
+use super::shared::{AttemptLabel, RetryCheck, Shared};
 use crate::body::ArmorBody;
 use crate::classify::{Classification, Classify, Outcome};
 use crate::deadline::Deadline;
@@ -108,6 +108,8 @@ pin_project! {
         Calling { #[pin] future: F },
         Waiting,
         Readying,
+        // Refused before any attempt (a request without a key, refused).
+        Refused { response: Option<Response<Bytes>> },
         Done,
     }
 }
@@ -156,6 +158,22 @@ where
             attempt: 1,
             protocol,
             deadline,
+        }
+    }
+
+    /// The future of a request refused before any attempt.
+    pub(crate) fn refused(response: Response<Bytes>, shared: Arc<Shared<E, C>>) -> Self {
+        ResponseFuture {
+            state: State::Refused {
+                response: Some(response),
+            },
+            timer: None,
+            retrying: None,
+            shared,
+            keyed_budget: None,
+            attempt: 1,
+            protocol: Protocol::Http,
+            deadline: None,
         }
     }
 
@@ -401,6 +419,13 @@ where
                     this.state.set(State::Calling { future });
                     return None;
                 }
+                StateProj::Refused { response } => {
+                    let response = response
+                        .take()
+                        .expect("retry future polled after completion");
+                    this.state.set(State::Done);
+                    return Some(Poll::Ready(Ok(response.map(ArmorBody::full))));
+                }
                 StateProj::Done => panic!("retry future polled after completion"),
             }
         }
@@ -572,7 +597,7 @@ fn next_delay<E: KeyExtractor, C, S, B: http_body::Body, A>(
         return None;
     }
     if budget.is_some_and(|budget| !budget.withdraw()) {
-        shared.observer.budget_exhausted.increment(1);
+        shared.observer.handles().budget_exhausted.increment(1);
         tracing::debug!(name = &*shared.observer.name, "retry budget exhausted");
         return None;
     }

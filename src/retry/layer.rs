@@ -1,19 +1,21 @@
 use std::borrow::Cow;
 use std::fmt;
-use std::hash::BuildHasher;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{Counter, SharedString};
+use metrics::SharedString;
 use tower_layer::Layer;
 
 use super::Retry;
-use super::budget::{Budget, BudgetSpec};
+use super::body::{AsReplayBody, Boxed};
+use super::budget::{Budget, BudgetSpec, Budgets, KeyedBudgets};
 use super::policy::Backoff;
+use super::shared::{DecideFn, EligibleFn, Observer, RetryCheck, Settings, Shared};
+use crate::body::BoxedBody;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::config::{ConfigError, instance_name};
 use crate::grpc::GrpcCode;
-use crate::key::{Global, KeyExtractor, RequestHead};
+use crate::key::{Global, KeyExtractor, KeyLimits, MissingKey, RequestHead};
 use crate::random::Jitter;
 use crate::reject::Renderer;
 
@@ -21,170 +23,13 @@ use crate::reject::Renderer;
 /// A6 caps clients at 5 too): more would multiply an outage, not ride it out.
 pub const MAX_ATTEMPTS_CAP: u32 = 5;
 
-/// How many per-key budgets a layer holds at most, by default.
-pub const DEFAULT_MAX_KEYS: usize = 1_000;
-
-/// Decides whether a request may be sent more than once.
-pub(crate) type EligibleFn = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
-/// Overrides the retry decision for one answer.
-pub(crate) type DecideFn = dyn Fn(&RetryCheck<'_>) -> Option<bool> + Send + Sync;
-
-/// An answer the layer is deciding about, as a [`retry_if`](RetryBuilder::retry_if)
-/// closure sees it.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct RetryCheck<'a> {
-    /// The request's method.
-    pub method: &'a http::Method,
-    /// The request's URI.
-    pub uri: &'a http::Uri,
-    /// Which attempt answered: 1 for the first.
-    pub attempt: u32,
-    /// The answer's status and headers, or `None` when the service failed
-    /// (a connection error, for a client).
-    pub response: Option<(http::StatusCode, &'a http::HeaderMap)>,
-}
-
-/// Where the layer's retry budgets live.
-pub(crate) enum Budgets<K> {
-    Off,
-    Single(Arc<Budget>),
-    Keyed(Box<KeyedBudgets<K>>),
-}
-
-type Shard<K> = RwLock<hashbrown::HashMap<K, Arc<Budget>>>;
-
-/// One budget per key: 16 shards, at most `max_keys` budgets; beyond that
-/// (after dropping idle ones) new keys share one budget.
-pub(crate) struct KeyedBudgets<K> {
-    spec: BudgetSpec,
-    shards: Box<[Shard<K>]>,
-    hasher: hashbrown::DefaultHashBuilder,
-    max_per_shard: usize,
-    pub(crate) shared: Arc<Budget>,
-}
-
-impl<K: std::hash::Hash + Eq + Clone> KeyedBudgets<K> {
-    fn new(spec: BudgetSpec, max_keys: usize) -> Self {
-        const SHARDS: usize = 16;
-        KeyedBudgets {
-            spec,
-            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
-            hasher: hashbrown::DefaultHashBuilder::default(),
-            max_per_shard: max_keys.div_ceil(SHARDS),
-            shared: Arc::new(Budget::new(spec)),
-        }
-    }
-
-    pub(crate) fn get(&self, key: &K) -> Arc<Budget> {
-        let hash = self.hasher.hash_one(key);
-        let shard = &self.shards[(hash % self.shards.len() as u64) as usize];
-        let read = shard
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(budget) = read.get(key) {
-            return budget.clone();
-        }
-        drop(read);
-        let mut map = shard
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(budget) = map.get(key) {
-            return budget.clone();
-        }
-        if map.len() >= self.max_per_shard {
-            // Budgets with nothing in their window are the same as new ones.
-            map.retain(|_, budget| Arc::strong_count(budget) > 1 || !budget.is_idle());
-            if map.len() >= self.max_per_shard {
-                return self.shared.clone();
-            }
-        }
-        let budget = Arc::new(Budget::new(self.spec));
-        map.insert(key.clone(), budget.clone());
-        budget
-    }
-
-    fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| {
-                s.read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .len()
-            })
-            .sum()
-    }
-}
-
-/// Pre-registered metric handles.
-pub(crate) struct Observer {
-    pub(crate) name: SharedString,
-    /// `attempts{outcome}`: success, retried, failed, refused.
-    attempts: [Counter; 4],
-    pub(crate) budget_exhausted: Counter,
-}
-
-/// How one attempt ended, for `armor.retry.attempts{outcome}`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum AttemptLabel {
-    /// Its answer was passed on and was not a failure.
-    Success,
-    /// It failed and another attempt follows.
-    Retried,
-    /// It failed and its answer was passed on (nothing left to try, or not retryable).
-    Failed,
-    /// A layer further in refused it locally; passed on untouched.
-    Refused,
-}
-
-const ATTEMPT_LABELS: [&str; 4] = ["success", "retried", "failed", "refused"];
-
-impl Observer {
-    fn new(name: SharedString) -> Self {
-        Observer {
-            attempts: ATTEMPT_LABELS.map(|outcome| {
-                metrics::counter!("armor.retry.attempts", "name" => name.clone(), "outcome" => outcome)
-            }),
-            budget_exhausted: metrics::counter!("armor.retry.budget_exhausted", "name" => name.clone()),
-            name,
-        }
-    }
-
-    #[inline]
-    pub(crate) fn attempt(&self, label: AttemptLabel) {
-        self.attempts[label as usize].increment(1);
-    }
-}
-
-/// Everything a retry decision needs, shared by every service of a layer.
-pub(crate) struct Settings {
-    pub(crate) max_attempts: u32,
-    pub(crate) backoff: Backoff,
-    pub(crate) max_server_delay: Duration,
-    pub(crate) max_replay_bytes: usize,
-    pub(crate) per_try_timeout: Option<Duration>,
-    /// Bit `n` set: gRPC code `n` is retried.
-    pub(crate) grpc_codes: u32,
-}
-
-/// Settings and state shared by every service a [`RetryLayer`] makes.
-pub(crate) struct Shared<E: KeyExtractor, C> {
-    pub(crate) settings: Settings,
-    pub(crate) classifier: C,
-    pub(crate) renderer: Renderer,
-    pub(crate) eligible: Option<Box<EligibleFn>>,
-    pub(crate) decide: Option<Box<DecideFn>>,
-    pub(crate) extractor: E,
-    pub(crate) budgets: Budgets<E::Key>,
-    pub(crate) jitter: Jitter,
-    pub(crate) observer: Observer,
-}
-
 /// Retries failed calls. See the [module docs](super).
 ///
-/// `A` says what body the inner service receives: [`ReplayBody`](super::ReplayBody)
-/// by default, or a type-erased body with [`RetryBuilder::inner_body`].
-pub struct RetryLayer<E: KeyExtractor = Global, C = DefaultClassifier, A = super::AsReplayBody> {
+/// `RetryLayer::default()` gives up to 3 attempts with the default budget
+/// and backoff; [`builder`](Self::builder) changes them. `A` says what body
+/// the inner service receives: [`ReplayBody`](super::ReplayBody) by
+/// default, or a type-erased body with [`RetryBuilder::inner_body`].
+pub struct RetryLayer<E: KeyExtractor = Global, C = DefaultClassifier, A = AsReplayBody> {
     pub(crate) shared: Arc<Shared<E, C>>,
     adapter: A,
 }
@@ -208,34 +53,33 @@ impl<E: KeyExtractor, C, A> fmt::Debug for RetryLayer<E, C, A> {
 }
 
 impl RetryLayer {
-    /// Starts a retry layer whose budget is shared by all its requests.
-    pub fn builder() -> RetryBuilder {
-        RetryBuilder::new(Global, false)
+    /// Up to 3 attempts, full-jitter backoff from 25 ms to 250 ms, a budget
+    /// of 20% of requests plus 10 a second. The same as `Default`.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Starts a retry layer with one budget per key (e.g. per upstream
-    /// [`Authority`](crate::key::Authority)), so an outage of one upstream
-    /// cannot spend the retries of the others.
-    pub fn keyed<E: KeyExtractor>(extractor: E) -> RetryBuilder<E> {
-        RetryBuilder::new(extractor, true)
+    /// Starts a retry layer with the defaults, to change some of them; one
+    /// budget for all requests unless [`key`](RetryBuilder::key) gives each
+    /// key its own.
+    pub fn builder() -> RetryBuilder {
+        RetryBuilder::new()
+    }
+}
+
+impl Default for RetryLayer {
+    fn default() -> Self {
+        RetryLayer::builder()
+            .build()
+            .expect("the default retry settings are valid")
     }
 }
 
 impl<E: KeyExtractor, C, A> RetryLayer<E, C, A> {
-    /// Retries the shared budget would grant now (`None` without a budget).
-    pub fn budget_available(&self) -> Option<u64> {
-        match &self.shared.budgets {
-            Budgets::Off => None,
-            Budgets::Single(budget) => Some(budget.available()),
-            Budgets::Keyed(keyed) => Some(keyed.shared.available()),
-        }
-    }
-
-    /// How many per-key budgets the layer holds.
-    pub fn keyed_budgets(&self) -> usize {
-        match &self.shared.budgets {
-            Budgets::Keyed(keyed) => keyed.len(),
-            _ => 0,
+    /// A handle to read and reset the layer's retry budgets.
+    pub fn handle(&self) -> RetryHandle<E::Key> {
+        RetryHandle {
+            budgets: self.shared.budgets.clone(),
         }
     }
 }
@@ -244,12 +88,115 @@ impl<S, E: KeyExtractor, C, A: Clone> Layer<S> for RetryLayer<E, C, A> {
     type Service = Retry<S, E, C, A>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Retry::new(inner, self.shared.clone(), self.adapter.clone())
+        Retry::new(inner, self.clone())
+    }
+}
+
+impl<S, E: KeyExtractor, C, A> Retry<S, E, C, A> {
+    /// Wraps `inner` with the settings and budgets of `layer` (shared with
+    /// the layer's other services).
+    pub fn new(inner: S, layer: RetryLayer<E, C, A>) -> Self {
+        Retry {
+            inner,
+            shared: layer.shared,
+            adapter: layer.adapter,
+        }
+    }
+}
+
+/// Reads and resets the retry budgets of a [`RetryLayer`]: for admin
+/// endpoints and tests. Cheap to clone; every clone sees the same budgets.
+pub struct RetryHandle<K = ()> {
+    budgets: Budgets<K>,
+}
+
+impl<K> Clone for RetryHandle<K> {
+    fn clone(&self) -> Self {
+        RetryHandle {
+            budgets: self.budgets.clone(),
+        }
+    }
+}
+
+impl<K> fmt::Debug for RetryHandle<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryHandle").finish_non_exhaustive()
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> RetryHandle<K> {
+    /// Retries the layer's budget would grant now: the only budget of an
+    /// unkeyed layer, or for a keyed layer the one shared by requests
+    /// without a key. `None` without a budget.
+    pub fn budget_available(&self) -> Option<u64> {
+        self.shared_budget().map(Budget::available)
+    }
+
+    /// Retries `key`'s budget would grant now (a key not seen yet has a new
+    /// budget's allowance). For an unkeyed layer, the one budget's.
+    pub fn budget_available_for(&self, key: &K) -> Option<u64> {
+        match &self.budgets {
+            Budgets::Off => None,
+            Budgets::Single(budget) => Some(budget.available()),
+            Budgets::Keyed(keyed) => Some(
+                keyed
+                    .existing(key)
+                    .map_or_else(|| keyed.new_available(), |budget| budget.available()),
+            ),
+        }
+    }
+
+    /// Refills the layer's budget (see [`budget_available`](Self::budget_available)):
+    /// every request and retry it counted is forgotten.
+    pub fn reset_budget(&self) {
+        if let Some(budget) = self.shared_budget() {
+            budget.reset();
+        }
+    }
+
+    /// Refills `key`'s budget.
+    pub fn reset_budget_for(&self, key: &K) {
+        match &self.budgets {
+            Budgets::Off => {}
+            Budgets::Single(budget) => budget.reset(),
+            Budgets::Keyed(keyed) => {
+                if let Some(budget) = keyed.existing(key) {
+                    budget.reset();
+                }
+            }
+        }
+    }
+
+    /// How many per-key budgets the layer holds (0 unless keyed).
+    pub fn live_keys(&self) -> usize {
+        match &self.budgets {
+            Budgets::Keyed(keyed) => keyed.len(),
+            _ => 0,
+        }
+    }
+
+    /// Forgets per-key budgets with nothing in their window that were not
+    /// used since the last sweep; returns how many. The layer does this by
+    /// itself as new keys arrive.
+    pub fn evict_idle(&self) -> usize {
+        match &self.budgets {
+            Budgets::Keyed(keyed) => keyed.sweep(),
+            _ => 0,
+        }
+    }
+
+    fn shared_budget(&self) -> Option<&Budget> {
+        match &self.budgets {
+            Budgets::Off => None,
+            Budgets::Single(budget) => Some(budget),
+            Budgets::Keyed(keyed) => Some(&keyed.shared),
+        }
     }
 }
 
 /// Configures a [`RetryLayer`]; every setting is checked by [`build`](Self::build).
-pub struct RetryBuilder<E: KeyExtractor = Global, C = DefaultClassifier, A = super::AsReplayBody> {
+#[must_use = "call .build() to get the layer"]
+pub struct RetryBuilder<E: KeyExtractor = Global, C = DefaultClassifier, A = AsReplayBody> {
     extractor: E,
     keyed: bool,
     classifier: C,
@@ -267,19 +214,20 @@ struct Options {
     per_try_timeout: Option<Duration>,
     grpc_codes: Vec<GrpcCode>,
     budget: Option<BudgetSpec>,
-    max_keys: usize,
+    key_limits: KeyLimits,
+    missing_key: MissingKey,
     renderer: Renderer,
     eligible: Option<Box<EligibleFn>>,
     decide: Option<Box<DecideFn>>,
 }
 
-impl<E: KeyExtractor> RetryBuilder<E> {
-    fn new(extractor: E, keyed: bool) -> Self {
+impl RetryBuilder {
+    fn new() -> Self {
         RetryBuilder {
-            extractor,
-            keyed,
+            extractor: Global,
+            keyed: false,
             classifier: DefaultClassifier::new(),
-            adapter: super::AsReplayBody,
+            adapter: AsReplayBody,
             options: Options {
                 name: SharedString::const_str("default"),
                 max_attempts: 3,
@@ -296,11 +244,28 @@ impl<E: KeyExtractor> RetryBuilder<E> {
                     min_per_second: 10,
                     window: Duration::from_secs(10),
                 }),
-                max_keys: DEFAULT_MAX_KEYS,
+                key_limits: KeyLimits::default(),
+                missing_key: MissingKey::default(),
                 renderer: Renderer::default(),
                 eligible: None,
                 decide: None,
             },
+        }
+    }
+}
+
+impl<C, A> RetryBuilder<Global, C, A> {
+    /// One budget per key from `extractor` (e.g. per upstream
+    /// [`Authority`](crate::key::Authority), or a closure through
+    /// [`key::from_fn`](crate::key::from_fn)), so an outage of one upstream
+    /// cannot spend the retries of the others.
+    pub fn key<E: KeyExtractor>(self, extractor: E) -> RetryBuilder<E, C, A> {
+        RetryBuilder {
+            extractor,
+            keyed: true,
+            classifier: self.classifier,
+            adapter: self.adapter,
+            options: self.options,
         }
     }
 }
@@ -384,10 +349,19 @@ impl<E: KeyExtractor, C, A> RetryBuilder<E, C, A> {
         self
     }
 
-    /// For [`RetryLayer::keyed`]: the most per-key budgets held at once
-    /// (default 1,000). Idle ones are dropped first; then new keys share one.
-    pub fn max_keys(mut self, max_keys: usize) -> Self {
-        self.options.max_keys = max_keys;
+    /// With a [`key`](RetryBuilder::key): how many per-key budgets are held
+    /// and when idle ones are forgotten (default: [`KeyLimits::default`]);
+    /// past the cap new keys share one budget.
+    pub fn key_limits(mut self, limits: KeyLimits) -> Self {
+        self.options.key_limits = limits;
+        self
+    }
+
+    /// With a [`key`](RetryBuilder::key): what a request without a key gets
+    /// (default: the budget shared by all such requests; `Allow`: sent once,
+    /// never retried); see [`MissingKey`].
+    pub fn on_missing_key(mut self, missing: MissingKey) -> Self {
+        self.options.missing_key = missing;
         self
     }
 
@@ -436,9 +410,9 @@ impl<E: KeyExtractor, C, A> RetryBuilder<E, C, A> {
     /// (`.inner_body::<tonic::body::Body>()`, feature `tonic`). Any request
     /// body keeping the [body rule](crate::body) is replayed, whatever layers
     /// sit outside this one. See [`BoxedBody`](super::BoxedBody).
-    pub fn inner_body<T: super::BoxedBody>(self) -> RetryBuilder<E, C, super::Boxed<T>> {
+    pub fn inner_body<T: BoxedBody>(self) -> RetryBuilder<E, C, Boxed<T>> {
         RetryBuilder {
-            adapter: super::Boxed::default(),
+            adapter: Boxed::default(),
             classifier: self.classifier,
             extractor: self.extractor,
             keyed: self.keyed,
@@ -479,13 +453,12 @@ impl<E: KeyExtractor, C, A> RetryBuilder<E, C, A> {
                 ));
             }
         }
-        if self.keyed && options.max_keys == 0 {
-            return error("max_keys must be at least 1".into());
-        }
+        options.key_limits.check("retry")?;
+        options.missing_key.check("retry")?;
         let budgets = match options.budget {
             None => Budgets::Off,
             Some(spec) if self.keyed => {
-                Budgets::Keyed(Box::new(KeyedBudgets::new(spec, options.max_keys)))
+                Budgets::Keyed(Arc::new(KeyedBudgets::new(spec, options.key_limits)))
             }
             Some(spec) => Budgets::Single(Arc::new(Budget::new(spec))),
         };
@@ -509,6 +482,7 @@ impl<E: KeyExtractor, C, A> RetryBuilder<E, C, A> {
                 decide: options.decide,
                 extractor: self.extractor,
                 budgets,
+                missing_key: options.missing_key,
                 jitter: Jitter::new(),
                 observer: Observer::new(options.name),
             }),

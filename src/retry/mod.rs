@@ -29,16 +29,18 @@
 //!   [`max_server_delay`](RetryBuilder::max_server_delay), ends the retries.
 //! * **Budget**: retries may be at most a ratio of recent requests (20% over
 //!   10 s, plus 10 per second, by default), shared by every clone of the
-//!   layer, or per key with [`RetryLayer::keyed`]. An outage cannot multiply
-//!   the load on the service.
+//!   layer, or per key with [`key`](RetryBuilder::key). An outage cannot
+//!   multiply the load on the service. [`RetryLayer::handle`] reads and
+//!   refills the budgets.
 //! * **Deadlines**: the [`Deadline`](crate::Deadline) a timeout layer put in
 //!   the request is respected: no backoff is started that would end after
 //!   it. gRPC retries carry `grpc-previous-rpc-attempts`.
 //!
 //! Metrics: `armor.retry.attempts{name,outcome}` with `success`, `retried`,
 //! `failed` (passed on as it was: nothing left to try or not retryable) and
-//! `refused` (a local refusal further in), and
-//! `armor.retry.budget_exhausted{name}`.
+//! `refused` (a local refusal further in), `armor.retry.budget_exhausted{name}`
+//! and `armor.retry.missing_key{name}`, each reaching the recorder installed
+//! when it happens.
 //!
 //! Time is Tokio's, so `tokio::time::pause()` drives the waits in tests.
 //!
@@ -92,70 +94,13 @@ mod future;
 mod layer;
 mod policy;
 mod service;
+mod shared;
 
 pub use crate::body::BoxedBody;
-pub use body::{NotReplayable, ReplayBody};
+pub use crate::key::{KeyLimits, MissingKey};
+pub use body::{AsReplayBody, AttemptBody, Boxed, NotReplayable, ReplayBody};
 pub use future::ResponseFuture;
-pub use layer::{DEFAULT_MAX_KEYS, MAX_ATTEMPTS_CAP, RetryBuilder, RetryCheck, RetryLayer};
+pub use layer::{MAX_ATTEMPTS_CAP, RetryBuilder, RetryHandle, RetryLayer};
 pub use policy::Backoff;
 pub use service::Retry;
-
-/// Turns one attempt's [`ReplayBody`] into the body the inner service takes.
-pub trait AttemptBody<B>: Clone + Send + Sync + 'static {
-    /// The inner service's request body.
-    type Body;
-
-    /// The body for one attempt.
-    fn attempt_body(&self, body: ReplayBody<B>) -> Self::Body;
-}
-
-/// The inner service receives [`ReplayBody`] (the default): for services
-/// generic over their body, such as a hyper-util `Client`, an axum `Router`
-/// or a tonic server.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AsReplayBody;
-
-impl<B> AttemptBody<B> for AsReplayBody {
-    type Body = ReplayBody<B>;
-
-    fn attempt_body(&self, body: ReplayBody<B>) -> ReplayBody<B> {
-        body
-    }
-}
-
-/// The inner service receives the type-erased body `T` (see
-/// [`RetryBuilder::inner_body`]), e.g. `tonic::body::Body` for a tonic `Channel`.
-pub struct Boxed<T>(std::marker::PhantomData<fn() -> T>);
-
-impl<T> Clone for Boxed<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<T> Copy for Boxed<T> {}
-
-impl<T> std::fmt::Debug for Boxed<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Boxed<{}>", std::any::type_name::<T>())
-    }
-}
-
-impl<T> Default for Boxed<T> {
-    fn default() -> Self {
-        Boxed(std::marker::PhantomData)
-    }
-}
-
-impl<B, T> AttemptBody<B> for Boxed<T>
-where
-    B: http_body::Body + Send + 'static,
-    B::Error: Into<crate::BoxError>,
-    T: BoxedBody + 'static,
-{
-    type Body = T;
-
-    fn attempt_body(&self, body: ReplayBody<B>) -> T {
-        T::boxed(body)
-    }
-}
+pub use shared::RetryCheck;

@@ -4,22 +4,26 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::AttemptBody;
-use super::body::ReplayBody;
+use super::body::{AttemptBody, ReplayBody};
+use super::budget::Budgets;
 use super::future::{ResponseFuture, Template};
-use super::layer::{Budgets, Shared};
 use super::policy::is_idempotent;
+use super::shared::Shared;
 use crate::body::ArmorBody;
 use crate::classify::Classify;
 use crate::deadline::Deadline;
 use crate::grpc::Protocol;
-use crate::key::{KeyExtractor, RequestHead};
+use crate::key::{KeyExtractor, MissingKey, RequestHead};
 
-/// The service made by [`RetryLayer`](super::RetryLayer).
+/// The service made by [`RetryLayer`](super::RetryLayer); built with
+/// [`Retry::new`] or by the layer.
+///
+/// It needs `S: Clone`, as retrying does: later attempts go to a clone of
+/// the inner service, made ready before each one.
 pub struct Retry<S, E: KeyExtractor, C, A> {
-    inner: S,
-    shared: Arc<Shared<E, C>>,
-    adapter: A,
+    pub(crate) inner: S,
+    pub(crate) shared: Arc<Shared<E, C>>,
+    pub(crate) adapter: A,
 }
 
 impl<S: Clone, E: KeyExtractor, C, A: Clone> Clone for Retry<S, E, C, A> {
@@ -41,17 +45,14 @@ impl<S: std::fmt::Debug, E: KeyExtractor, C, A> std::fmt::Debug for Retry<S, E, 
 }
 
 impl<S, E: KeyExtractor, C, A> Retry<S, E, C, A> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared<E, C>>, adapter: A) -> Self {
-        Retry {
-            inner,
-            shared,
-            adapter,
-        }
-    }
-
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
     }
 
     /// Unwraps the inner service.
@@ -81,18 +82,36 @@ where
         let settings = &shared.settings;
         let protocol = Protocol::of_request(&request);
         let deadline = request.extensions().get::<Deadline>().copied();
+        let mut stand_aside = false;
         let keyed_budget = match &shared.budgets {
-            Budgets::Keyed(keyed) => {
-                Some(match shared.extractor.extract(&RequestHead::of(&request)) {
-                    Some(key) => keyed.get(&key),
-                    None => keyed.shared.clone(),
-                })
-            }
+            Budgets::Keyed(keyed) => match shared.extractor.extract(&RequestHead::of(&request)) {
+                Some(key) => Some(keyed.get(&key)),
+                None => {
+                    let observer = &shared.observer;
+                    observer.handles().missing_key.increment(1);
+                    observer
+                        .missing_key_log
+                        .log("retry", &observer.name, shared.missing_key);
+                    match shared.missing_key {
+                        MissingKey::Allow => {
+                            stand_aside = true;
+                            None
+                        }
+                        MissingKey::Refuse(status) => {
+                            let rejection = MissingKey::rejection(status, "retry");
+                            let response = shared.renderer.render_bytes(rejection, protocol);
+                            return ResponseFuture::refused(response, shared.clone());
+                        }
+                        _ => Some(keyed.shared.clone()),
+                    }
+                }
+            },
             _ => None,
         };
         // Decided before anything is kept: a request that may not be sent
         // twice, or whose body is known to be too long, goes through as is.
-        let eligible = settings.max_attempts > 1
+        let eligible = !stand_aside
+            && settings.max_attempts > 1
             && match &shared.eligible {
                 Some(eligible) => eligible(&RequestHead::of(&request)),
                 // gRPC calls are all POST: for them the retryable codes
