@@ -150,12 +150,19 @@ fn app(addr: SocketAddr) -> Result<Router, BoxError> {
         // Body limits go only where they are wanted: they change the body types.
         .route(
             "/upload",
-            post(count_upload).layer(RequestBodyTimeoutLayer::named("upload", UPLOAD_IDLE)?),
+            post(count_upload).layer(
+                RequestBodyTimeoutLayer::builder(UPLOAD_IDLE)
+                    .name("upload")
+                    .build()?,
+            ),
         )
         .route(
             "/stream",
-            get(one_chunk_per_second)
-                .layer(ResponseBodyDeadlineLayer::named("stream", STREAM_DEADLINE)?),
+            get(one_chunk_per_second).layer(
+                ResponseBodyDeadlineLayer::builder(STREAM_DEADLINE)
+                    .name("stream")
+                    .build()?,
+            ),
         ))
 }
 

@@ -25,6 +25,14 @@ impl LazySleep {
     pub(crate) fn until(deadline: Instant) -> Self {
         LazySleep::Idle { deadline }
     }
+
+    /// When it fires.
+    pub(crate) fn deadline(&self) -> Instant {
+        match self {
+            LazySleep::Idle { deadline } => *deadline,
+            LazySleep::Armed { sleep } => sleep.deadline(),
+        }
+    }
 }
 
 impl Future for LazySleep {

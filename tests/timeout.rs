@@ -296,8 +296,16 @@ fn bad_configuration_fails_at_build() {
         .build()
         .unwrap_err();
     assert!(ok_status.to_string().contains("200"));
-    assert!(ResponseBodyDeadlineLayer::new(Duration::ZERO).is_err());
-    assert!(RequestBodyTimeoutLayer::new(Duration::ZERO).is_err());
+    assert!(
+        ResponseBodyDeadlineLayer::builder(Duration::ZERO)
+            .build()
+            .is_err()
+    );
+    assert!(
+        RequestBodyTimeoutLayer::builder(Duration::ZERO)
+            .build()
+            .is_err()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -355,7 +363,11 @@ fn channel_body() -> (tokio::sync::mpsc::Sender<Bytes>, ChannelBody) {
 #[tokio::test(start_paused = true)]
 async fn a_client_that_stalls_while_sending_its_body_gets_408() {
     let service = ServiceBuilder::new()
-        .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(5)).unwrap())
+        .layer(
+            RequestBodyTimeoutLayer::builder(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+        )
         .service_fn(|req: Request<IdleTimeoutBody<ChannelBody>>| async move {
             // The handler reads the whole body, and reports a failed read as 400.
             match req.into_body().collect().await {
@@ -420,7 +432,11 @@ fn stalling_stream(
 #[tokio::test(start_paused = true)]
 async fn a_response_body_past_its_deadline_fails_instead_of_truncating() {
     let service = ServiceBuilder::new()
-        .layer(ResponseBodyDeadlineLayer::new(Duration::from_secs(10)).unwrap())
+        .layer(
+            ResponseBodyDeadlineLayer::builder(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        )
         .service(stalling_stream("text/plain"));
     let response = service
         .oneshot(Request::new(Full::default()))
@@ -438,10 +454,47 @@ async fn a_response_body_past_its_deadline_fails_instead_of_truncating() {
 #[tokio::test(start_paused = true)]
 async fn a_grpc_stream_past_its_deadline_ends_with_deadline_exceeded() {
     let service = ServiceBuilder::new()
-        .layer(ResponseBodyDeadlineLayer::new(Duration::from_secs(10)).unwrap())
+        .layer(
+            ResponseBodyDeadlineLayer::builder(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        )
         .service(stalling_stream("application/grpc"));
     let response = service.oneshot(grpc_request(None)).await.unwrap();
     let collected = response.into_body().collect().await.unwrap();
     assert_eq!(collected.trailers().unwrap()["grpc-status"], "4");
     assert_eq!(collected.to_bytes(), "first");
+}
+
+/// An inner service that fails after `delay`, as a client whose transport
+/// gives up would.
+fn fails_after(
+    delay: Duration,
+) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = &'static str> + Clone
+{
+    service_fn(move |_req: Request<Full<Bytes>>| async move {
+        sleep(delay).await;
+        Err::<Response<Full<Bytes>>, _>("transport gave up")
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_at_the_deadline_is_the_deadline_and_one_before_it_is_passed_on() {
+    // At the deadline itself (the transport enforced the grpc-timeout we
+    // sent): the caller hears of the deadline.
+    let service = ServiceBuilder::new()
+        .layer(layer(Duration::from_secs(2)))
+        .service(fails_after(Duration::from_secs(2)));
+    let response = service.oneshot(grpc_request(None)).await.unwrap();
+    assert_eq!(response.headers()["grpc-status"], "4");
+    assert_eq!(
+        response.extensions().get::<Rejection>().unwrap().reason(),
+        Reason::TimedOut
+    );
+    // Before the deadline: the inner service's own error, untouched.
+    let service = ServiceBuilder::new()
+        .layer(layer(Duration::from_secs(2)))
+        .service(fails_after(Duration::from_secs(1)));
+    let error = service.oneshot(grpc_request(None)).await.unwrap_err();
+    assert_eq!(error, "transport gave up");
 }

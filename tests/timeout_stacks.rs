@@ -234,6 +234,66 @@ mod grpc {
         assert_eq!(response.headers()["grpc-status"], "4");
     }
 
+    /// A tonic server whose health service takes `delay` to answer, with no
+    /// timeout of its own.
+    async fn slow_server_without_timeout(delay: Duration) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let delay = tower::filter::AsyncFilterLayer::new(move |request| async move {
+            sleep(delay).await;
+            Ok::<_, BoxError>(request)
+        });
+        tokio::spawn(
+            Server::builder()
+                .layer(delay)
+                .add_service(health)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        addr
+    }
+
+    /// Our deadline on a tonic `Channel`, sent on as `grpc-timeout`: tonic's
+    /// channel enforces that header itself and fails with "Timeout expired"
+    /// at the same instant, which its client reports as `CANCELLED`. The
+    /// layer answers for its own deadline, so the caller sees
+    /// `DEADLINE_EXCEEDED`.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_deadline_on_a_tonic_channel_is_deadline_exceeded() {
+        let addr = slow_server_without_timeout(Duration::from_secs(30)).await;
+        let channel = support::tonic_channel(addr).await;
+        let deadline = TimeoutLayer::builder(Duration::from_secs(1))
+            .propagate_grpc_timeout(true)
+            .build()
+            .unwrap();
+        let mut client = HealthClient::new(ServiceBuilder::new().layer(deadline).service(channel));
+        let started = Instant::now();
+        let status = client
+            .check(HealthCheckRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+    }
+
+    /// What tonic does on its own, for comparison: `Endpoint::timeout` on the
+    /// channel gives the caller `CANCELLED`, not `DEADLINE_EXCEEDED`.
+    #[tokio::test(start_paused = true)]
+    async fn tonics_own_channel_timeout_reports_cancelled() {
+        let addr = slow_server_without_timeout(Duration::from_secs(30)).await;
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .timeout(Duration::from_secs(1))
+            .connect()
+            .await
+            .unwrap();
+        let status = HealthClient::new(channel)
+            .check(HealthCheckRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Cancelled, "{status:?}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn tonic_calls_within_the_deadline_succeed() {
         let addr =

@@ -6,7 +6,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use super::layer::Expiry;
+use super::settings::Expiry;
 use crate::body::ArmorBody;
 use crate::grpc::Protocol;
 use crate::reject::{Reason, Rejection};
@@ -45,11 +45,17 @@ where
         let this = self.project();
         // The inner future goes first: an answer that is ready is never thrown
         // away, and the timer is only created when we actually wait.
-        if let Poll::Ready(result) = this.inner.poll(cx) {
-            return Poll::Ready(result.map(|response| response.map(ArmorBody::inner)));
-        }
-        if this.sleep.poll(cx).is_pending() {
-            return Poll::Pending;
+        match this.inner.poll(cx) {
+            Poll::Ready(Ok(response)) => return Poll::Ready(Ok(response.map(ArmorBody::inner))),
+            // An error once our deadline has passed is the deadline's doing
+            // (a client's transport gave up on the `grpc-timeout` we sent, or
+            // the connection was cut): the caller hears of the deadline.
+            Poll::Ready(Err(error)) if Instant::now() < this.sleep.deadline() => {
+                return Poll::Ready(Err(error));
+            }
+            Poll::Ready(Err(_)) => {}
+            Poll::Pending if this.sleep.poll(cx).is_pending() => return Poll::Pending,
+            Poll::Pending => {}
         }
         let expiry = &*this.expiry;
         super::record_expired(&expiry.name, "response");

@@ -7,29 +7,9 @@ use metrics::SharedString;
 use tower_layer::Layer;
 
 use super::Timeout;
+use super::settings::{Expiry, TimeoutConfig};
 use crate::config::{ConfigError, instance_name};
 use crate::reject::Renderer;
-
-/// Settings shared by every service a [`TimeoutLayer`] makes.
-#[derive(Debug)]
-pub(crate) struct TimeoutConfig {
-    pub(crate) timeout: Duration,
-    pub(crate) honor_grpc_timeout: bool,
-    pub(crate) propagate_grpc_timeout: bool,
-    pub(crate) deadline_extension: bool,
-    pub(crate) expiry: Expiry,
-}
-
-/// What a response future needs to answer on expiry. It is cloned into every
-/// future, and cloning it touches no shared counter in the usual case (a
-/// literal name, the default renderer), so requests on many cores do not
-/// contend on one cache line.
-#[derive(Debug, Clone)]
-pub(crate) struct Expiry {
-    pub(crate) name: SharedString,
-    pub(crate) status: StatusCode,
-    pub(crate) renderer: Renderer,
-}
 
 /// Answers with 504 (gRPC: `DEADLINE_EXCEEDED`) when the inner service has not
 /// produced a response head in time. See the [module docs](super).
@@ -62,7 +42,17 @@ impl<S> Layer<S> for TimeoutLayer {
     type Service = Timeout<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Timeout::new(inner, self.config.clone())
+        Timeout::new(inner, self.clone())
+    }
+}
+
+impl<S> Timeout<S> {
+    /// Wraps `inner` with the settings of `layer`.
+    pub fn new(inner: S, layer: TimeoutLayer) -> Self {
+        Timeout {
+            inner,
+            config: layer.config,
+        }
     }
 }
 

@@ -13,6 +13,14 @@
 //!   as a [`Deadline`](crate::Deadline), so inner layers and handlers can read
 //!   the time left. On a client stack, [`TimeoutBuilder::propagate_grpc_timeout`]
 //!   also writes it as `grpc-timeout` on outgoing gRPC requests.
+//! * **Client deadlines**: an error from the inner service once the deadline
+//!   has passed is answered as the deadline (504 / `DEADLINE_EXCEEDED`):
+//!   a tonic `Channel` enforces the `grpc-timeout` we send itself and fails
+//!   at the same instant with "Timeout expired", which tonic's client reports
+//!   as `CANCELLED`. With this layer around the channel the caller gets
+//!   `DEADLINE_EXCEEDED`. tonic's own `Endpoint::timeout` still reports
+//!   `CANCELLED`; use this layer instead. An error before the deadline is
+//!   passed on untouched.
 //! * **Bodies**: [`ResponseBodyDeadlineLayer`] caps the time a response body
 //!   takes to stream, and [`RequestBodyTimeoutLayer`] answers **408** when a
 //!   client stalls while sending its body. They are separate layers because
@@ -54,15 +62,17 @@ mod layer;
 mod request_body;
 mod response_body;
 mod service;
+mod settings;
 
 pub use future::ResponseFuture;
 pub use layer::{TimeoutBuilder, TimeoutLayer};
 pub use request_body::{
-    IdleFuture, IdleTimeoutBody, RequestBodyTimedOut, RequestBodyTimeout, RequestBodyTimeoutLayer,
+    IdleFuture, IdleTimeoutBody, RequestBodyTimedOut, RequestBodyTimeout,
+    RequestBodyTimeoutBuilder, RequestBodyTimeoutLayer,
 };
 pub use response_body::{
     BodyDeadlineElapsed, DeadlineBody, DeadlineFuture, ResponseBodyDeadline,
-    ResponseBodyDeadlineLayer,
+    ResponseBodyDeadlineBuilder, ResponseBodyDeadlineLayer,
 };
 pub use service::Timeout;
 

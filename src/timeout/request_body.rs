@@ -45,33 +45,45 @@ struct IdleConfig {
 }
 
 impl RequestBodyTimeoutLayer {
-    /// A layer allowing the client `idle` between request body frames, named
-    /// `"default"` in metrics.
-    pub fn new(idle: Duration) -> Result<Self, ConfigError> {
-        Self::named("default", idle)
-    }
-
-    /// Like [`new`](Self::new), with a name for metrics and traces.
-    pub fn named(name: impl Into<Cow<'static, str>>, idle: Duration) -> Result<Self, ConfigError> {
-        let idle = super::check_duration("request body idle timeout", idle)?;
-        Ok(RequestBodyTimeoutLayer {
-            config: Arc::new(IdleConfig {
-                name: instance_name(name),
+    /// Starts a layer allowing the client `idle` between request body frames.
+    pub fn builder(idle: Duration) -> RequestBodyTimeoutBuilder {
+        RequestBodyTimeoutBuilder {
+            config: IdleConfig {
+                name: SharedString::const_str("default"),
                 idle,
                 renderer: Renderer::default(),
-            }),
-        })
+            },
+        }
+    }
+}
+
+/// Builds a [`RequestBodyTimeoutLayer`]; made by [`RequestBodyTimeoutLayer::builder`].
+#[derive(Debug)]
+#[must_use = "call .build() to get the layer"]
+pub struct RequestBodyTimeoutBuilder {
+    config: IdleConfig,
+}
+
+impl RequestBodyTimeoutBuilder {
+    /// Names this instance in metrics and traces (default `"default"`).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.config.name = instance_name(name);
+        self
     }
 
     /// Renders the 408 refusal your own way.
-    pub fn renderer(self, renderer: Renderer) -> Self {
-        RequestBodyTimeoutLayer {
-            config: Arc::new(IdleConfig {
-                name: self.config.name.clone(),
-                idle: self.config.idle,
-                renderer,
-            }),
-        }
+    pub fn renderer(mut self, renderer: Renderer) -> Self {
+        self.config.renderer = renderer;
+        self
+    }
+
+    /// Checks the settings and builds the layer. Fails when the idle timeout
+    /// is zero or longer than 365 days.
+    pub fn build(self) -> Result<RequestBodyTimeoutLayer, ConfigError> {
+        super::check_duration("request body idle timeout", self.config.idle)?;
+        Ok(RequestBodyTimeoutLayer {
+            config: Arc::new(self.config),
+        })
     }
 }
 
@@ -79,10 +91,32 @@ impl<S> Layer<S> for RequestBodyTimeoutLayer {
     type Service = RequestBodyTimeout<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        RequestBodyTimeout::new(inner, self.clone())
+    }
+}
+
+impl<S> RequestBodyTimeout<S> {
+    /// Wraps `inner` with the settings of `layer`.
+    pub fn new(inner: S, layer: RequestBodyTimeoutLayer) -> Self {
         RequestBodyTimeout {
             inner,
-            config: self.config.clone(),
+            config: layer.config,
         }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 

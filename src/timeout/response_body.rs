@@ -41,21 +41,37 @@ struct BodyDeadlineConfig {
 }
 
 impl ResponseBodyDeadlineLayer {
-    /// A layer giving each response body `deadline` to finish, named
-    /// `"default"` in metrics.
-    pub fn new(deadline: Duration) -> Result<Self, ConfigError> {
-        Self::named("default", deadline)
+    /// Starts a layer giving each response body `deadline` to finish.
+    pub fn builder(deadline: Duration) -> ResponseBodyDeadlineBuilder {
+        ResponseBodyDeadlineBuilder {
+            name: SharedString::const_str("default"),
+            deadline,
+        }
+    }
+}
+
+/// Builds a [`ResponseBodyDeadlineLayer`]; made by [`ResponseBodyDeadlineLayer::builder`].
+#[derive(Debug)]
+#[must_use = "call .build() to get the layer"]
+pub struct ResponseBodyDeadlineBuilder {
+    name: SharedString,
+    deadline: Duration,
+}
+
+impl ResponseBodyDeadlineBuilder {
+    /// Names this instance in metrics and traces (default `"default"`).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = instance_name(name);
+        self
     }
 
-    /// Like [`new`](Self::new), with a name for metrics and traces.
-    pub fn named(
-        name: impl Into<Cow<'static, str>>,
-        deadline: Duration,
-    ) -> Result<Self, ConfigError> {
-        let deadline = super::check_duration("response body deadline", deadline)?;
+    /// Checks the settings and builds the layer. Fails when the deadline is
+    /// zero or longer than 365 days.
+    pub fn build(self) -> Result<ResponseBodyDeadlineLayer, ConfigError> {
+        let deadline = super::check_duration("response body deadline", self.deadline)?;
         Ok(ResponseBodyDeadlineLayer {
             config: Arc::new(BodyDeadlineConfig {
-                name: instance_name(name),
+                name: self.name,
                 deadline,
             }),
         })
@@ -66,10 +82,7 @@ impl<S> Layer<S> for ResponseBodyDeadlineLayer {
     type Service = ResponseBodyDeadline<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ResponseBodyDeadline {
-            inner,
-            config: self.config.clone(),
-        }
+        ResponseBodyDeadline::new(inner, self.clone())
     }
 }
 
@@ -78,6 +91,31 @@ impl<S> Layer<S> for ResponseBodyDeadlineLayer {
 pub struct ResponseBodyDeadline<S> {
     inner: S,
     config: Arc<BodyDeadlineConfig>,
+}
+
+impl<S> ResponseBodyDeadline<S> {
+    /// Wraps `inner` with the settings of `layer`.
+    pub fn new(inner: S, layer: ResponseBodyDeadlineLayer) -> Self {
+        ResponseBodyDeadline {
+            inner,
+            config: layer.config,
+        }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ResponseBodyDeadline<S>

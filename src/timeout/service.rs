@@ -6,23 +6,20 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::ResponseFuture;
-use super::layer::TimeoutConfig;
+use super::settings::TimeoutConfig;
 use crate::body::ArmorBody;
 use crate::deadline::Deadline;
 use crate::grpc::{self, Protocol};
 
-/// The service made by [`TimeoutLayer`](super::TimeoutLayer).
+/// The service made by [`TimeoutLayer`](super::TimeoutLayer); built with
+/// [`Timeout::new`] or by the layer.
 #[derive(Debug, Clone)]
 pub struct Timeout<S> {
-    inner: S,
-    config: Arc<TimeoutConfig>,
+    pub(crate) inner: S,
+    pub(crate) config: Arc<TimeoutConfig>,
 }
 
 impl<S> Timeout<S> {
-    pub(crate) fn new(inner: S, config: Arc<TimeoutConfig>) -> Self {
-        Timeout { inner, config }
-    }
-
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
