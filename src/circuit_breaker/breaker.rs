@@ -11,8 +11,9 @@ use tokio::time::Instant;
 
 use super::core::{Admission, Change, CircuitState, Core, Counted, Permit, Policy};
 use crate::classify::Outcome;
-use crate::key::{KeyLimits, MissingKeyLog};
+use crate::key::{KeyExtractor, KeyLimits, MissingKey, MissingKeyLog};
 use crate::observe::PerRecorder;
+use crate::reject::Renderer;
 
 /// A change of a breaker's state, as the hook set with
 /// [`on_state_change`](super::CircuitBreakerBuilder::on_state_change) sees it.
@@ -266,6 +267,16 @@ impl<K> Drop for Breaker<K> {
     fn drop(&mut self) {
         self.observer.gauge_moved(Some(self.core.reported()), None);
     }
+}
+
+/// Settings and state shared by every service a
+/// [`CircuitBreakerLayer`](super::CircuitBreakerLayer) makes.
+pub(crate) struct Shared<E: KeyExtractor, C> {
+    pub(crate) extractor: E,
+    pub(crate) breakers: Breakers<E::Key>,
+    pub(crate) classifier: C,
+    pub(crate) renderer: Renderer,
+    pub(crate) missing_key: MissingKey,
 }
 
 /// The breakers of a layer: one, or one per key.

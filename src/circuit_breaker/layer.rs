@@ -7,21 +7,14 @@ use metrics::SharedString;
 use tower_layer::Layer;
 
 use super::CircuitBreaker;
-use super::breaker::{Breaker, Breakers, CircuitHandle, Hook, Observer, Registry, StateChange};
+use super::breaker::{
+    Breaker, Breakers, CircuitHandle, Hook, Observer, Registry, Shared, StateChange,
+};
 use super::core::{Policy, WindowSpec};
 use crate::classify::{Classify, DefaultClassifier};
 use crate::config::{ConfigError, instance_name};
 use crate::key::{Global, KeyExtractor, KeyLimits, MissingKey};
 use crate::reject::Renderer;
-
-/// Settings and state shared by every service a [`CircuitBreakerLayer`] makes.
-pub(crate) struct Shared<E: KeyExtractor, C> {
-    pub(crate) extractor: E,
-    pub(crate) breakers: Breakers<E::Key>,
-    pub(crate) classifier: C,
-    pub(crate) renderer: Renderer,
-    pub(crate) missing_key: MissingKey,
-}
 
 /// Stops calling a failing service for a while. See the [module docs](super).
 ///

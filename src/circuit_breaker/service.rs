@@ -5,10 +5,9 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::ResponseFuture;
-use super::breaker::{Breaker, Breakers};
+use super::breaker::{Breaker, Breakers, Shared};
 use super::core::Admission;
 use super::future::{CircuitBreakerBody, Recorder};
-use super::layer::Shared;
 use crate::classify::{Classify, Outcome};
 use crate::grpc::Protocol;
 use crate::key::{KeyExtractor, MissingKey, RequestHead};

@@ -14,11 +14,24 @@ use metrics::{Counter, SharedString};
 use pin_project_lite::pin_project;
 
 use super::codec::{Decoder, Encoder};
-use super::layer::Flush;
 use super::negotiate::Encoding;
 
 use crate::BoxError;
 use crate::body::poll_as_bytes;
+
+/// When a streamed response's compressed bytes are pushed to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Flush {
+    /// Whenever the inner body has nothing more ready: each event of a
+    /// stream goes out as it happens, while a body that is all there at once
+    /// is compressed in one piece (the default).
+    #[default]
+    OnPending,
+    /// After every frame of the inner body: the lowest latency, the largest
+    /// output for bodies of many small frames.
+    EveryFrame,
+}
 
 /// Counters for one direction and coding: bytes on the wire, bytes as the
 /// application sees them.

@@ -10,9 +10,9 @@ use pin_project_lite::pin_project;
 
 use super::body::CompressionBody;
 use super::codec::Encoder;
-use super::layer::Shared;
 use super::negotiate::Encoding;
 use super::rules;
+use super::settings::Shared;
 
 pin_project! {
     /// The response future of [`Compression`](super::Compression).

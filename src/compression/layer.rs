@@ -6,50 +6,13 @@ use metrics::SharedString;
 use tower_layer::Layer;
 
 use super::Compression;
-use super::body::CodingCounters;
+use super::body::Flush;
 use super::codec::Levels;
 use super::negotiate::Encoding;
+use super::settings::{ResponseCheck, Shared};
 use crate::config::{ConfigError, instance_name};
 use crate::observe::PerRecorder;
 use crate::reject::Renderer;
-
-/// When a streamed response's compressed bytes are pushed to the client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Flush {
-    /// Whenever the inner body has nothing more ready: each event of a
-    /// stream goes out as it happens, while a body that is all there at once
-    /// is compressed in one piece (the default).
-    #[default]
-    OnPending,
-    /// After every frame of the inner body: the lowest latency, the largest
-    /// output for bodies of many small frames.
-    EveryFrame,
-}
-
-type ResponseCheck = dyn Fn(&http::response::Parts) -> bool + Send + Sync;
-
-/// What every service of one layer shares.
-pub(crate) struct Shared {
-    pub(crate) preference: Vec<Encoding>,
-    pub(crate) levels: Levels,
-    pub(crate) min_size: u64,
-    pub(crate) flush: Flush,
-    pub(crate) compress_when: Option<Arc<ResponseCheck>>,
-    pub(crate) renderer: Renderer,
-    pub(crate) name: SharedString,
-    /// `direction=out` byte counters, per recorder.
-    pub(crate) counters: PerRecorder<CodingCounters>,
-}
-
-impl Shared {
-    /// The counters of responses sent in `encoding`, with the current recorder.
-    pub(crate) fn counters(&self, encoding: Encoding) -> super::body::ByteCounters {
-        self.counters
-            .get(|| CodingCounters::register(&self.name, "out"))
-            .of(encoding)
-    }
-}
 
 /// Compresses responses for clients that accept it. See the [module docs](super).
 ///
@@ -103,6 +66,16 @@ impl<S> Layer<S> for CompressionLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         Compression::new(inner, self.clone())
+    }
+}
+
+impl<S> Compression<S> {
+    /// Wraps `inner` with the settings of `layer`.
+    pub fn new(inner: S, layer: CompressionLayer) -> Self {
+        Compression {
+            inner,
+            shared: layer.shared,
+        }
     }
 }
 

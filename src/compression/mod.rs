@@ -82,13 +82,14 @@ mod layer;
 mod negotiate;
 mod rules;
 mod service;
+mod settings;
 
-pub use body::{CompressionBody, DecompressionBody, DecompressionError};
+pub use body::{CompressionBody, DecompressionBody, DecompressionError, Flush};
 pub use decompression::{
     RequestDecompression, RequestDecompressionBuilder, RequestDecompressionFuture,
     RequestDecompressionLayer,
 };
 pub use future::ResponseFuture;
-pub use layer::{CompressionBuilder, CompressionLayer, Flush};
+pub use layer::{CompressionBuilder, CompressionLayer};
 pub use negotiate::Encoding;
 pub use service::Compression;

@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Method, Request, Response};
@@ -5,17 +6,18 @@ use tower_service::Service;
 
 use super::body::CompressionBody;
 use super::future::ResponseFuture;
-use super::layer::CompressionLayer;
 use super::negotiate::{Negotiated, negotiate};
+use super::settings::Shared;
 use crate::grpc::Protocol;
 use crate::reject::{Reason, Rejection};
 
-/// The service made by [`CompressionLayer`]: compresses responses, leaves
-/// requests as they are.
+/// The service made by [`CompressionLayer`](super::CompressionLayer):
+/// compresses responses, leaves requests as they are. Built with
+/// [`Compression::new`] or by the layer.
 #[derive(Clone)]
 pub struct Compression<S> {
-    inner: S,
-    layer: CompressionLayer,
+    pub(crate) inner: S,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for Compression<S> {
@@ -27,11 +29,6 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Compression<S> {
 }
 
 impl<S> Compression<S> {
-    /// Wraps `inner` with the settings of `layer`.
-    pub fn new(inner: S, layer: CompressionLayer) -> Self {
-        Compression { inner, layer }
-    }
-
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -62,7 +59,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let shared = &self.layer.shared;
+        let shared = &self.shared;
         let protocol = Protocol::of_request(&request);
         if protocol.is_grpc() {
             // gRPC compresses its own messages (grpc-encoding).
