@@ -73,6 +73,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
+mod builder;
 pub mod classify;
 mod config;
 mod deadline;
@@ -96,6 +97,7 @@ pub mod retry;
 #[cfg(feature = "timeout")]
 pub mod timeout;
 
+pub use builder::ServiceBuilderExt;
 pub use config::ConfigError;
 pub use deadline::Deadline;
 
