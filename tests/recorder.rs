@@ -37,7 +37,10 @@ fn snapshot(recorder: &DebuggingRecorder) -> Vec<(String, f64)> {
                 DebugValue::Gauge(g) => g.into_inner(),
                 DebugValue::Histogram(h) => h.len() as f64,
             };
-            (format!("{}{{{}}}", key.key().name(), labels.join(",")), value)
+            (
+                format!("{}{{{}}}", key.key().name(), labels.join(",")),
+                value,
+            )
         })
         .collect();
     values.sort_by(|a, b| a.0.cmp(&b.0));
@@ -148,16 +151,31 @@ fn a_recorder_installed_after_the_layers_are_built_sees_every_event() {
     );
     let expect = [
         ("armor.timeout.expired{name=late,stage=response}", 1.0),
-        ("armor.rate_limit.decisions{name=late,decision=allowed}", 3.0),
-        ("armor.rate_limit.decisions{name=late,decision=rejected}", 1.0),
+        (
+            "armor.rate_limit.decisions{name=late,decision=allowed}",
+            3.0,
+        ),
+        (
+            "armor.rate_limit.decisions{name=late,decision=rejected}",
+            1.0,
+        ),
         // The echo, three attempts at /fail (the last passed on), the timed-out
         // call cancelled when the timeout dropped it.
         ("armor.retry.attempts{name=late,outcome=success}", 1.0),
         ("armor.retry.attempts{name=late,outcome=retried}", 2.0),
         ("armor.retry.attempts{name=late,outcome=failed}", 1.0),
-        ("armor.circuit_breaker.calls{name=late,outcome=success}", 1.0),
-        ("armor.circuit_breaker.calls{name=late,outcome=failure}", 3.0),
-        ("armor.circuit_breaker.calls{name=late,outcome=cancelled}", 1.0),
+        (
+            "armor.circuit_breaker.calls{name=late,outcome=success}",
+            1.0,
+        ),
+        (
+            "armor.circuit_breaker.calls{name=late,outcome=failure}",
+            3.0,
+        ),
+        (
+            "armor.circuit_breaker.calls{name=late,outcome=cancelled}",
+            1.0,
+        ),
         // The breaker's state gauge starts from the truth in a late recorder.
         ("armor.circuit_breaker.state{name=late,state=closed}", 1.0),
         ("armor.circuit_breaker.state{name=late,state=open}", 0.0),

@@ -145,7 +145,7 @@ where
         let idle = self.config.idle;
         let request = request.map(|body| IdleTimeoutBody {
             body,
-            sleep: sleep_until(Instant::now() + idle),
+            sleep: None,
             idle,
             waiting: false,
             expired: expired.clone(),
@@ -191,11 +191,13 @@ where
 pin_project! {
     /// A request body that fails with [`RequestBodyTimedOut`] when the client
     /// sends nothing for the idle timeout while it is being read.
+    ///
+    /// It is `Unpin` when the caller's body is, as a hyper-util client needs:
+    /// the timer is boxed, and only made once a read has to wait.
     pub struct IdleTimeoutBody<B> {
         #[pin]
         body: B,
-        #[pin]
-        sleep: Sleep,
+        sleep: Option<Pin<Box<Sleep>>>,
         idle: Duration,
         // True while a read is pending; the timer is armed on the first such poll.
         waiting: bool,
@@ -215,7 +217,7 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
+        let this = self.project();
         if this.expired.load(Ordering::Relaxed) {
             return Poll::Ready(Some(Err(Box::new(RequestBodyTimedOut(())))));
         }
@@ -223,11 +225,19 @@ where
             *this.waiting = false;
             return Poll::Ready(frame_as_bytes(frame));
         }
-        if !*this.waiting {
-            *this.waiting = true;
-            this.sleep.as_mut().reset(Instant::now() + *this.idle);
-        }
-        if this.sleep.poll(cx).is_pending() {
+        // The client's idle time starts with the first read that waits.
+        let sleep = match this.sleep {
+            Some(sleep) if *this.waiting => sleep,
+            Some(sleep) => {
+                sleep.as_mut().reset(Instant::now() + *this.idle);
+                sleep
+            }
+            None => this
+                .sleep
+                .insert(Box::pin(sleep_until(Instant::now() + *this.idle))),
+        };
+        *this.waiting = true;
+        if sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
         this.expired.store(true, Ordering::Release);
