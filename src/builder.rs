@@ -1,5 +1,20 @@
 //! [`ServiceBuilderExt`]: one `ServiceBuilder` method per layer of this crate.
 
+// Without any layer the trait has no methods, and these go unused.
+#![cfg_attr(
+    not(any(
+        feature = "timeout",
+        feature = "rate-limit",
+        feature = "circuit-breaker",
+        feature = "retry",
+        feature = "compression-gzip",
+        feature = "compression-deflate",
+        feature = "compression-br",
+        feature = "compression-zstd"
+    )),
+    allow(unused_imports)
+)]
+
 use tower::ServiceBuilder;
 use tower_layer::Stack;
 
@@ -7,7 +22,7 @@ use tower_layer::Stack;
 /// layer, each taking the built layer:
 ///
 /// ```
-/// # #[cfg(all(feature = "timeout", feature = "rate-limit", feature = "compression"))]
+/// # #[cfg(all(feature = "timeout", feature = "rate-limit", feature = "compression-gzip"))]
 /// # fn main() -> Result<(), tower_armor::ConfigError> {
 /// use std::time::Duration;
 ///
@@ -24,7 +39,7 @@ use tower_layer::Stack;
 /// # let _ = layers;
 /// # Ok(())
 /// # }
-/// # #[cfg(not(all(feature = "timeout", feature = "rate-limit", feature = "compression")))]
+/// # #[cfg(not(all(feature = "timeout", feature = "rate-limit", feature = "compression-gzip")))]
 /// # fn main() {}
 /// ```
 ///
@@ -82,16 +97,42 @@ pub trait ServiceBuilderExt<L>: Sized {
     ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<K, C, A>, L>>;
 
     /// Adds a [`CompressionLayer`](crate::compression::CompressionLayer).
-    #[cfg(feature = "compression")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+    #[cfg(any(
+        feature = "compression-gzip",
+        feature = "compression-deflate",
+        feature = "compression-br",
+        feature = "compression-zstd"
+    ))]
+    #[cfg_attr(
+        docsrs,
+        doc(cfg(any(
+            feature = "compression-gzip",
+            feature = "compression-deflate",
+            feature = "compression-br",
+            feature = "compression-zstd"
+        )))
+    )]
     fn armor_compression(
         self,
         layer: crate::compression::CompressionLayer,
     ) -> ServiceBuilder<Stack<crate::compression::CompressionLayer, L>>;
 
     /// Adds a [`RequestDecompressionLayer`](crate::compression::RequestDecompressionLayer).
-    #[cfg(feature = "compression")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "compression")))]
+    #[cfg(any(
+        feature = "compression-gzip",
+        feature = "compression-deflate",
+        feature = "compression-br",
+        feature = "compression-zstd"
+    ))]
+    #[cfg_attr(
+        docsrs,
+        doc(cfg(any(
+            feature = "compression-gzip",
+            feature = "compression-deflate",
+            feature = "compression-br",
+            feature = "compression-zstd"
+        )))
+    )]
     fn armor_request_decompression(
         self,
         layer: crate::compression::RequestDecompressionLayer,
@@ -147,7 +188,12 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(layer)
     }
 
-    #[cfg(feature = "compression")]
+    #[cfg(any(
+        feature = "compression-gzip",
+        feature = "compression-deflate",
+        feature = "compression-br",
+        feature = "compression-zstd"
+    ))]
     fn armor_compression(
         self,
         layer: crate::compression::CompressionLayer,
@@ -155,7 +201,12 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(layer)
     }
 
-    #[cfg(feature = "compression")]
+    #[cfg(any(
+        feature = "compression-gzip",
+        feature = "compression-deflate",
+        feature = "compression-br",
+        feature = "compression-zstd"
+    ))]
     fn armor_request_decompression(
         self,
         layer: crate::compression::RequestDecompressionLayer,

@@ -16,7 +16,11 @@ use metrics::SharedString;
         feature = "timeout",
         feature = "rate-limit",
         feature = "circuit-breaker",
-        feature = "retry"
+        feature = "retry",
+        feature = "compression-gzip",
+        feature = "compression-deflate",
+        feature = "compression-br",
+        feature = "compression-zstd"
     )),
     allow(dead_code)
 )]

@@ -52,6 +52,10 @@ pub struct KeyLimits {
     idle: Duration,
 }
 
+#[cfg_attr(
+    not(any(feature = "rate-limit", feature = "circuit-breaker", feature = "retry")),
+    allow(dead_code)
+)]
 impl KeyLimits {
     /// The default cap on keys.
     pub const DEFAULT_MAX_KEYS: usize = 100_000;
@@ -119,6 +123,10 @@ pub enum MissingKey {
     Refuse(StatusCode),
 }
 
+#[cfg_attr(
+    not(any(feature = "rate-limit", feature = "circuit-breaker", feature = "retry")),
+    allow(dead_code)
+)]
 impl MissingKey {
     /// Checks the policy for `layer`'s `build()`.
     pub(crate) fn check(&self, layer: &'static str) -> Result<(), ConfigError> {
@@ -152,6 +160,10 @@ impl MissingKey {
 
 /// Logs requests without a key as an error, at most once a minute per layer
 /// instance (the layer counts every one in its `missing_key` metric).
+#[cfg_attr(
+    not(any(feature = "rate-limit", feature = "circuit-breaker", feature = "retry")),
+    allow(dead_code)
+)]
 #[derive(Debug)]
 pub(crate) struct MissingKeyLog {
     epoch: std::time::Instant,
@@ -168,6 +180,10 @@ impl Default for MissingKeyLog {
     }
 }
 
+#[cfg_attr(
+    not(any(feature = "rate-limit", feature = "circuit-breaker", feature = "retry")),
+    allow(dead_code)
+)]
 impl MissingKeyLog {
     const EVERY_SECS: u64 = 60;
 

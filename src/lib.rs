@@ -79,6 +79,15 @@ mod config;
 mod deadline;
 pub mod grpc;
 pub mod key;
+#[cfg(any(
+    feature = "rate-limit",
+    feature = "circuit-breaker",
+    feature = "retry",
+    feature = "compression-gzip",
+    feature = "compression-deflate",
+    feature = "compression-br",
+    feature = "compression-zstd"
+))]
 mod observe;
 #[cfg(any(feature = "circuit-breaker", feature = "retry"))]
 mod random;
@@ -87,14 +96,32 @@ pub mod reject;
 mod timer;
 
 #[cfg(feature = "circuit-breaker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
 pub mod circuit_breaker;
-#[cfg(feature = "compression")]
+#[cfg(any(
+    feature = "compression-gzip",
+    feature = "compression-deflate",
+    feature = "compression-br",
+    feature = "compression-zstd"
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(
+        feature = "compression-gzip",
+        feature = "compression-deflate",
+        feature = "compression-br",
+        feature = "compression-zstd"
+    )))
+)]
 pub mod compression;
 #[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;
 #[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
 #[cfg(feature = "timeout")]
+#[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
 pub mod timeout;
 
 pub use builder::ServiceBuilderExt;

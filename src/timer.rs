@@ -27,6 +27,7 @@ impl LazySleep {
     }
 
     /// When it fires.
+    #[cfg_attr(not(feature = "timeout"), allow(dead_code))]
     pub(crate) fn deadline(&self) -> Instant {
         match self {
             LazySleep::Idle { deadline } => *deadline,

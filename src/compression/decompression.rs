@@ -189,13 +189,28 @@ impl<S> RequestDecompression<S> {
     }
 }
 
-/// The codings request bodies may use, listed in a 415's `Accept-Encoding`.
-const DECODABLE: &str = "gzip, deflate, br, zstd";
+/// The codings request bodies may use (those compiled in), listed in a
+/// 415's `Accept-Encoding`.
+fn decodable() -> HeaderValue {
+    let codings: Vec<&str> = [
+        Encoding::Gzip,
+        Encoding::Deflate,
+        Encoding::Brotli,
+        Encoding::Zstd,
+    ]
+    .into_iter()
+    .filter(|encoding| encoding.is_compiled())
+    .map(Encoding::as_str)
+    .collect();
+    HeaderValue::from_str(&codings.join(", ")).expect("coding names are valid header text")
+}
 
-/// How a request body reaches the inner service.
+/// How a request body reaches the inner service. Lives on the stack for a
+/// moment in `call`; the decoder moves into the body's boxed state.
+#[allow(clippy::large_enum_variant)]
 enum RequestCoding {
     AsSent,
-    Decode(Encoding),
+    Decode(Decoder),
     Unsupported,
 }
 
@@ -216,8 +231,8 @@ fn request_coding(headers: &HeaderMap) -> RequestCoding {
     if value.is_empty() || value.eq_ignore_ascii_case("identity") {
         return RequestCoding::AsSent;
     }
-    match Encoding::from_token(value) {
-        Some(encoding) => RequestCoding::Decode(encoding),
+    match Encoding::from_token(value).and_then(Decoder::new) {
+        Some(decoder) => RequestCoding::Decode(decoder),
         None => RequestCoding::Unsupported,
     }
 }
@@ -246,19 +261,23 @@ where
         let (request, outcome) = match coding {
             RequestCoding::AsSent => (request.map(DecompressionBody::identity), None),
             RequestCoding::Unsupported => {
-                let rejection = Rejection::new("compression", Reason::UnsupportedEncoding)
-                    .with_detail("request bodies may use gzip, deflate, br or zstd");
+                let accepted = decodable();
+                let detail = format!(
+                    "request bodies may use {}",
+                    accepted.to_str().unwrap_or_default()
+                );
+                let rejection =
+                    Rejection::new("compression", Reason::UnsupportedEncoding).with_detail(detail);
                 let mut response = shared.renderer.render_bytes(rejection, protocol);
-                response
-                    .headers_mut()
-                    .insert(ACCEPT_ENCODING, HeaderValue::from_static(DECODABLE));
+                response.headers_mut().insert(ACCEPT_ENCODING, accepted);
                 return RequestDecompressionFuture {
                     kind: Kind::Refused {
                         response: Some(response),
                     },
                 };
             }
-            RequestCoding::Decode(encoding) => {
+            RequestCoding::Decode(decoder) => {
+                let encoding = decoder.encoding();
                 let outcome = Arc::new(DecodeOutcome::default());
                 let (mut parts, body) = request.into_parts();
                 // The service sees the decoded body: its length is unknown.
@@ -270,7 +289,7 @@ where
                     .of(encoding);
                 let body = DecompressionBody::decoding(
                     body,
-                    Decoder::new(encoding),
+                    decoder,
                     shared.max_decompressed_bytes,
                     outcome.clone(),
                     counters,

@@ -34,7 +34,7 @@ impl fmt::Debug for CompressionLayer {
 
 impl CompressionLayer {
     /// The defaults: zstd, br, gzip and deflate offered in that order (those
-    /// compiled in); bodies from 1 KiB. The same as `Default`.
+    /// [compiled in](Encoding::compiled)); bodies from 1 KiB. The same as `Default`.
     pub fn new() -> Self {
         Self::default()
     }
@@ -43,7 +43,7 @@ impl CompressionLayer {
     pub fn builder() -> CompressionBuilder {
         CompressionBuilder {
             name: SharedString::const_str("default"),
-            preference: Encoding::ALL.to_vec(),
+            preference: Encoding::compiled().collect(),
             levels: Levels::default(),
             min_size: 1024,
             flush: Flush::default(),
@@ -197,6 +197,12 @@ impl CompressionBuilder {
         for (i, encoding) in self.preference.iter().enumerate() {
             if self.preference[..i].contains(encoding) {
                 return error(format!("{encoding} is listed twice in encodings"));
+            }
+            if !encoding.is_compiled() {
+                return error(format!(
+                    "{encoding} is not compiled in: enable tower-armor's `{}` feature",
+                    encoding.feature()
+                ));
             }
         }
         Ok(CompressionLayer {

@@ -20,13 +20,42 @@ pub enum Encoding {
 
 impl Encoding {
     /// Every coding, in the default server preference: the best ratio for
-    /// the time first.
+    /// the time first. Only those [compiled in](Self::compiled) can be used.
     pub const ALL: [Encoding; 4] = [
         Encoding::Zstd,
         Encoding::Brotli,
         Encoding::Gzip,
         Encoding::Deflate,
     ];
+
+    /// The codings compiled into this build (one cargo feature each:
+    /// `compression-zstd`, `-br`, `-gzip`, `-deflate`), in the default
+    /// server preference.
+    pub fn compiled() -> impl Iterator<Item = Encoding> {
+        Encoding::ALL
+            .into_iter()
+            .filter(|encoding| encoding.is_compiled())
+    }
+
+    /// Whether this coding's feature is on.
+    pub fn is_compiled(self) -> bool {
+        match self {
+            Encoding::Gzip => cfg!(feature = "compression-gzip"),
+            Encoding::Deflate => cfg!(feature = "compression-deflate"),
+            Encoding::Brotli => cfg!(feature = "compression-br"),
+            Encoding::Zstd => cfg!(feature = "compression-zstd"),
+        }
+    }
+
+    /// The cargo feature that compiles this coding in.
+    pub(crate) fn feature(self) -> &'static str {
+        match self {
+            Encoding::Gzip => "compression-gzip",
+            Encoding::Deflate => "compression-deflate",
+            Encoding::Brotli => "compression-br",
+            Encoding::Zstd => "compression-zstd",
+        }
+    }
 
     /// The token used in `Content-Encoding` and `Accept-Encoding`.
     pub fn as_str(self) -> &'static str {
