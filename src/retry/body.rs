@@ -317,7 +317,7 @@ impl<B> AttemptBody<B> for AsReplayBody {
 }
 
 /// The inner service receives the type-erased body `T` (see
-/// [`RetryBuilder::inner_body`]), e.g. `tonic::body::Body` for a tonic `Channel`.
+/// [`RetryBuilder::inner_body`](super::RetryBuilder::inner_body)), e.g. `tonic::body::Body` for a tonic `Channel`.
 pub struct Boxed<T>(std::marker::PhantomData<fn() -> T>);
 
 impl<T> Clone for Boxed<T> {
