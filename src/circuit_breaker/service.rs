@@ -108,9 +108,11 @@ where
         }
         // An open breaker refuses without waiting on the inner service: when
         // the service is what is failing, its readiness may never come.
-        if let Breakers::Single(breaker) = &self.shared.breakers
-            && breaker.core.refusing()
-        {
+        let refusing = match &self.shared.breakers {
+            Breakers::Single(breaker) => breaker.core.refusing(),
+            Breakers::Keyed(_) => false,
+        };
+        if refusing {
             return Poll::Ready(Ok(()));
         }
         let ready = self.inner.poll_ready(cx);

@@ -384,9 +384,12 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { .. } => return None,
                 StateProj::Waiting => {
-                    if let Some(timer) = this.timer.as_mut().as_pin_mut()
-                        && timer.poll(cx).is_pending()
-                    {
+                    let waiting = this
+                        .timer
+                        .as_mut()
+                        .as_pin_mut()
+                        .is_some_and(|timer| timer.poll(cx).is_pending());
+                    if waiting {
                         return Some(Poll::Pending);
                     }
                     this.timer.set(None);
