@@ -1,21 +1,35 @@
 //! # tower-armor
 //!
-//! Composable [Tower](https://docs.rs/tower) layers that a production HTTP or
-//! gRPC service needs, each correct for both protocols, fast, observable and
-//! safe by default:
+//! Tower layers that a production HTTP or gRPC service needs, server or
+//! client, each correct for both protocols, fast, observable and safe by
+//! default:
 //!
-//! | layer | what it does | status |
+//! | layer | what it does | feature |
 //! |---|---|---|
-//! | [`timeout`] | 504 / `DEADLINE_EXCEEDED` on expiry, honours and propagates `grpc-timeout`, body deadlines | ready |
-//! | [`rate_limit`] | keyed GCRA limits, several quotas, 429 / `RESOURCE_EXHAUSTED` with `Retry-After` and `RateLimit` headers | ready |
-//! | [`circuit_breaker`] | lock-free breaker: count or time window, 503 / `UNAVAILABLE` with `Retry-After`, exactly N half-open probes, keyed breakers, operator handle | ready |
-//! | [`retry`] | retries real (non-`Clone`) requests: idempotency-aware, body replay, budgets, jittered backoff, `Retry-After` / pushback, deadlines | ready |
-//! | [`compression`] | negotiated zstd / br / gzip / deflate that streams (SSE flushed per event), skip rules, 406 before the handler, request decompression with a bomb cap | ready |
-//! | `cache` | RFC 9111 response cache | planned |
-//! | `metrics` | OpenTelemetry-named request metrics with bounded labels | planned |
-//! | `health` | liveness and readiness routes fed by the other layers | planned |
+//! | [`timeout`] | 504 / `DEADLINE_EXCEEDED` on expiry, honours and propagates `grpc-timeout`, body deadlines | `timeout` |
+//! | [`rate_limit`] | keyed GCRA limits, several quotas, 429 / `RESOURCE_EXHAUSTED` with `Retry-After` and `RateLimit` headers | `rate-limit` |
+//! | [`circuit_breaker`] | lock-free breaker: count or time window, 503 / `UNAVAILABLE` with `Retry-After`, exactly N half-open probes, keyed breakers, operator handle | `circuit-breaker` |
+//! | [`retry`] | retries real (non-`Clone`) requests: idempotency-aware, body replay, budgets, jittered backoff, `Retry-After` / pushback, deadlines | `retry` |
+//! | [`compression`] | negotiated zstd / br / gzip / deflate that streams, and request decompression with a bomb cap | `compression-gzip`, `-deflate`, `-br`, `-zstd` |
 //!
-//! Each layer has its own cargo feature; `default` enables all of them.
+//! The default features are every layer with the codings that build no C
+//! code; `full` adds zstd. `axum` and `tonic` read those frameworks'
+//! connection info and box retried bodies into their body types.
+//!
+//! ## One shape for every layer
+//!
+//! * `XLayer::builder(required)...build() -> Result<XLayer, ConfigError>`,
+//!   and `XLayer::default()` where nothing is required; every builder takes
+//!   `.name(..)`, the `name` label of the layer's metrics.
+//! * Keyed layers (rate limit, breaker, retry budget) take `.key(..)`,
+//!   `.on_missing_key(..)` and `.key_limits(..)`: see [`key`].
+//! * Layers with state hand out a cloneable `handle()` to read it and reset it.
+//! * Every service is built by its layer or by `XService::new(inner, layer)`,
+//!   and has `get_ref`, `get_mut` and `into_inner`.
+//! * Bodies follow one [rule](body): any body whose error converts into
+//!   [`BoxError`] goes in; every body of ours yields `Bytes` and fails with
+//!   [`BoxError`]. So every layer composes with every other in any order.
+//! * [`ServiceBuilderExt`] has one `armor_*` method per layer.
 //!
 //! ## Example
 //!
@@ -25,12 +39,13 @@
 //!
 //! use http::{Request, Response};
 //! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_armor::ServiceBuilderExt;
 //! use tower_armor::timeout::TimeoutLayer;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let service = ServiceBuilder::new()
-//!     .layer(TimeoutLayer::builder(Duration::from_secs(10)).build()?)
+//!     .armor_timeout(TimeoutLayer::builder(Duration::from_secs(10)).build()?)
 //!     .service_fn(|_req: Request<String>| async {
 //!         Ok::<_, Infallible>(Response::new(String::from("hello")))
 //!     });
@@ -58,11 +73,12 @@
 //! 4. **State is made once**, in the layer, behind an `Arc`: clones share it.
 //! 5. **`poll_ready` reserves nothing**; permits are taken in `call`.
 //! 6. **Outcomes are recorded at the end of the body** ([`body::GuardBody`]).
-//! 7. **One classifier** ([`classify`]) for breaker, retry and metrics.
+//! 7. **One classifier** ([`classify`]) for breaker and retry.
 //! 8. **Bad configuration fails at `build()`** with a [`ConfigError`]; bad
 //!    input never panics.
 //! 9. **Observable without globals**: `metrics` facade and `tracing`, named
-//!    instances, no global recorder, no spawned tasks.
+//!    instances, no global recorder, no spawned tasks; events reach the
+//!    recorder installed when they happen.
 //! 10. **Cheap on the hot path**: named futures, no per-request boxing.
 //!
 //! A layer needs a Tokio runtime with the time driver when it keeps time, as
@@ -123,6 +139,11 @@ pub mod retry;
 #[cfg(feature = "timeout")]
 #[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
 pub mod timeout;
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub use builder::ServiceBuilderExt;
 pub use config::ConfigError;
