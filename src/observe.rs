@@ -15,7 +15,6 @@
 //! recorders (tests that make many) handles are registered per event, which
 //! is correct, only slower.
 
-use std::ops::Deref;
 use std::sync::OnceLock;
 
 /// How many recorders get cached handles: the global one, the no-op one
@@ -44,11 +43,30 @@ fn current_recorder() -> usize {
 }
 
 impl<H> PerRecorder<H> {
-    /// The handles of the recorder current now, registered by `register`
-    /// (with that recorder) the first time it is seen.
+    /// Runs `use_handles` with the handles of the recorder current now,
+    /// registered by `register` (with that recorder) the first time it is
+    /// seen. The usual case, the first recorder seen, is one comparison.
     #[inline]
-    pub(crate) fn get(&self, register: impl FnOnce() -> H) -> Handles<'_, H> {
+    pub(crate) fn with<R>(
+        &self,
+        register: impl FnOnce() -> H,
+        use_handles: impl FnOnce(&H) -> R,
+    ) -> R {
         let recorder = current_recorder();
+        match self.slots[0].get() {
+            Some((owner, handles)) if *owner == recorder => use_handles(handles),
+            _ => self.with_other(recorder, register, use_handles),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn with_other<R>(
+        &self,
+        recorder: usize,
+        register: impl FnOnce() -> H,
+        use_handles: impl FnOnce(&H) -> R,
+    ) -> R {
         let mut register = Some(register);
         for slot in &self.slots {
             // A free slot is claimed for this recorder; a slot claimed for
@@ -58,29 +76,11 @@ impl<H> PerRecorder<H> {
                 (recorder, register())
             });
             if *owner == recorder {
-                return Handles::Cached(handles);
+                return use_handles(handles);
             }
         }
         let register = register.expect("no slot was claimed by this call");
-        Handles::Fresh(register())
-    }
-}
-
-/// Handles for the current recorder: cached, or registered for this event only.
-pub(crate) enum Handles<'a, H> {
-    Cached(&'a H),
-    Fresh(H),
-}
-
-impl<H> Deref for Handles<'_, H> {
-    type Target = H;
-
-    #[inline]
-    fn deref(&self) -> &H {
-        match self {
-            Handles::Cached(handles) => handles,
-            Handles::Fresh(handles) => handles,
-        }
+        use_handles(&register())
     }
 }
 
@@ -108,15 +108,15 @@ mod tests {
         let handles = PerRecorder::<Counter>::default();
         let register = || metrics::counter!("events");
         // Before any recorder: nothing to see, nothing lost that matters.
-        handles.get(register).increment(1);
+        handles.with(register, |c| c.increment(1));
         let first = DebuggingRecorder::new();
         let second = DebuggingRecorder::new();
         metrics::with_local_recorder(&first, || {
-            handles.get(register).increment(1);
-            handles.get(register).increment(1);
+            handles.with(register, |c| c.increment(1));
+            handles.with(register, |c| c.increment(1));
         });
-        metrics::with_local_recorder(&second, || handles.get(register).increment(5));
-        metrics::with_local_recorder(&first, || handles.get(register).increment(1));
+        metrics::with_local_recorder(&second, || handles.with(register, |c| c.increment(5)));
+        metrics::with_local_recorder(&first, || handles.with(register, |c| c.increment(1)));
         assert_eq!(count(&first), 3);
         assert_eq!(count(&second), 5);
     }
@@ -128,7 +128,9 @@ mod tests {
         let recorders: Vec<_> = (0..SLOTS + 3).map(|_| DebuggingRecorder::new()).collect();
         for _ in 0..2 {
             for recorder in &recorders {
-                metrics::with_local_recorder(recorder, || handles.get(register).increment(1));
+                metrics::with_local_recorder(recorder, || {
+                    handles.with(register, |c| c.increment(1))
+                });
             }
         }
         for recorder in &recorders {

@@ -96,10 +96,10 @@ impl<K> Observer<K> {
         }
     }
 
-    /// The handles of the recorder current now.
+    /// Runs `f` with the handles of the recorder current now.
     #[inline]
-    pub(crate) fn handles(&self) -> crate::observe::Handles<'_, Handles> {
-        self.handles.get(|| self.register())
+    pub(crate) fn handles<R>(&self, f: impl FnOnce(&Handles) -> R) -> R {
+        self.handles.with(|| self.register(), f)
     }
 
     #[cold]
@@ -124,7 +124,7 @@ impl<K> Observer<K> {
 
     #[inline]
     pub(crate) fn count(&self, label: CallLabel) {
-        self.handles().calls[label.index()].increment(1);
+        self.handles(|h| h.calls[label.index()].increment(1));
     }
 
     fn transition(&self, key: Option<&K>, (from, to): Change) {
@@ -148,16 +148,17 @@ impl<K> Observer<K> {
 
     /// One breaker left `from` (if any) for `to` (if any).
     fn gauge_moved(&self, from: Option<CircuitState>, to: Option<CircuitState>) {
-        // Registering takes the lock too: get the handles before taking it.
-        let handles = self.handles();
-        let mut in_state = lock(&self.in_state);
-        for (state, change) in [(from, -1i64), (to, 1)] {
-            if let Some(state) = state {
-                let count = &mut in_state[state.index()];
-                *count = count.saturating_add_signed(change);
-                handles.states[state.index()].set(*count as f64);
+        // Registering takes the lock too, and is done before this runs.
+        self.handles(|handles| {
+            let mut in_state = lock(&self.in_state);
+            for (state, change) in [(from, -1i64), (to, 1)] {
+                if let Some(state) = state {
+                    let count = &mut in_state[state.index()];
+                    *count = count.saturating_add_signed(change);
+                    handles.states[state.index()].set(*count as f64);
+                }
             }
-        }
+        });
     }
 }
 

@@ -79,7 +79,7 @@ impl<S, E: KeyExtractor, C> CircuitBreaker<S, E, C> {
             return Guard::Breaker(registry.get(&key));
         }
         let observer = &registry.observer;
-        observer.handles().missing_key.increment(1);
+        observer.handles(|h| h.missing_key.increment(1));
         observer
             .missing_key_log
             .log("circuit_breaker", &observer.name, self.shared.missing_key);

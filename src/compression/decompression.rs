@@ -283,10 +283,10 @@ where
                 // The service sees the decoded body: its length is unknown.
                 parts.headers.remove(CONTENT_ENCODING);
                 parts.headers.remove(CONTENT_LENGTH);
-                let counters = shared
-                    .counters
-                    .get(|| CodingCounters::register(&shared.name, "in"))
-                    .of(encoding);
+                let counters = shared.counters.with(
+                    || CodingCounters::register(&shared.name, "in"),
+                    |counters| counters.of(encoding),
+                );
                 let body = DecompressionBody::decoding(
                     body,
                     decoder,

@@ -28,8 +28,9 @@ pub(crate) struct Shared {
 impl Shared {
     /// The counters of responses sent in `encoding`, with the current recorder.
     pub(crate) fn counters(&self, encoding: Encoding) -> ByteCounters {
-        self.counters
-            .get(|| CodingCounters::register(&self.name, "out"))
-            .of(encoding)
+        self.counters.with(
+            || CodingCounters::register(&self.name, "out"),
+            |counters| counters.of(encoding),
+        )
     }
 }

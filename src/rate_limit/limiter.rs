@@ -84,10 +84,10 @@ pub(crate) trait Decide: Send + Sync {
 }
 
 impl<K: KeyExtractor, St: RateStore<K::Key>> Limiter<K, St> {
-    /// The handles of the recorder current now.
+    /// Runs `f` with the handles of the recorder current now.
     #[inline]
-    pub(crate) fn metrics(&self) -> crate::observe::Handles<'_, Handles> {
-        self.metrics.get(|| {
+    pub(crate) fn metrics<R>(&self, f: impl FnOnce(&Handles) -> R) -> R {
+        self.metrics.with(|| {
             let decisions = |decision: &'static str| {
                 metrics::counter!("armor.rate_limit.decisions",
                     "name" => self.name.clone(), "decision" => decision)
@@ -102,17 +102,17 @@ impl<K: KeyExtractor, St: RateStore<K::Key>> Limiter<K, St> {
             // A recorder that arrives late still starts from the truth.
             handles.live_keys.set(self.store.live_keys() as f64);
             handles
-        })
+        }, f)
     }
 
     /// Brings the key gauge up to date after the store changed size.
     pub(crate) fn update_live_keys(&self) {
-        self.metrics().live_keys.set(self.store.live_keys() as f64);
+        self.metrics(|m| m.live_keys.set(self.store.live_keys() as f64));
     }
 
     /// Counts and logs a request without a key.
     pub(crate) fn report_missing_key(&self) {
-        self.metrics().missing_key.increment(1);
+        self.metrics(|m| m.missing_key.increment(1));
         self.missing_key_log
             .log("rate_limit", &self.name, self.missing_key);
     }
@@ -138,20 +138,20 @@ where
         let headers = self.rate_headers(&decision);
         match decision.verdict {
             Verdict::Allowed => {
-                self.metrics().allowed.increment(1);
+                self.metrics(|m| m.allowed.increment(1));
                 Next::Proceed(headers)
             }
             Verdict::Delayed(wait) => {
-                self.metrics().allowed.increment(1);
+                self.metrics(|m| m.allowed.increment(1));
                 Next::Delay(wait, headers)
             }
             Verdict::Refused(_) if self.mode == Mode::Shadow => {
-                self.metrics().shadow_rejected.increment(1);
+                self.metrics(|m| m.shadow_rejected.increment(1));
                 tracing::debug!(name = &*self.name, "rate limit would refuse (shadow mode)");
                 Next::Proceed(headers)
             }
             Verdict::Refused(refusal) => {
-                self.metrics().rejected.increment(1);
+                self.metrics(|m| m.rejected.increment(1));
                 let rejection = Rejection::new("rate_limit", Reason::RateLimited);
                 let rejection = match (refusal, decision.placement) {
                     (Some((wait, quota)), _) => {

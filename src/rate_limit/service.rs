@@ -109,11 +109,11 @@ where
                 match limiter.missing_key {
                     MissingKey::Shared => limiter.unidentified.check(&(), check).into_inner(),
                     MissingKey::Allow => {
-                        limiter.metrics().allowed.increment(1);
+                        limiter.metrics(|m| m.allowed.increment(1));
                         return ResponseFuture::call(self.inner.call(request), None);
                     }
                     MissingKey::Refuse(status) => {
-                        limiter.metrics().rejected.increment(1);
+                        limiter.metrics(|m| m.rejected.increment(1));
                         let rejection = MissingKey::rejection(status, "rate_limit");
                         return ResponseFuture::refused(
                             limiter.renderer.render(rejection, protocol),

@@ -600,7 +600,7 @@ fn next_delay<E: KeyExtractor, C, S, B: http_body::Body, A>(
         return None;
     }
     if budget.is_some_and(|budget| !budget.withdraw()) {
-        shared.observer.handles().budget_exhausted.increment(1);
+        shared.observer.handles(|h| h.budget_exhausted.increment(1));
         tracing::debug!(name = &*shared.observer.name, "retry budget exhausted");
         return None;
     }

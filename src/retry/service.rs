@@ -88,7 +88,7 @@ where
                 Some(key) => Some(keyed.get(&key)),
                 None => {
                     let observer = &shared.observer;
-                    observer.handles().missing_key.increment(1);
+                    observer.handles(|h| h.missing_key.increment(1));
                     observer
                         .missing_key_log
                         .log("retry", &observer.name, shared.missing_key);

@@ -99,10 +99,10 @@ impl Observer {
         }
     }
 
-    /// The handles of the recorder current now.
+    /// Runs `f` with the handles of the recorder current now.
     #[inline]
-    pub(crate) fn handles(&self) -> crate::observe::Handles<'_, Handles> {
-        self.handles.get(|| {
+    pub(crate) fn handles<R>(&self, f: impl FnOnce(&Handles) -> R) -> R {
+        self.handles.with(|| {
             let name = &self.name;
             Handles {
                 attempts: ATTEMPT_LABELS.map(|outcome| {
@@ -111,11 +111,11 @@ impl Observer {
                 budget_exhausted: metrics::counter!("armor.retry.budget_exhausted", "name" => name.clone()),
                 missing_key: metrics::counter!("armor.retry.missing_key", "name" => name.clone()),
             }
-        })
+        }, f)
     }
 
     #[inline]
     pub(crate) fn attempt(&self, label: AttemptLabel) {
-        self.handles().attempts[label as usize].increment(1);
+        self.handles(|h| h.attempts[label as usize].increment(1));
     }
 }
