@@ -1,13 +1,14 @@
 //! Runs N requests through one named stack, for counting instructions per
-//! request under callgrind (see `../shared/tools/instructions-per-request.sh`):
+//! request under callgrind (see `benches/instructions-per-request.sh` and
+//! BENCHMARKS.md):
 //!
 //! ```text
-//! cargo build --release --example perreq
-//! instructions-per-request.sh target/release/examples/perreq armor          # a timeout stack
-//! instructions-per-request.sh target/release/examples/perreq rl:armor-global
-//! instructions-per-request.sh target/release/examples/perreq cb:armor       # a breaker, closed
-//! instructions-per-request.sh target/release/examples/perreq retry:armor    # first attempt succeeds
-//! instructions-per-request.sh target/release/examples/perreq compression:armor  # a small answer left alone
+//! cargo build --release --features full --example perreq
+//! benches/instructions-per-request.sh target/release/examples/perreq armor          # a timeout stack
+//! benches/instructions-per-request.sh target/release/examples/perreq rl:armor-global
+//! benches/instructions-per-request.sh target/release/examples/perreq cb:armor       # a breaker, closed
+//! benches/instructions-per-request.sh target/release/examples/perreq retry:armor    # first attempt succeeds
+//! benches/instructions-per-request.sh target/release/examples/perreq compression:armor  # a small answer left alone
 //! ```
 
 #[path = "../benches/support/common.rs"]
