@@ -34,14 +34,19 @@ use crate::grpc::GrpcCode;
 use crate::reject::{Reason, Rejection};
 
 /// How many keys a keyed layer keeps, and when it forgets one. The same
-/// default for every keyed layer: 100,000 keys, forgotten after 60 s idle.
+/// default for every keyed layer: at most 100,000 keys, each forgotten as
+/// soon as it is as good as new.
 ///
 /// A key is only forgotten when its state is again that of a new key (a rate
 /// limit full again, a breaker closed and clean, a retry budget with nothing
 /// in its window) *and* it has been so for `idle`, so forgetting never
-/// changes a decision. Forgetting happens a little at a time as new keys
-/// arrive: no task is spawned. Past `max_keys`, each layer says what new keys
-/// get (a shared state, or a refusal for the rate limiter's
+/// changes a decision. A longer `idle` keeps returning clients' keys instead
+/// of making them again, for more memory; with the default, 0, the table
+/// holds only keys that carry state, which is also the fastest table to
+/// search. Forgetting happens a little at a time as new keys arrive (a
+/// breaker or retry registry sweeps at most once a second): no task is
+/// spawned. Past `max_keys`, each layer says what new keys get (a shared
+/// state, or a refusal for the rate limiter's
 /// [`Overflow::Refuse`](crate::rate_limit::Overflow)).
 ///
 /// Memory at the cap is roughly 100 bytes a key for a rate limit on IP
@@ -59,8 +64,8 @@ pub struct KeyLimits {
 impl KeyLimits {
     /// The default cap on keys.
     pub const DEFAULT_MAX_KEYS: usize = 100_000;
-    /// The default idle time before a key that is as good as new is forgotten.
-    pub const DEFAULT_IDLE: Duration = Duration::from_secs(60);
+    /// The default time a key that is as good as new is kept: none.
+    pub const DEFAULT_IDLE: Duration = Duration::ZERO;
     /// The longest idle time accepted.
     const MAX_IDLE: Duration = Duration::from_secs(86_400);
 

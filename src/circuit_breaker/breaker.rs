@@ -571,14 +571,16 @@ impl<K: Hash + Eq + Clone> Registry<K> {
             .collect()
     }
 
-    /// At most once per idle period, when a new key arrives: forgets breakers
-    /// that were not used since the last sweep, are closed, are not held in
-    /// an operator mode and have no call in flight. Such a breaker is
-    /// indistinguishable from a new one.
+    /// At most once per idle period (and once a second), when a new key
+    /// arrives: forgets breakers that were not used since the last sweep,
+    /// are closed, are not held in an operator mode and have no call in
+    /// flight. Such a breaker is indistinguishable from a new one.
     fn maybe_sweep(&self) {
+        /// A flood of new keys buys at most one full sweep a second.
+        const MIN_SWEEP_GAP_US: u64 = 1_000_000;
         let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
         let last = self.swept_at_us.load(Ordering::Relaxed);
-        if now.saturating_sub(last) < self.idle_us
+        if now.saturating_sub(last) < self.idle_us.max(MIN_SWEEP_GAP_US)
             || self
                 .swept_at_us
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)

@@ -246,7 +246,8 @@ pub(crate) struct KeyedBudgets<K> {
     hasher: hashbrown::DefaultHashBuilder,
     max_per_shard: usize,
     pub(crate) shared: Arc<Budget>,
-    /// Seconds between idle sweeps (at least one).
+    /// Seconds between idle sweeps (at least one: a flood of new keys buys
+    /// at most one full sweep a second).
     idle_secs: u64,
     /// When the last idle sweep ran, in seconds since `epoch`.
     swept_at: AtomicU64,
