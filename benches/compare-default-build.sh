@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 args=(-- --warm-up-time 1 --measurement-time 5 gzip/)
-cargo bench --bench compression "${args[@]}" | tee /tmp/armor-gzip.txt | grep -E "^compression|output size|gzip " || true
+cargo bench --features compression-full --bench compression "${args[@]}" | tee /tmp/armor-gzip.txt | grep -E "^compression|output size|gzip " || true
 (cd benches/tower-http-default && cargo bench --bench gzip "${args[@]}") | tee /tmp/default-gzip.txt | grep -E "output size" || true
 mean() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['mean']['point_estimate'])" "$1"; }
 for body in json-64k html-1m; do
