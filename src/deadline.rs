@@ -64,3 +64,43 @@ impl Deadline {
         request.extensions().get::<Deadline>().copied()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_counts_down_and_expires_at_its_instant() {
+        let start = Instant::now();
+        let deadline = Deadline::after(Duration::from_secs(3));
+        assert_eq!(deadline.instant(), start + Duration::from_secs(3));
+        assert_eq!(deadline, Deadline::at(start + Duration::from_secs(3)));
+        assert_eq!(deadline.remaining(), Duration::from_secs(3));
+        assert!(!deadline.is_expired());
+        tokio::time::advance(Duration::from_millis(2999)).await;
+        assert_eq!(deadline.remaining(), Duration::from_millis(1));
+        assert!(!deadline.is_expired());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(deadline.remaining(), Duration::ZERO);
+        assert!(deadline.is_expired(), "expired at the instant itself");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(deadline.remaining(), Duration::ZERO);
+        assert!(deadline.is_expired());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timeout_too_large_to_represent_is_about_thirty_years() {
+        let left = Deadline::after(Duration::MAX).remaining();
+        let year = Duration::from_secs(365 * 86_400);
+        assert_eq!(left, 30 * year);
+    }
+
+    #[test]
+    fn it_is_read_from_the_request_extensions() {
+        let mut request = http::Request::new(());
+        assert_eq!(Deadline::from_request(&request), None);
+        let deadline = Deadline::at(Instant::now());
+        request.extensions_mut().insert(deadline);
+        assert_eq!(Deadline::from_request(&request), Some(deadline));
+    }
+}
