@@ -1,19 +1,7 @@
 //! [`ServiceBuilderExt`]: one `ServiceBuilder` method per layer of this crate.
 
 // Without any layer the trait has no methods, and these go unused.
-#![cfg_attr(
-    not(any(
-        feature = "timeout",
-        feature = "rate-limit",
-        feature = "circuit-breaker",
-        feature = "retry",
-        feature = "compression-gzip",
-        feature = "compression-deflate",
-        feature = "compression-br",
-        feature = "compression-zstd"
-    )),
-    allow(unused_imports)
-)]
+#![cfg_attr(not(armor_layer), allow(unused_imports))]
 
 use tower::ServiceBuilder;
 use tower_layer::Stack;
@@ -97,12 +85,7 @@ pub trait ServiceBuilderExt<L>: Sized {
     ) -> ServiceBuilder<Stack<crate::retry::RetryLayer<K, C, A>, L>>;
 
     /// Adds a [`CompressionLayer`](crate::compression::CompressionLayer).
-    #[cfg(any(
-        feature = "compression-gzip",
-        feature = "compression-deflate",
-        feature = "compression-br",
-        feature = "compression-zstd"
-    ))]
+    #[cfg(armor_compression)]
     #[cfg_attr(
         docsrs,
         doc(cfg(any(
@@ -118,12 +101,7 @@ pub trait ServiceBuilderExt<L>: Sized {
     ) -> ServiceBuilder<Stack<crate::compression::CompressionLayer, L>>;
 
     /// Adds a [`RequestDecompressionLayer`](crate::compression::RequestDecompressionLayer).
-    #[cfg(any(
-        feature = "compression-gzip",
-        feature = "compression-deflate",
-        feature = "compression-br",
-        feature = "compression-zstd"
-    ))]
+    #[cfg(armor_compression)]
     #[cfg_attr(
         docsrs,
         doc(cfg(any(
@@ -188,12 +166,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(layer)
     }
 
-    #[cfg(any(
-        feature = "compression-gzip",
-        feature = "compression-deflate",
-        feature = "compression-br",
-        feature = "compression-zstd"
-    ))]
+    #[cfg(armor_compression)]
     fn armor_compression(
         self,
         layer: crate::compression::CompressionLayer,
@@ -201,12 +174,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(layer)
     }
 
-    #[cfg(any(
-        feature = "compression-gzip",
-        feature = "compression-deflate",
-        feature = "compression-br",
-        feature = "compression-zstd"
-    ))]
+    #[cfg(armor_compression)]
     fn armor_request_decompression(
         self,
         layer: crate::compression::RequestDecompressionLayer,

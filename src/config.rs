@@ -11,19 +11,7 @@ use metrics::SharedString;
 /// A `&'static str` stays borrowed and an owned `String` becomes an
 /// `Arc<str>`, so cloning the name into a request's future never allocates,
 /// and for literal names costs no atomic either.
-#[cfg_attr(
-    not(any(
-        feature = "timeout",
-        feature = "rate-limit",
-        feature = "circuit-breaker",
-        feature = "retry",
-        feature = "compression-gzip",
-        feature = "compression-deflate",
-        feature = "compression-br",
-        feature = "compression-zstd"
-    )),
-    allow(dead_code)
-)]
+#[cfg_attr(not(armor_layer), allow(dead_code))]
 pub(crate) fn instance_name(name: impl Into<Cow<'static, str>>) -> SharedString {
     match name.into() {
         Cow::Borrowed(name) => SharedString::const_str(name),

@@ -57,10 +57,7 @@ pub struct KeyLimits {
     idle: Duration,
 }
 
-#[cfg_attr(
-    not(any(feature = "rate-limit", feature = "circuit-breaker", feature = "retry")),
-    allow(dead_code)
-)]
+#[cfg_attr(not(armor_keyed), allow(dead_code))]
 impl KeyLimits {
     /// The default cap on keys.
     pub const DEFAULT_MAX_KEYS: usize = 100_000;
@@ -128,10 +125,7 @@ pub enum MissingKey {
     Refuse(StatusCode),
 }
 
-#[cfg_attr(
-    not(any(feature = "rate-limit", feature = "circuit-breaker", feature = "retry")),
-    allow(dead_code)
-)]
+#[cfg_attr(not(armor_keyed), allow(dead_code))]
 impl MissingKey {
     /// Checks the policy for `layer`'s `build()`.
     pub(crate) fn check(&self, layer: &'static str) -> Result<(), ConfigError> {
@@ -165,10 +159,7 @@ impl MissingKey {
 
 /// Logs requests without a key as an error, at most once a minute per layer
 /// instance (the layer counts every one in its `missing_key` metric).
-#[cfg_attr(
-    not(any(feature = "rate-limit", feature = "circuit-breaker", feature = "retry")),
-    allow(dead_code)
-)]
+#[cfg_attr(not(armor_keyed), allow(dead_code))]
 #[derive(Debug)]
 pub(crate) struct MissingKeyLog {
     epoch: std::time::Instant,
@@ -185,10 +176,7 @@ impl Default for MissingKeyLog {
     }
 }
 
-#[cfg_attr(
-    not(any(feature = "rate-limit", feature = "circuit-breaker", feature = "retry")),
-    allow(dead_code)
-)]
+#[cfg_attr(not(armor_keyed), allow(dead_code))]
 impl MissingKeyLog {
     const EVERY_SECS: u64 = 60;
 

@@ -88,6 +88,27 @@
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+/// `get_ref`, `get_mut` and `into_inner` for a service that wraps its inner
+/// service `S` in a field named `inner`; called inside the service's `impl`.
+macro_rules! inner_service_accessors {
+    () => {
+        /// The wrapped service.
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// The wrapped service, mutably.
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// Unwraps the inner service.
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}
+
 pub mod body;
 mod builder;
 pub mod classify;
@@ -95,15 +116,7 @@ mod config;
 mod deadline;
 pub mod grpc;
 pub mod key;
-#[cfg(any(
-    feature = "rate-limit",
-    feature = "circuit-breaker",
-    feature = "retry",
-    feature = "compression-gzip",
-    feature = "compression-deflate",
-    feature = "compression-br",
-    feature = "compression-zstd"
-))]
+#[cfg(any(armor_keyed, armor_compression))]
 mod observe;
 #[cfg(any(feature = "circuit-breaker", feature = "retry"))]
 mod random;
@@ -114,12 +127,7 @@ mod timer;
 #[cfg(feature = "circuit-breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "circuit-breaker")))]
 pub mod circuit_breaker;
-#[cfg(any(
-    feature = "compression-gzip",
-    feature = "compression-deflate",
-    feature = "compression-br",
-    feature = "compression-zstd"
-))]
+#[cfg(armor_compression)]
 #[cfg_attr(
     docsrs,
     doc(cfg(any(

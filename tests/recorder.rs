@@ -19,6 +19,8 @@ use tower_armor::rate_limit::{Quota, RateLimitLayer};
 use tower_armor::retry::RetryLayer;
 use tower_armor::timeout::TimeoutLayer;
 
+mod support;
+
 /// Every metric the recorder holds, as `name{label=value,...}` and its value.
 fn snapshot(recorder: &DebuggingRecorder) -> Vec<(String, f64)> {
     let mut values: Vec<_> = recorder
@@ -115,33 +117,26 @@ fn a_recorder_installed_after_the_layers_are_built_sees_every_event() {
 
     // Installed only now.
     let recorder = DebuggingRecorder::new();
-    metrics::with_local_recorder(&recorder, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap()
-            .block_on(async move {
-                let mut service = service;
-                let upload = Request::post("/echo")
-                    .header("content-encoding", "gzip")
-                    .header("accept-encoding", "gzip")
-                    .body(Full::new(Bytes::from(gzip(b"hello"))))
-                    .unwrap();
-                let response = service.ready().await.unwrap().call(upload).await.unwrap();
-                assert_eq!(response.headers()["content-encoding"], "gzip");
-                response.into_body().collect().await.unwrap();
-                let fail = Request::get("/fail").body(Full::default()).unwrap();
-                let response = service.ready().await.unwrap().call(fail).await.unwrap();
-                assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-                response.into_body().collect().await.unwrap();
-                let slow = Request::get("/slow").body(Full::default()).unwrap();
-                let response = service.ready().await.unwrap().call(slow).await.unwrap();
-                assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
-                let refused = Request::get("/").body(Full::default()).unwrap();
-                let response = service.oneshot(refused).await.unwrap();
-                assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-            });
+    support::run_recorded(&recorder, || async move {
+        let mut service = service;
+        let upload = Request::post("/echo")
+            .header("content-encoding", "gzip")
+            .header("accept-encoding", "gzip")
+            .body(Full::new(Bytes::from(gzip(b"hello"))))
+            .unwrap();
+        let response = service.ready().await.unwrap().call(upload).await.unwrap();
+        assert_eq!(response.headers()["content-encoding"], "gzip");
+        response.into_body().collect().await.unwrap();
+        let fail = Request::get("/fail").body(Full::default()).unwrap();
+        let response = service.ready().await.unwrap().call(fail).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        response.into_body().collect().await.unwrap();
+        let slow = Request::get("/slow").body(Full::default()).unwrap();
+        let response = service.ready().await.unwrap().call(slow).await.unwrap();
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        let refused = Request::get("/").body(Full::default()).unwrap();
+        let response = service.oneshot(refused).await.unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     });
 
     let values = snapshot(&recorder);

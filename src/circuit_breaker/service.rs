@@ -44,20 +44,7 @@ impl<S: std::fmt::Debug, E: KeyExtractor, C> std::fmt::Debug for CircuitBreaker<
 }
 
 impl<S, E: KeyExtractor, C> CircuitBreaker<S, E, C> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    inner_service_accessors!();
 }
 
 /// Which breaker guards a request.

@@ -45,20 +45,7 @@ impl<S: std::fmt::Debug, K: KeyExtractor, St> std::fmt::Debug for RateLimit<S, K
 }
 
 impl<S, K: KeyExtractor, St> RateLimit<S, K, St> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    inner_service_accessors!();
 }
 
 impl<S, K, St, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S, K, St>

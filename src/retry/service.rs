@@ -45,20 +45,7 @@ impl<S: std::fmt::Debug, E: KeyExtractor, C, A> std::fmt::Debug for Retry<S, E, 
 }
 
 impl<S, E: KeyExtractor, C, A> Retry<S, E, C, A> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    inner_service_accessors!();
 }
 
 impl<S, E, C, A, B, ResBody> Service<Request<B>> for Retry<S, E, C, A>

@@ -64,14 +64,13 @@ pub type Client = hyper_util::client::legacy::Client<
 /// Counter values by name and labels, e.g. `("armor.timeout.expired", ["name=api"], 3)`.
 pub type Counters = Vec<(String, Vec<String>, u64)>;
 
-/// Runs `test` on a paused current-thread runtime with a local debugging
-/// recorder (never a global one) and returns the non-zero counters it saw.
-pub fn counters_recorded<F: std::future::Future>(test: impl FnOnce() -> F) -> Counters {
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::with_local_recorder(&recorder, || {
+/// Runs `test` on a paused current-thread runtime with `recorder` as the
+/// thread's local recorder (never a global one).
+pub fn run_recorded<F: std::future::Future>(
+    recorder: &metrics_util::debugging::DebuggingRecorder,
+    test: impl FnOnce() -> F,
+) {
+    metrics::with_local_recorder(recorder, || {
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
@@ -79,6 +78,16 @@ pub fn counters_recorded<F: std::future::Future>(test: impl FnOnce() -> F) -> Co
             .unwrap()
             .block_on(test());
     });
+}
+
+/// Runs `test` as [`run_recorded`] does, with a new debugging recorder, and
+/// returns the non-zero counters it saw.
+pub fn counters_recorded<F: std::future::Future>(test: impl FnOnce() -> F) -> Counters {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    run_recorded(&recorder, test);
     let mut counters: Counters = snapshotter
         .snapshot()
         .into_vec()
