@@ -355,6 +355,75 @@ mod tests {
     }
 
     #[test]
+    fn only_success_is_success_and_timeouts_are_failures() {
+        assert!(Outcome::Success.is_success());
+        assert!(!Outcome::Success.is_failure());
+        for outcome in [
+            Outcome::Failure(FailureKind::ServiceError),
+            Outcome::TimedOut,
+            Outcome::Cancelled,
+            Outcome::Refused(Reason::RateLimited),
+        ] {
+            assert!(!outcome.is_success(), "{outcome:?}");
+        }
+        assert!(Outcome::TimedOut.is_failure());
+        assert!(!Outcome::Cancelled.is_failure());
+        assert!(!Outcome::Refused(Reason::RateLimited).is_failure());
+    }
+
+    #[test]
+    fn a_proxys_http_status_maps_to_the_grpc_code_clients_derive() {
+        let every_code = GrpcClassifier::with_failure_codes(GrpcCode::ALL);
+        let grpc = [("content-type", "application/grpc")];
+        for (status, code) in [
+            (400, GrpcCode::Internal),
+            (401, GrpcCode::Unauthenticated),
+            (403, GrpcCode::PermissionDenied),
+            (404, GrpcCode::Unimplemented),
+            (429, GrpcCode::Unavailable),
+            (502, GrpcCode::Unavailable),
+            (503, GrpcCode::Unavailable),
+            (504, GrpcCode::Unavailable),
+            (500, GrpcCode::Unknown),
+        ] {
+            assert_eq!(
+                every_code.classify_response(&response(status, &grpc)),
+                Classification::Done(Outcome::Failure(FailureKind::Grpc(code))),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn failure_codes_can_be_chosen_and_repeated() {
+        let custom = GrpcClassifier::with_failure_codes([
+            GrpcCode::NotFound,
+            GrpcCode::Aborted,
+            GrpcCode::NotFound,
+        ]);
+        let failed = |code: &str| {
+            custom
+                .classify_end_of_stream(Some(&trailers(code)))
+                .is_failure()
+        };
+        assert!(failed("5"), "NOT_FOUND, listed twice, still fails");
+        assert!(failed("10"), "ABORTED");
+        assert!(!failed("14"), "UNAVAILABLE is not in the set");
+        // The default classifier uses a chosen gRPC classifier for gRPC only.
+        let default = DefaultClassifier::new().with_grpc(custom);
+        assert!(
+            default
+                .classify_end_of_stream(Some(&trailers("5")))
+                .is_failure()
+        );
+        assert!(
+            !default
+                .classify_end_of_stream(Some(&trailers("14")))
+                .is_failure()
+        );
+    }
+
+    #[test]
     fn http_fails_on_5xx_only() {
         let c = HttpClassifier::new();
         for (status, failed) in [

@@ -148,7 +148,8 @@ pub enum GrpcCode {
 }
 
 impl GrpcCode {
-    const ALL: [GrpcCode; 17] = [
+    /// Every code, in numeric order.
+    pub const ALL: [GrpcCode; 17] = [
         GrpcCode::Ok,
         GrpcCode::Cancelled,
         GrpcCode::Unknown,
@@ -417,6 +418,33 @@ mod tests {
         assert_eq!(GrpcCode::parse(b"17"), None);
         assert_eq!(GrpcCode::parse(b"007"), None);
         assert_eq!(GrpcCode::parse(b"x"), None);
+    }
+
+    #[test]
+    fn codes_have_their_canonical_names() {
+        let names = [
+            "OK",
+            "CANCELLED",
+            "UNKNOWN",
+            "INVALID_ARGUMENT",
+            "DEADLINE_EXCEEDED",
+            "NOT_FOUND",
+            "ALREADY_EXISTS",
+            "PERMISSION_DENIED",
+            "RESOURCE_EXHAUSTED",
+            "FAILED_PRECONDITION",
+            "ABORTED",
+            "OUT_OF_RANGE",
+            "UNIMPLEMENTED",
+            "INTERNAL",
+            "UNAVAILABLE",
+            "DATA_LOSS",
+            "UNAUTHENTICATED",
+        ];
+        for (code, name) in GrpcCode::ALL.into_iter().zip(names) {
+            assert_eq!(code.name(), name);
+            assert_eq!(code.to_string(), name);
+        }
     }
 
     #[test]
