@@ -90,6 +90,7 @@
 
 /// `get_ref`, `get_mut` and `into_inner` for a service that wraps its inner
 /// service `S` in a field named `inner`; called inside the service's `impl`.
+#[cfg_attr(not(armor_layer), allow(unused_macros))]
 macro_rules! inner_service_accessors {
     () => {
         /// The wrapped service.
