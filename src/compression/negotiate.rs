@@ -298,9 +298,53 @@ mod tests {
             (&["gzip;q=abc, deflate"], Encode(Deflate)),
             (&["identity;q=-1"], Identity),
             (&[",,, ;q=1, gzip"], Encode(Gzip)),
+            (&[";q=1, br"], Encode(Brotli)),
+            (&["gzip;q=1.5"], Identity),
+            (&["gzip;q=1.0, br;q=1.00"], Encode(Brotli)),
         ];
         for (accept, expected) in cases {
             assert_eq!(pick(accept), *expected, "Accept-Encoding: {accept:?}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_known_by_name_not_by_length() {
+        for (token, expected) in [
+            ("br", Some(Brotli)),
+            ("gzip", Some(Gzip)),
+            ("zstd", Some(Zstd)),
+            ("x-gzip", Some(Gzip)),
+            ("deflate", Some(Deflate)),
+            (" Deflate ", Some(Deflate)),
+            ("xx", None),
+            ("abcd", None),
+            ("abcdef", None),
+            ("abcdefg", None),
+            ("identity", None),
+        ] {
+            assert_eq!(Encoding::from_token(token), expected, "{token:?}");
+        }
+        for encoding in Encoding::ALL {
+            assert_eq!(encoding.to_string(), encoding.as_str());
+            assert_eq!(Encoding::from_token(encoding.as_str()), Some(encoding));
+        }
+    }
+
+    #[test]
+    fn each_coding_names_its_feature() {
+        let features = [
+            (Gzip, "compression-gzip", cfg!(feature = "compression-gzip")),
+            (
+                Deflate,
+                "compression-deflate",
+                cfg!(feature = "compression-deflate"),
+            ),
+            (Brotli, "compression-br", cfg!(feature = "compression-br")),
+            (Zstd, "compression-zstd", cfg!(feature = "compression-zstd")),
+        ];
+        for (encoding, feature, on) in features {
+            assert_eq!(encoding.feature(), feature);
+            assert_eq!(encoding.is_compiled(), on, "{encoding}");
         }
     }
 

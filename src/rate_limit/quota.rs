@@ -122,3 +122,25 @@ pub(crate) struct Limit {
     pub(crate) window_secs: u64,
     pub(crate) name: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEN_YEARS: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+    #[test]
+    fn a_refill_of_exactly_ten_years_is_the_longest_accepted() {
+        let limit = Quota::new(1, TEN_YEARS).compile().unwrap();
+        assert_eq!(limit.tolerance, MAX_TOLERANCE);
+        assert_eq!(limit.window_secs, TEN_YEARS.as_secs());
+        let error = Quota::new(1, TEN_YEARS + Duration::from_nanos(1))
+            .compile()
+            .unwrap_err();
+        assert!(error.to_string().contains("10 years"), "{error}");
+        // The burst counts too: ten one-year intervals are ten years.
+        let year = Duration::from_secs(365 * 86_400);
+        assert!(Quota::new(1, year).burst(10).compile().is_ok());
+        assert!(Quota::new(1, year).burst(11).compile().is_err());
+    }
+}
