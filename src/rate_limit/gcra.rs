@@ -591,6 +591,146 @@ mod tests {
         assert_eq!(global.check(&(), 1, 0, false).verdict, Verdict::Allowed);
     }
 
+    #[test]
+    fn a_refusal_names_the_quota_with_the_longest_wait_and_the_first_on_a_tie() {
+        // Both quotas refuse the third request; the per-minute one is the
+        // one that waits longer.
+        let both = limits(&[Quota::per_second(2), Quota::per_minute(2)]);
+        let mut tats = [0; MAX_QUOTAS];
+        check(&both, &mut tats, SECOND, 1, 0, false);
+        check(&both, &mut tats, SECOND, 1, 0, false);
+        let Verdict::Refused(Some((wait, quota))) =
+            check(&both, &mut tats, SECOND, 1, 0, false).verdict
+        else {
+            panic!("refused with a wait")
+        };
+        assert_eq!((wait, quota), (Duration::from_secs(30), 1));
+        // Two identical quotas wait the same: the first is named.
+        let twins = limits(&[Quota::per_second(1), Quota::per_second(1)]);
+        let mut tats = [0; MAX_QUOTAS];
+        check(&twins, &mut tats, SECOND, 1, 0, false);
+        let Verdict::Refused(Some((wait, quota))) =
+            check(&twins, &mut tats, SECOND, 1, 0, false).verdict
+        else {
+            panic!("refused with a wait")
+        };
+        assert_eq!((wait, quota), (Duration::from_secs(1), 0));
+        // The worst wait wins whatever the order of the quotas.
+        let reversed = limits(&[Quota::per_minute(2), Quota::per_second(2)]);
+        let mut tats = [0; MAX_QUOTAS];
+        check(&reversed, &mut tats, SECOND, 1, 0, false);
+        check(&reversed, &mut tats, SECOND, 1, 0, false);
+        let Verdict::Refused(Some((wait, quota))) =
+            check(&reversed, &mut tats, SECOND, 1, 0, false).verdict
+        else {
+            panic!("refused with a wait")
+        };
+        assert_eq!((wait, quota), (Duration::from_secs(30), 0));
+    }
+
+    fn shard_with(keys: std::ops::Range<u32>, tat: u64) -> (Shard<u32>, DefaultHashBuilder) {
+        let hasher = DefaultHashBuilder::default();
+        let mut shard = Shard {
+            keys: HashTable::new(),
+            swept_at: None,
+        };
+        for key in keys {
+            shard
+                .keys
+                .insert_unique(hasher.hash_one(key), (key, [tat, 0, 0, 0]), |(k, _)| {
+                    hasher.hash_one(k)
+                });
+        }
+        (shard, hasher)
+    }
+
+    #[test]
+    fn a_sweep_gives_memory_back_only_when_most_of_the_table_is_empty() {
+        // 1000 keys, 900 of them idle: the table is over four times too big.
+        let (mut shard, hasher) = shard_with(0..1000, 0);
+        for (key, tats) in shard.keys.iter_mut() {
+            if *key < 100 {
+                tats[0] = 10 * SECOND;
+            }
+        }
+        let grown = shard.keys.capacity();
+        assert_eq!(shard.sweep(SECOND, 0, &hasher), 900);
+        assert!(shard.keys.capacity() < grown / 4, "shrunk from {grown}");
+        // 100 keys, 10 idle: the table keeps its room.
+        let (mut shard, hasher) = shard_with(0..100, 0);
+        for (key, tats) in shard.keys.iter_mut() {
+            if *key >= 10 {
+                tats[0] = 10 * SECOND;
+            }
+        }
+        let room = shard.keys.capacity();
+        assert_eq!(shard.sweep(SECOND, 0, &hasher), 10);
+        assert_eq!(shard.keys.capacity(), room);
+        // A small table keeps room for 4 x 16 keys even when emptied.
+        let (mut shard, hasher) = shard_with(0..30, 0);
+        let room = shard.keys.capacity();
+        assert!(room <= 64, "{room}");
+        assert_eq!(shard.sweep(SECOND, 0, &hasher), 30);
+        assert_eq!(shard.keys.capacity(), room);
+    }
+
+    #[test]
+    fn a_shard_counts_as_swept_recently_for_the_sweep_gap() {
+        let (mut shard, hasher) = shard_with(0..1, 0);
+        assert!(!shard.swept_recently(0));
+        shard.sweep(5 * SECOND, 0, &hasher);
+        assert!(shard.swept_recently(5 * SECOND + SWEEP_GAP - 1));
+        assert!(!shard.swept_recently(5 * SECOND + SWEEP_GAP));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn below_the_cap_every_64th_new_key_sweeps_the_next_shard() {
+        let store = KeyedStore::<u32>::new(
+            limits(&[Quota::per_second(1)]).into(),
+            KeyLimits::new(1_000_000, Duration::ZERO),
+            Overflow::Refuse,
+        );
+        let old = 6400;
+        for key in 0..old {
+            store.check(&key, 1, 0, false);
+        }
+        assert_eq!(store.live_keys(), old as usize);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        // Every old key is whole again; three batches of 64 new keys sweep
+        // three shards, one after the other.
+        let shards_with_old_keys = || {
+            store
+                .shards
+                .iter()
+                .filter(|shard| lock(shard).keys.iter().any(|(key, _)| *key < old))
+                .count()
+        };
+        assert_eq!(shards_with_old_keys(), SHARDS);
+        for key in old..old + 3 * SWEEP_EVERY as u32 {
+            store.check(&key, 1, 0, false);
+        }
+        assert_eq!(shards_with_old_keys(), SHARDS - 3);
+        let kept: usize = store
+            .shards
+            .iter()
+            .map(|shard| lock(shard).keys.len())
+            .sum();
+        assert_eq!(store.live_keys(), kept);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_single_quota_key_is_read_from_its_own_state() {
+        let store = KeyedStore::<u32>::new(
+            limits(&[Quota::per_second(3)]).into(),
+            KeyLimits::default(),
+            Overflow::Refuse,
+        );
+        store.check(&1, 1, 0, false);
+        store.check(&1, 1, 0, false);
+        assert_eq!(store.quotas_of(&1)[0].remaining, 1);
+        assert_eq!(store.quotas_of(&2)[0].remaining, 3);
+    }
+
     mod against_governor {
         //! Differential property test: for one quota, every decision matches
         //! governor's (the GCRA implementation DESIGN.md names), step by step.
