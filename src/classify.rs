@@ -219,19 +219,6 @@ impl GrpcClassifier {
     }
 }
 
-/// The gRPC code a client derives from a non-200 HTTP status (gRPC's
-/// "HTTP to gRPC status code mapping").
-fn grpc_code_for_http_status(status: StatusCode) -> GrpcCode {
-    match status.as_u16() {
-        400 => GrpcCode::Internal,
-        401 => GrpcCode::Unauthenticated,
-        403 => GrpcCode::PermissionDenied,
-        404 => GrpcCode::Unimplemented,
-        429 | 502 | 503 | 504 => GrpcCode::Unavailable,
-        _ => GrpcCode::Unknown,
-    }
-}
-
 impl Classify for GrpcClassifier {
     fn classify_response<B>(&self, response: &Response<B>) -> Classification {
         if let Some(outcome) = local_refusal(response) {
@@ -239,7 +226,7 @@ impl Classify for GrpcClassifier {
         }
         if response.status() != StatusCode::OK {
             return Classification::Done(
-                self.outcome(grpc_code_for_http_status(response.status())),
+                self.outcome(GrpcCode::from_http_status(response.status())),
             );
         }
         match GrpcCode::from_headers(response.headers()) {

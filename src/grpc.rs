@@ -216,6 +216,22 @@ impl GrpcCode {
         }
     }
 
+    /// The code a gRPC client reports for a response whose HTTP status is not
+    /// 200, as gRPC's HTTP-to-gRPC status mapping says: a proxy's 429, 502,
+    /// 503 and 504 are `UNAVAILABLE`, 400 is `INTERNAL`, 401
+    /// `UNAUTHENTICATED`, 403 `PERMISSION_DENIED`, 404 `UNIMPLEMENTED`,
+    /// anything else `UNKNOWN`.
+    pub fn from_http_status(status: http::StatusCode) -> GrpcCode {
+        match status.as_u16() {
+            400 => GrpcCode::Internal,
+            401 => GrpcCode::Unauthenticated,
+            403 => GrpcCode::PermissionDenied,
+            404 => GrpcCode::Unimplemented,
+            429 | 502..=504 => GrpcCode::Unavailable,
+            _ => GrpcCode::Unknown,
+        }
+    }
+
     /// The `grpc-status` header value for this code (`"0"` ..= `"16"`).
     pub fn header_value(self) -> http::HeaderValue {
         const VALUES: [&str; 17] = [
@@ -418,6 +434,27 @@ mod tests {
         assert_eq!(GrpcCode::parse(b"17"), None);
         assert_eq!(GrpcCode::parse(b"007"), None);
         assert_eq!(GrpcCode::parse(b"x"), None);
+    }
+
+    #[test]
+    fn http_statuses_map_to_the_codes_clients_report() {
+        for (status, code) in [
+            (400, GrpcCode::Internal),
+            (401, GrpcCode::Unauthenticated),
+            (403, GrpcCode::PermissionDenied),
+            (404, GrpcCode::Unimplemented),
+            (429, GrpcCode::Unavailable),
+            (502, GrpcCode::Unavailable),
+            (503, GrpcCode::Unavailable),
+            (504, GrpcCode::Unavailable),
+            (500, GrpcCode::Unknown),
+            (501, GrpcCode::Unknown),
+            (505, GrpcCode::Unknown),
+            (418, GrpcCode::Unknown),
+        ] {
+            let status = http::StatusCode::from_u16(status).unwrap();
+            assert_eq!(GrpcCode::from_http_status(status), code, "{status}");
+        }
     }
 
     #[test]

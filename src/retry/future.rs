@@ -13,7 +13,7 @@ use tower_service::Service;
 
 use super::body::{AttemptBody, Replayer};
 use super::budget::{Budget, Budgets};
-use super::policy::{Hint, grpc_code_of_http_status, grpc_pushback, retry_after};
+use super::policy::{Hint, grpc_pushback, retry_after};
 use super::shared::{AttemptLabel, RetryCheck, Shared};
 use crate::body::ArmorBody;
 use crate::classify::{Classification, Classify, Outcome};
@@ -533,7 +533,7 @@ fn judge_response<E: KeyExtractor, C: Classify, S, B, A, R>(
             // has begun, the answer is the caller's.
             let code = GrpcCode::from_headers(headers).or_else(|| {
                 (response.status() != http::StatusCode::OK)
-                    .then(|| grpc_code_of_http_status(response.status()))
+                    .then(|| GrpcCode::from_http_status(response.status()))
             });
             code.is_some_and(|code| shared.settings.grpc_codes & (1 << code.as_u8()) != 0)
         }

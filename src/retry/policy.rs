@@ -3,9 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, Method, StatusCode};
-
-use crate::grpc::GrpcCode;
+use http::{HeaderMap, Method};
 
 /// Methods RFC 9110 defines as idempotent: sending them twice does no more
 /// harm than sending them once.
@@ -119,19 +117,6 @@ pub(crate) fn grpc_pushback(headers: &HeaderMap) -> Hint {
         .and_then(|t| t.parse::<u64>().ok())
         .unwrap_or(u64::MAX);
     Hint::After(Duration::from_millis(millis))
-}
-
-/// The gRPC code a client reports for a response whose HTTP status is not
-/// 200 (gRPC's http-grpc-status-mapping): 429, 502, 503 and 504 are `UNAVAILABLE`.
-pub(crate) fn grpc_code_of_http_status(status: StatusCode) -> GrpcCode {
-    match status.as_u16() {
-        400 => GrpcCode::Internal,
-        401 => GrpcCode::Unauthenticated,
-        403 => GrpcCode::PermissionDenied,
-        404 => GrpcCode::Unimplemented,
-        429 | 502..=504 => GrpcCode::Unavailable,
-        _ => GrpcCode::Unknown,
-    }
 }
 
 #[cfg(test)]
