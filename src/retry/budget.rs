@@ -339,9 +339,9 @@ impl<K: Hash + Eq + Clone> KeyedBudgets<K> {
 fn sweep<K>(map: &mut hashbrown::HashMap<K, Arc<Budget>>) -> usize {
     let before = map.len();
     map.retain(|_, budget| {
-        Arc::strong_count(budget) > 1
-            || budget.touched.swap(false, Ordering::Relaxed)
-            || !budget.is_idle()
+        // Every sweep starts a new period of use, for held budgets too.
+        let used = budget.touched.swap(false, Ordering::Relaxed);
+        used || Arc::strong_count(budget) > 1 || !budget.is_idle()
     });
     before - map.len()
 }
@@ -413,6 +413,125 @@ mod tests {
         assert!(budget.is_idle());
         (0..4).for_each(|_| budget.deposit());
         assert_eq!(retries_allowed(&budget), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_second_of_the_window_counts() {
+        let budget = budget(0.5, 0);
+        for _ in 0..4 {
+            (0..4).for_each(|_| budget.deposit());
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        // Sixteen requests over four seconds: eight retries.
+        assert_eq!(budget.available(), 8);
+        assert_eq!(retries_allowed(&budget), 8);
+        // Retries leave the window with their second, as requests do.
+        tokio::time::advance(Duration::from_secs(7)).await;
+        assert_eq!(
+            budget.available(),
+            0,
+            "only the last second's 4 requests, all spent"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_budget_is_idle_only_with_nothing_in_its_window() {
+        let budget = budget(0.5, 1);
+        assert!(budget.is_idle());
+        budget.deposit();
+        assert!(!budget.is_idle(), "a request");
+        let spent = self::budget(0.5, 1);
+        assert!(spent.withdraw());
+        assert!(!spent.is_idle(), "a retry from the reserve");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reset_budget_is_as_new() {
+        let budget = budget(0.5, 0);
+        (0..10).for_each(|_| budget.deposit());
+        assert_eq!(retries_allowed(&budget), 5);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        (0..3).for_each(|_| budget.deposit());
+        budget.reset();
+        assert!(budget.is_idle());
+        assert_eq!(budget.available(), 0);
+        (0..2).for_each(|_| budget.deposit());
+        assert_eq!(retries_allowed(&budget), 1);
+    }
+
+    fn keyed(max_keys: usize, idle: Duration) -> KeyedBudgets<u32> {
+        let spec = BudgetSpec {
+            ratio: 0.5,
+            min_per_second: 0,
+            window: Duration::from_secs(2),
+        };
+        KeyedBudgets::new(spec, KeyLimits::new(max_keys, idle))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sweep_forgets_only_unused_idle_unheld_budgets() {
+        let keyed = keyed(1000, Duration::ZERO);
+        let held = keyed.get(&1);
+        keyed.get(&2).deposit();
+        keyed.get(&3);
+        keyed.get(&4);
+        assert_eq!(keyed.len(), 4);
+        // Everything was used since the last sweep (a new budget counts as used).
+        assert_eq!(keyed.sweep(), 0);
+        // 1 is held by a request, 2 has a request in its window, 3 is used again.
+        keyed.get(&3);
+        assert_eq!(keyed.sweep(), 1, "4 is unused, idle and unheld");
+        assert!(keyed.existing(&4).is_none());
+        assert_eq!(keyed.sweep(), 1, "3, unused since the last sweep");
+        assert_eq!(keyed.len(), 2);
+        // Once its window passes, 2 goes too; 1 stays while held.
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(keyed.sweep(), 1);
+        assert!(keyed.existing(&1).is_some());
+        drop(held);
+        assert_eq!(keyed.sweep(), 1);
+        assert_eq!(keyed.len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn new_keys_sweep_at_most_once_per_idle_time() {
+        let keyed = keyed(1000, Duration::from_secs(5));
+        for key in 0..10 {
+            keyed.get(&key);
+        }
+        // Before the idle time, a new key sweeps nothing.
+        tokio::time::advance(Duration::from_secs(4)).await;
+        keyed.get(&100);
+        assert_eq!(keyed.len(), 11);
+        // The first new key after it sweeps: every budget counts as used
+        // since it was made, so this sweep only starts a period.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        keyed.get(&200);
+        assert_eq!(keyed.len(), 12);
+        tokio::time::advance(Duration::from_secs(4)).await;
+        keyed.get(&250);
+        keyed.get(&3);
+        assert_eq!(keyed.len(), 13, "no sweep within the idle time");
+        // The next one forgets what was not used in that period.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        keyed.get(&300);
+        let mut left: Vec<u32> = (0..400)
+            .filter(|key| keyed.existing(key).is_some())
+            .collect();
+        left.sort_unstable();
+        assert_eq!(left, [3, 200, 250, 300]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_the_key_limit_new_keys_share_one_budget() {
+        let keyed = keyed(16, Duration::from_secs(60));
+        let shared = (0..64)
+            .filter(|key| Arc::ptr_eq(&keyed.get(key), &keyed.shared))
+            .count();
+        assert!(keyed.len() <= 16, "{}", keyed.len());
+        // A full shard first forgets what was unused since its last sweep;
+        // a key that finds it full even then shares.
+        assert!(shared >= 1, "64 keys in 16 shards of one budget each");
     }
 
     #[test]
