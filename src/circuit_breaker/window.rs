@@ -318,6 +318,36 @@ impl Window {
 mod tests {
     use super::*;
 
+    #[test]
+    fn tags_compare_across_the_wrap() {
+        let top = (1 << TAG_BITS) - 1;
+        assert!(tag_newer(5, 4));
+        assert!(!tag_newer(4, 5));
+        assert!(!tag_newer(7, 7), "a tag is not newer than itself");
+        // Tags wrap: 0 comes right after the largest tag.
+        assert!(tag_newer(0, top));
+        assert!(!tag_newer(top, 0));
+        // Up to half the tag space ahead is newer; beyond it, older.
+        let half = 1 << (TAG_BITS - 1);
+        assert!(tag_newer(half - 1, 0));
+        assert!(!tag_newer(half, 0));
+        assert!(tag_newer(tag_of(1_000_000_000), tag_of(1_000_000_000 - 3)));
+    }
+
+    #[test]
+    fn a_mark_codes_failure_and_slowness_as_two_bits() {
+        let code = |failure, slow| Mark { failure, slow }.code();
+        assert_eq!(
+            [
+                code(false, false),
+                code(true, false),
+                code(false, true),
+                code(true, true)
+            ],
+            [0, 1, 2, 3]
+        );
+    }
+
     const OK: Mark = Mark {
         failure: false,
         slow: false,
