@@ -802,6 +802,42 @@ mod tests {
     }
 
     #[test]
+    fn generations_compare_across_the_wrap() {
+        assert!(generation_newer(5, 4));
+        assert!(!generation_newer(4, 5));
+        assert!(!generation_newer(9, 9), "not newer than itself");
+        assert!(generation_newer(0, GEN_MASK), "0 follows the largest");
+        assert!(!generation_newer(GEN_MASK, 0));
+        let half = 1 << (GEN_BITS - 1);
+        assert!(generation_newer(half - 1, 0));
+        assert!(!generation_newer(half, 0));
+    }
+
+    #[test]
+    fn calls_are_counted_as_success_failure_slow_or_cancelled() {
+        let breaker = Clocked::new(Policy {
+            slow_rate: Some(1.0),
+            slow_call_us: Some(1_000_000),
+            min_calls: 100,
+            ..policy()
+        });
+        let timed = |ms: u64, outcome: Outcome| {
+            let Admission::Admitted(permit) = breaker.admit() else {
+                panic!("closed")
+            };
+            breaker.advance_ms(ms);
+            breaker.complete(permit, outcome)
+        };
+        assert_eq!(timed(10, Outcome::Success), Counted::Success);
+        assert_eq!(timed(1_500, Outcome::Success), Counted::Slow);
+        assert_eq!(timed(10, FAIL), Counted::Failure);
+        assert_eq!(timed(1_500, FAIL), Counted::Failure, "a failure first");
+        assert_eq!(timed(10, Outcome::Cancelled), Counted::Cancelled);
+        let debug = format!("{:?}", breaker.core);
+        assert!(debug.contains("Closed"), "{debug}");
+    }
+
+    #[test]
     fn opens_at_the_failure_rate_once_the_minimum_is_reached() {
         let breaker = Clocked::new(policy());
         for _ in 0..3 {
