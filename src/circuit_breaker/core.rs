@@ -837,6 +837,132 @@ mod tests {
         assert!(debug.contains("Closed"), "{debug}");
     }
 
+    /// A core on Tokio's (paused) clock, as the layer runs it.
+    fn on_tokio_clock(policy: Policy) -> Core {
+        Core::new(policy)
+    }
+
+    fn admit_now(core: &Core) -> Admission {
+        core.admit(&|| core.now_us(), &mut Vec::new())
+    }
+
+    fn complete_now(core: &Core, permit: Permit, outcome: Outcome) {
+        core.complete(permit, outcome, &|| core.now_us(), &mut Vec::new());
+    }
+
+    fn open_now(core: &Core) {
+        for _ in 0..4 {
+            if let Admission::Admitted(permit) = admit_now(core) {
+                complete_now(core, permit, FAIL);
+            }
+        }
+        assert_eq!(core.state(), CircuitState::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_next_admission_follows_state_and_operator_modes() {
+        let core = on_tokio_clock(policy());
+        let now = || core.now_us();
+        assert_eq!(core.next_admission_us(), Some(now()), "closed");
+        open_now(&core);
+        assert_eq!(core.next_admission_us(), Some(now() + 10_000_000), "open");
+        core.disable();
+        assert_eq!(core.next_admission_us(), Some(now()), "disabled while open");
+        core.metrics_only();
+        assert_eq!(
+            core.next_admission_us(),
+            Some(now()),
+            "observing while open"
+        );
+        core.force_open();
+        assert_eq!(core.next_admission_us(), None, "held open by an operator");
+        core.set_mode(NORMAL);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        // Half-open: free while probes are left, then it depends on them.
+        let Admission::Admitted(first) = admit_now(&core) else {
+            panic!("a probe")
+        };
+        assert_eq!(core.state(), CircuitState::HalfOpen);
+        assert_eq!(core.next_admission_us(), Some(now()), "one probe left");
+        let Admission::Admitted(second) = admit_now(&core) else {
+            panic!("a probe")
+        };
+        assert_eq!(core.next_admission_us(), None, "every probe out");
+        complete_now(&core, first, Outcome::Cancelled);
+        assert_eq!(core.next_admission_us(), Some(now()), "a probe given back");
+        complete_now(&core, second, Outcome::Success);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_microsecond_open_period_still_ends_in_the_future() {
+        let core = on_tokio_clock(Policy {
+            open_base_us: 1,
+            open_max_us: 1,
+            ..policy()
+        });
+        open_now(&core);
+        assert!(matches!(admit_now(&core), Admission::Refused(Some(_))));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(matches!(admit_now(&core), Admission::Admitted(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jitter_shortens_open_periods_within_its_share() {
+        let core = on_tokio_clock(Policy {
+            jitter: 0.5,
+            ..policy()
+        });
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..50 {
+            open_now(&core);
+            let left = core.next_admission_us().unwrap() - core.now_us();
+            assert!(
+                (5_000_000..=10_000_000).contains(&left),
+                "{left} us, base 10 s, jitter 0.5"
+            );
+            seen.insert(left / 100_000);
+            core.close(true);
+        }
+        assert!(seen.len() > 10, "periods vary: {seen:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_probe_from_an_earlier_round_changes_nothing() {
+        let core = on_tokio_clock(policy());
+        open_now(&core);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let Admission::Admitted(late) = admit_now(&core) else {
+            panic!("a probe")
+        };
+        let Admission::Admitted(failing) = admit_now(&core) else {
+            panic!("a probe")
+        };
+        complete_now(&core, failing, FAIL);
+        assert_eq!(core.state(), CircuitState::Open, "a failed probe re-opens");
+        tokio::time::advance(Duration::from_secs(20)).await;
+        assert_eq!(core.next_admission_us(), Some(core.now_us()));
+        // A new round: the first round's late probe reports, and counts for
+        // nothing in it.
+        let Admission::Admitted(probe) = admit_now(&core) else {
+            panic!("a probe")
+        };
+        assert_eq!(core.state(), CircuitState::HalfOpen);
+        complete_now(&core, late, Outcome::Success);
+        complete_now(&core, probe, Outcome::Success);
+        assert_eq!(core.state(), CircuitState::HalfOpen, "one of two probes");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_from_before_an_operator_close_is_not_counted() {
+        let core = on_tokio_clock(policy());
+        let Admission::Admitted(before) = admit_now(&core) else {
+            panic!("closed")
+        };
+        core.close(false);
+        complete_now(&core, before, FAIL);
+        assert_eq!(core.totals(|| core.now_us()), Totals::default());
+    }
+
     #[test]
     fn opens_at_the_failure_rate_once_the_minimum_is_reached() {
         let breaker = Clocked::new(policy());
