@@ -707,7 +707,14 @@ mod tests {
                 .count()
         };
         assert_eq!(shards_with_old_keys(), SHARDS);
-        for key in old..old + 3 * SWEEP_EVERY as u32 {
+        let batch = SWEEP_EVERY as u32;
+        // Not before the 64th new key...
+        for key in old..old + batch - 1 {
+            store.check(&key, 1, 0, false);
+        }
+        assert_eq!(shards_with_old_keys(), SHARDS);
+        // ...and then one shard per 64.
+        for key in old + batch - 1..old + 3 * batch {
             store.check(&key, 1, 0, false);
         }
         assert_eq!(shards_with_old_keys(), SHARDS - 3);
