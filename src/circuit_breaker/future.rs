@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 use super::breaker::Breaker;
 use super::core::Permit;
 use crate::BoxError;
-use crate::body::{ArmorBody, BodyEnd, GuardBody, OnBodyEnd, poll_as_bytes};
+use crate::body::{ArmorBody, BodyEnd, GuardBody, OnBodyEnd};
 use crate::classify::{Classification, Classify, FailureKind, Outcome};
 use crate::grpc::Protocol;
 
@@ -103,9 +103,9 @@ pin_project! {
         C: Classify,
     {
         Guarded { #[pin] body: GuardBody<B, Recorder<K, C>> },
-        // A request no breaker guards (no key, `MissingKey::Allow`).
-        Unguarded { #[pin] body: B },
-        Refusal { #[pin] body: ArmorBody<B> },
+        // A refusal, or the answer to a request no breaker guards (no key,
+        // `MissingKey::Allow`).
+        Plain { #[pin] body: ArmorBody<B> },
     }
 }
 
@@ -113,8 +113,7 @@ impl<B, K, C: Classify> std::fmt::Debug for CircuitBreakerBody<B, K, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.kind {
             BodyKind::Guarded { .. } => "guarded",
-            BodyKind::Unguarded { .. } => "unguarded",
-            BodyKind::Refusal { .. } => "refusal",
+            BodyKind::Plain { .. } => "plain",
         };
         f.debug_tuple("CircuitBreakerBody").field(&kind).finish()
     }
@@ -136,24 +135,21 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
             BodyKindProj::Guarded { body } => body.poll_frame(cx),
-            BodyKindProj::Unguarded { body } => poll_as_bytes(body, cx),
-            BodyKindProj::Refusal { body } => body.poll_frame(cx),
+            BodyKindProj::Plain { body } => body.poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             BodyKind::Guarded { body } => body.is_end_stream(),
-            BodyKind::Unguarded { body } => body.is_end_stream(),
-            BodyKind::Refusal { body } => body.is_end_stream(),
+            BodyKind::Plain { body } => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             BodyKind::Guarded { body } => body.size_hint(),
-            BodyKind::Unguarded { body } => body.size_hint(),
-            BodyKind::Refusal { body } => body.size_hint(),
+            BodyKind::Plain { body } => body.size_hint(),
         }
     }
 }
@@ -236,7 +232,9 @@ where
             }
             StateProj::Unguarded { future } => future.poll(cx).map_ok(|response| {
                 response.map(|body| CircuitBreakerBody {
-                    kind: BodyKind::Unguarded { body },
+                    kind: BodyKind::Plain {
+                        body: ArmorBody::inner(body),
+                    },
                 })
             }),
             StateProj::Refused { response } => {
@@ -244,7 +242,7 @@ where
                     .take()
                     .expect("circuit-breaker future polled after completion");
                 Poll::Ready(Ok(response.map(|body| CircuitBreakerBody {
-                    kind: BodyKind::Refusal { body },
+                    kind: BodyKind::Plain { body },
                 })))
             }
         }
