@@ -171,6 +171,13 @@ pub enum BodyEnd<'a> {
 pub trait OnBodyEnd {
     /// The body ended as `end` says.
     fn on_body_end(self, end: BodyEnd<'_>);
+
+    /// A data frame of `len` bytes went by (before the end). Does nothing
+    /// unless a handler counts bytes.
+    #[inline]
+    fn on_data(&mut self, len: usize) {
+        let _ = len;
+    }
 }
 
 impl<F> OnBodyEnd for F
@@ -232,6 +239,11 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         let frame = ready!(this.body.as_mut().poll_frame(cx));
+        if let (Some(Ok(frame)), Some(handler)) = (&frame, this.handler.as_mut()) {
+            if let Some(data) = frame.data_ref() {
+                handler.on_data(data.remaining());
+            }
+        }
         let end = match &frame {
             None => Some(BodyEnd::Complete { trailers: None }),
             Some(Err(_)) => Some(BodyEnd::Error),

@@ -36,6 +36,14 @@ use tower_layer::Stack;
 /// tower features that tonic turns on), and an inherent method always wins
 /// over a trait's.
 pub trait ServiceBuilderExt<L>: Sized {
+    /// Adds a [`MetricsLayer`](crate::metrics::MetricsLayer).
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    fn armor_metrics<R, C>(
+        self,
+        layer: crate::metrics::MetricsLayer<R, C>,
+    ) -> ServiceBuilder<Stack<crate::metrics::MetricsLayer<R, C>, L>>;
+
     /// Adds a [`TimeoutLayer`](crate::timeout::TimeoutLayer).
     #[cfg(feature = "timeout")]
     #[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
@@ -118,6 +126,14 @@ pub trait ServiceBuilderExt<L>: Sized {
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    #[cfg(feature = "metrics")]
+    fn armor_metrics<R, C>(
+        self,
+        layer: crate::metrics::MetricsLayer<R, C>,
+    ) -> ServiceBuilder<Stack<crate::metrics::MetricsLayer<R, C>, L>> {
+        self.layer(layer)
+    }
+
     #[cfg(feature = "timeout")]
     fn armor_timeout(
         self,

@@ -117,7 +117,7 @@ mod config;
 mod deadline;
 pub mod grpc;
 pub mod key;
-#[cfg(any(armor_keyed, armor_compression))]
+#[cfg(any(armor_keyed, armor_compression, feature = "metrics"))]
 mod observe;
 #[cfg(any(feature = "circuit-breaker", feature = "retry"))]
 mod random;
@@ -139,6 +139,9 @@ pub mod circuit_breaker;
     )))
 )]
 pub mod compression;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;

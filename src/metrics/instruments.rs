@@ -1,0 +1,431 @@
+//! The instruments a [`MetricsLayer`](super::MetricsLayer) records into: their
+//! names, the label sets of their series, and the handles of each series,
+//! registered once per recorder and label set and cached, up to a cap.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use metrics::{Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString};
+
+use super::attributes::{ErrorType, KnownMethod, Scheme};
+use crate::grpc::GrpcCode;
+use crate::observe::PerRecorder;
+
+/// How the layer names its instruments and attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Naming {
+    /// OpenTelemetry's semantic conventions, as they are
+    /// (`http.server.request.duration`, `http.request.method`, ...): what an
+    /// OpenTelemetry exporter expects, and what Prometheus exporters turn
+    /// into `http_server_request_duration{http_request_method=…}` (default).
+    #[default]
+    OpenTelemetry,
+    /// Prometheus style: underscores, and the unit in the name
+    /// (`http_server_request_duration_seconds`, `http_request_method`).
+    Prometheus,
+}
+
+/// Whether the layer measures a server or a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Server,
+    Client,
+}
+
+/// The names of the instruments one layer records into.
+#[derive(Debug)]
+pub(crate) struct Names {
+    pub(crate) http_duration: &'static str,
+    pub(crate) grpc_duration: &'static str,
+    pub(crate) active: &'static str,
+    pub(crate) response_size: &'static str,
+    pub(crate) request_size: &'static str,
+    /// Attribute keys, in [`Names::label`] order.
+    labels: [&'static str; LABELS],
+}
+
+const LABELS: usize = 12;
+
+/// The attributes, as indexes into [`Names::labels`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Attr {
+    Method,
+    Scheme,
+    Route,
+    Status,
+    Version,
+    Error,
+    ServerAddress,
+    ServerPort,
+    RpcSystem,
+    RpcMethod,
+    RpcStatus,
+    Overflow,
+}
+
+impl Names {
+    pub(crate) fn new(side: Side, naming: Naming) -> Names {
+        let otel = naming == Naming::OpenTelemetry;
+        let pick = |otel_name: &'static str, prometheus: &'static str| {
+            if otel { otel_name } else { prometheus }
+        };
+        let (http_duration, grpc_duration, active, response_size, request_size) = match side {
+            Side::Server => (
+                pick(
+                    "http.server.request.duration",
+                    "http_server_request_duration_seconds",
+                ),
+                pick(
+                    "rpc.server.call.duration",
+                    "rpc_server_call_duration_seconds",
+                ),
+                pick("http.server.active_requests", "http_server_active_requests"),
+                pick(
+                    "http.server.response.body.size",
+                    "http_server_response_body_size_bytes",
+                ),
+                pick(
+                    "http.server.request.body.size",
+                    "http_server_request_body_size_bytes",
+                ),
+            ),
+            Side::Client => (
+                pick(
+                    "http.client.request.duration",
+                    "http_client_request_duration_seconds",
+                ),
+                pick(
+                    "rpc.client.call.duration",
+                    "rpc_client_call_duration_seconds",
+                ),
+                pick("http.client.active_requests", "http_client_active_requests"),
+                pick(
+                    "http.client.response.body.size",
+                    "http_client_response_body_size_bytes",
+                ),
+                pick(
+                    "http.client.request.body.size",
+                    "http_client_request_body_size_bytes",
+                ),
+            ),
+        };
+        let labels = [
+            pick("http.request.method", "http_request_method"),
+            pick("url.scheme", "url_scheme"),
+            pick("http.route", "http_route"),
+            pick("http.response.status_code", "http_response_status_code"),
+            pick("network.protocol.version", "network_protocol_version"),
+            pick("error.type", "error_type"),
+            pick("server.address", "server_address"),
+            pick("server.port", "server_port"),
+            pick("rpc.system.name", "rpc_system_name"),
+            pick("rpc.method", "rpc_method"),
+            pick("rpc.status_code", "rpc_status_code"),
+            pick("otel.metric.overflow", "otel_metric_overflow"),
+        ];
+        Names {
+            http_duration,
+            grpc_duration,
+            active,
+            response_size,
+            request_size,
+            labels,
+        }
+    }
+
+    fn label(&self, attr: Attr, value: impl Into<SharedString>) -> Label {
+        Label::new(self.labels[attr as usize], value)
+    }
+}
+
+/// The upstream of a client request: `server.address` and `server.port`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Server {
+    pub(crate) address: Arc<str>,
+    pub(crate) port: u16,
+}
+
+/// What a request's series of `*.active_requests` is told apart by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ActiveSeries {
+    pub(crate) method: KnownMethod,
+    pub(crate) scheme: Scheme,
+    pub(crate) server: Option<Server>,
+}
+
+/// What a finished request's series is told apart by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Series {
+    pub(crate) method: KnownMethod,
+    pub(crate) scheme: Scheme,
+    pub(crate) version: &'static str,
+    /// `http.route` of an HTTP request, `rpc.method` of a gRPC call.
+    pub(crate) route: Option<Arc<str>>,
+    /// The HTTP status, when an answer came.
+    pub(crate) status: Option<u16>,
+    /// The gRPC status of a gRPC call (`None`: not gRPC).
+    pub(crate) grpc: Option<GrpcCode>,
+    pub(crate) error: Option<ErrorType>,
+    pub(crate) server: Option<Server>,
+}
+
+/// The handles of one finished-request series.
+pub(crate) struct SeriesHandles {
+    pub(crate) duration: Histogram,
+    pub(crate) response_size: Option<Histogram>,
+    pub(crate) request_size: Option<Histogram>,
+}
+
+/// Series registered with one recorder.
+#[derive(Default)]
+pub(crate) struct Registered {
+    series: RwLock<HashMap<Series, Arc<SeriesHandles>>>,
+    active: RwLock<HashMap<ActiveSeries, Gauge>>,
+    overflow: std::sync::OnceLock<Arc<SeriesHandles>>,
+}
+
+/// Where the handles come from: the recorder current at each event, or one
+/// the user gave the layer. Built once per layer and shared, so the size
+/// difference between the two costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Target {
+    Current(PerRecorder<Registered>),
+    Fixed {
+        recorder: Arc<dyn Recorder + Send + Sync>,
+        registered: Registered,
+    },
+}
+
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// The instruments of one layer.
+pub(crate) struct Instruments {
+    pub(crate) names: Names,
+    pub(crate) side: Side,
+    pub(crate) body_sizes: bool,
+    pub(crate) max_series: usize,
+    pub(crate) target: Target,
+    /// `armor.metrics.label_overflow{name}`: requests recorded into the
+    /// overflow series because the cap was reached.
+    pub(crate) name: SharedString,
+}
+
+impl Instruments {
+    /// Runs `f` with the series registered with the recorder that receives
+    /// events now, and that recorder.
+    #[inline]
+    fn with<R>(&self, f: impl FnOnce(&Registered, &dyn Recorder) -> R) -> R {
+        match &self.target {
+            Target::Current(per_recorder) => per_recorder.with(Registered::default, |registered| {
+                metrics::with_recorder(|recorder| f(registered, recorder))
+            }),
+            Target::Fixed {
+                recorder,
+                registered,
+            } => f(registered, &**recorder),
+        }
+    }
+
+    /// The `*.active_requests` gauge of `series`.
+    pub(crate) fn active(&self, series: &ActiveSeries) -> Gauge {
+        self.with(|registered, recorder| {
+            if let Some(gauge) = read(&registered.active).get(series) {
+                return gauge.clone();
+            }
+            let mut active = write(&registered.active);
+            if active.len() >= self.max_series && !active.contains_key(series) {
+                // Past the cap, a request is not counted as active rather
+                // than counted under a series of its own.
+                return Gauge::noop();
+            }
+            active
+                .entry(series.clone())
+                .or_insert_with(|| {
+                    let mut labels = vec![
+                        self.names.label(Attr::Method, series.method.as_str()),
+                        self.names.label(Attr::Scheme, series.scheme.as_str()),
+                    ];
+                    if let Some(server) = &series.server {
+                        labels.push(self.server_address(server));
+                        labels.push(self.server_port(server));
+                    }
+                    recorder.register_gauge(&Key::from_parts(self.names.active, labels), &METADATA)
+                })
+                .clone()
+        })
+    }
+
+    /// The handles of the finished-request `series` (or of the overflow
+    /// series, past the cap).
+    pub(crate) fn series(&self, series: &Series) -> Arc<SeriesHandles> {
+        self.with(|registered, recorder| {
+            if let Some(handles) = read(&registered.series).get(series) {
+                return handles.clone();
+            }
+            let mut map = write(&registered.series);
+            if let Some(handles) = map.get(series) {
+                return handles.clone();
+            }
+            if map.len() >= self.max_series {
+                drop(map);
+                self.overflowed(recorder);
+                return registered
+                    .overflow
+                    .get_or_init(|| {
+                        tracing::warn!(
+                            name = &*self.name,
+                            max = self.max_series,
+                            "request metrics reached their cap of label sets; \
+                             new ones go to the overflow series"
+                        );
+                        Arc::new(self.register_overflow(series, recorder))
+                    })
+                    .clone();
+            }
+            let handles = Arc::new(self.register(series, recorder));
+            map.insert(series.clone(), handles.clone());
+            handles
+        })
+    }
+
+    fn overflowed(&self, recorder: &dyn Recorder) {
+        let key = Key::from_parts(
+            "armor.metrics.label_overflow",
+            vec![Label::new("name", self.name.clone())],
+        );
+        recorder.register_counter(&key, &METADATA).increment(1);
+    }
+
+    fn server_address(&self, server: &Server) -> Label {
+        self.names.label(
+            Attr::ServerAddress,
+            SharedString::from_shared(server.address.clone()),
+        )
+    }
+
+    fn server_port(&self, server: &Server) -> Label {
+        self.names.label(Attr::ServerPort, port_text(server.port))
+    }
+
+    fn labels(&self, series: &Series) -> Vec<Label> {
+        let names = &self.names;
+        let mut labels = Vec::with_capacity(8);
+        match series.grpc {
+            Some(code) => {
+                labels.push(names.label(Attr::RpcSystem, "grpc"));
+                let method = match &series.route {
+                    Some(method) => SharedString::from_shared(method.clone()),
+                    None => SharedString::const_str("_OTHER"),
+                };
+                labels.push(names.label(Attr::RpcMethod, method));
+                labels.push(names.label(Attr::RpcStatus, code.name()));
+            }
+            None => {
+                labels.push(names.label(Attr::Method, series.method.as_str()));
+                labels.push(names.label(Attr::Scheme, series.scheme.as_str()));
+                if let Some(route) = &series.route {
+                    labels.push(names.label(Attr::Route, SharedString::from_shared(route.clone())));
+                }
+                if let Some(status) = series.status {
+                    labels.push(names.label(Attr::Status, status.to_string()));
+                }
+                labels.push(names.label(Attr::Version, series.version));
+            }
+        }
+        if let Some(server) = &series.server {
+            labels.push(self.server_address(server));
+            labels.push(self.server_port(server));
+        }
+        if let Some(error) = series.error {
+            labels.push(names.label(
+                Attr::Error,
+                match error.value() {
+                    Cow::Borrowed(value) => SharedString::const_str(value),
+                    Cow::Owned(value) => SharedString::from_owned(value),
+                },
+            ));
+        }
+        labels
+    }
+
+    fn register(&self, series: &Series, recorder: &dyn Recorder) -> SeriesHandles {
+        self.register_named(series.grpc.is_some(), self.labels(series), recorder)
+    }
+
+    fn register_overflow(&self, series: &Series, recorder: &dyn Recorder) -> SeriesHandles {
+        let labels = vec![self.names.label(Attr::Overflow, "true")];
+        self.register_named(series.grpc.is_some(), labels, recorder)
+    }
+
+    fn register_named(
+        &self,
+        grpc: bool,
+        labels: Vec<Label>,
+        recorder: &dyn Recorder,
+    ) -> SeriesHandles {
+        let names = &self.names;
+        let name = if grpc {
+            names.grpc_duration
+        } else {
+            names.http_duration
+        };
+        let sizes = self.body_sizes && !grpc;
+        let histogram = |name: &'static str| {
+            recorder.register_histogram(&Key::from_parts(name, labels.clone()), &METADATA)
+        };
+        SeriesHandles {
+            duration: histogram(name),
+            response_size: sizes.then(|| histogram(names.response_size)),
+            request_size: sizes.then(|| histogram(names.request_size)),
+        }
+    }
+}
+
+/// A port as label text, without allocating for the common ones.
+fn port_text(port: u16) -> SharedString {
+    match port {
+        80 => SharedString::const_str("80"),
+        443 => SharedString::const_str("443"),
+        port => SharedString::from_owned(port.to_string()),
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// An interned route: the same text gives the same `Arc`, so a request
+/// carries its route to the end of its body without allocating.
+#[derive(Default)]
+pub(crate) struct Routes {
+    routes: RwLock<std::collections::HashSet<Arc<str>>>,
+}
+
+impl Routes {
+    /// The shared copy of `route`, made once; past `max` distinct routes,
+    /// `None` (the request gets no route rather than a new series).
+    pub(crate) fn intern(&self, route: &str, max: usize) -> Option<Arc<str>> {
+        if let Some(known) = read(&self.routes).get(route) {
+            return Some(known.clone());
+        }
+        let mut routes = write(&self.routes);
+        if let Some(known) = routes.get(route) {
+            return Some(known.clone());
+        }
+        if routes.len() >= max {
+            return None;
+        }
+        let route: Arc<str> = Arc::from(route);
+        routes.insert(route.clone());
+        Some(route)
+    }
+}

@@ -1,0 +1,18 @@
+//! What every service of one [`MetricsLayer`](super::MetricsLayer) shares.
+
+use std::sync::Arc;
+
+use super::instruments::{Instruments, Routes};
+
+/// Settings and state shared by every service of one layer value.
+pub(crate) struct Settings<R, C> {
+    pub(crate) instruments: Arc<Instruments>,
+    pub(crate) route: R,
+    pub(crate) classifier: C,
+    /// The gRPC methods that get a series of their own, if the user listed them.
+    pub(crate) grpc_methods: Option<Box<[Box<str>]>>,
+    /// Interned `http.route` and `rpc.method` values.
+    pub(crate) routes: Routes,
+    /// Interned `server.address` values (clients).
+    pub(crate) servers: Routes,
+}

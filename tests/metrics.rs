@@ -1,0 +1,652 @@
+//! The metrics layer through its service, under paused time, with a local
+//! debugging recorder: the exact names, attributes and values a Prometheus or
+//! OpenTelemetry exporter would receive.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use std::sync::Arc;
+
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use metrics_util::registry::{AtomicStorage, Registry};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use tower_armor::metrics::{
+    MetricsBuilder, MetricsLayer, Naming, NoRoute, RouteExtractor, route_fn,
+};
+
+mod support;
+
+type Body = Full<Bytes>;
+
+/// A recorder that keeps what it is given and can be read any number of
+/// times (metrics-util's debugging recorder drains on every snapshot).
+#[derive(Clone)]
+struct Recording(Arc<Registry<Key, AtomicStorage>>);
+
+impl Recording {
+    fn new() -> Self {
+        Self(Arc::new(Registry::atomic()))
+    }
+}
+
+impl Recorder for Recording {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        self.0
+            .get_or_create_counter(key, |c| Counter::from_arc(c.clone()))
+    }
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        self.0
+            .get_or_create_gauge(key, |g| Gauge::from_arc(g.clone()))
+    }
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        self.0
+            .get_or_create_histogram(key, |h| Histogram::from_arc(h.clone()))
+    }
+}
+
+/// A layer recording into a fresh recorder, and what it recorded.
+fn recorded<R: RouteExtractor>(builder: MetricsBuilder<R>) -> (MetricsLayer<R>, Recording) {
+    let recording = Recording::new();
+    (
+        builder.recorder(recording.clone()).build().unwrap(),
+        recording,
+    )
+}
+
+/// One series: its name, its labels in the order they were given, and its
+/// value (a counter or gauge as itself, a histogram as its samples).
+#[derive(Debug, Clone, PartialEq)]
+struct Series {
+    name: String,
+    labels: Vec<String>,
+    value: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Count(u64),
+    Level(f64),
+    Samples(Vec<f64>),
+}
+
+fn series(recording: &Recording) -> Vec<Series> {
+    let describe = |key: &Key, value: Value| Series {
+        name: key.name().to_owned(),
+        labels: key
+            .labels()
+            .map(|label| format!("{}={}", label.key(), label.value()))
+            .collect(),
+        value,
+    };
+    let mut all = Vec::new();
+    recording.0.visit_counters(|key, count| {
+        all.push(describe(
+            key,
+            Value::Count(count.load(std::sync::atomic::Ordering::SeqCst)),
+        ))
+    });
+    recording.0.visit_gauges(|key, level| {
+        let bits = level.load(std::sync::atomic::Ordering::SeqCst);
+        all.push(describe(key, Value::Level(f64::from_bits(bits))))
+    });
+    recording
+        .0
+        .visit_histograms(|key, samples| all.push(describe(key, Value::Samples(samples.data()))));
+    all.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
+    all
+}
+
+/// The durations recorded under `name`, by label set.
+fn durations(recording: &Recording, name: &str) -> Vec<(Vec<String>, Vec<f64>)> {
+    series(recording)
+        .into_iter()
+        .filter(|s| s.name == name)
+        .filter_map(|s| match s.value {
+            Value::Samples(samples) if !samples.is_empty() => Some((s.labels, samples)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn labels(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn active(recording: &Recording, name: &str) -> Vec<(Vec<String>, f64)> {
+    series(recording)
+        .into_iter()
+        .filter(|s| s.name == name)
+        .filter_map(|s| match s.value {
+            Value::Level(level) => Some((s.labels, level)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn answering(
+    status: u16,
+) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
+    tower::service_fn(move |_req: Request<Body>| async move {
+        Ok::<_, Infallible>(
+            Response::builder()
+                .status(status)
+                .body(Full::new(Bytes::from_static(b"answer")))
+                .unwrap(),
+        )
+    })
+}
+
+async fn send<S, B>(service: S, request: Request<Body>) -> Response<B>
+where
+    S: Service<Request<Body>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    service.oneshot(request).await.unwrap()
+}
+
+async fn read<B: http_body::Body>(response: Response<B>) -> StatusCode
+where
+    B::Error: std::fmt::Debug,
+{
+    let status = response.status();
+    response.into_body().collect().await.unwrap();
+    status
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_is_measured_to_the_end_of_its_body_with_its_attributes() {
+    let (layer, recording) = recorded(MetricsLayer::server());
+    let service = layer.layer(tower::service_fn(|_req: Request<Body>| async {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+    }));
+    let request = Request::get("/items").body(Body::default()).unwrap();
+    let response = send(service.clone(), request).await;
+    // Active while the body is out.
+    assert_eq!(
+        active(&recording, "http.server.active_requests"),
+        [(labels(&["http.request.method=GET", "url.scheme=http"]), 1.0)]
+    );
+    tokio::time::advance(Duration::from_millis(50)).await;
+    read(response).await;
+    assert_eq!(
+        durations(&recording, "http.server.request.duration"),
+        [(
+            labels(&[
+                "http.request.method=GET",
+                "url.scheme=http",
+                "http.response.status_code=200",
+                "network.protocol.version=1.1",
+            ]),
+            vec![0.3]
+        )]
+    );
+    assert_eq!(
+        active(&recording, "http.server.active_requests"),
+        [(labels(&["http.request.method=GET", "url.scheme=http"]), 0.0)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_errors_are_error_types_and_client_errors_are_not() {
+    let (layer, recording) = recorded(MetricsLayer::server());
+    for status in [503, 404] {
+        let request = Request::post("/orders").body(Body::default()).unwrap();
+        read(send(layer.layer(answering(status)), request).await).await;
+    }
+    let recorded = durations(&recording, "http.server.request.duration");
+    assert_eq!(
+        recorded
+            .iter()
+            .map(|(labels, _)| labels.clone())
+            .collect::<Vec<_>>(),
+        [
+            labels(&[
+                "http.request.method=POST",
+                "url.scheme=http",
+                "http.response.status_code=404",
+                "network.protocol.version=1.1",
+            ]),
+            labels(&[
+                "http.request.method=POST",
+                "url.scheme=http",
+                "http.response.status_code=503",
+                "network.protocol.version=1.1",
+                "error.type=503",
+            ]),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_counts_4xx_and_names_its_upstream() {
+    let (layer, recording) = recorded(MetricsLayer::client());
+    let request = Request::get("https://inventory.internal:8443/items/7")
+        .body(Body::default())
+        .unwrap();
+    read(send(layer.layer(answering(404)), request).await).await;
+    assert_eq!(
+        durations(&recording, "http.client.request.duration")[0].0,
+        labels(&[
+            "http.request.method=GET",
+            "url.scheme=https",
+            "http.response.status_code=404",
+            "network.protocol.version=1.1",
+            "server.address=inventory.internal",
+            "server.port=8443",
+            "error.type=404",
+        ])
+    );
+    assert_eq!(
+        active(&recording, "http.client.active_requests"),
+        [(
+            labels(&[
+                "http.request.method=GET",
+                "url.scheme=https",
+                "server.address=inventory.internal",
+                "server.port=8443",
+            ]),
+            0.0
+        )]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_methods_are_other_and_routes_come_only_from_the_extractor() {
+    let (layer, recording) = recorded(MetricsLayer::server().route(route_fn(|request| {
+        request
+            .uri
+            .path()
+            .starts_with("/users/")
+            .then_some("/users/{id}".into())
+    })));
+    let purge = Request::builder()
+        .method(Method::from_bytes(b"PURGE").unwrap())
+        .uri("/users/42")
+        .body(Body::default())
+        .unwrap();
+    read(send(layer.layer(answering(200)), purge).await).await;
+    // A path with no route gets no http.route at all, never its own path.
+    let scan = Request::get("/wp-admin/setup.php")
+        .body(Body::default())
+        .unwrap();
+    read(send(layer.layer(answering(404)), scan).await).await;
+    let recorded: Vec<_> = durations(&recording, "http.server.request.duration")
+        .into_iter()
+        .map(|(labels, _)| labels)
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            labels(&[
+                "http.request.method=GET",
+                "url.scheme=http",
+                "http.response.status_code=404",
+                "network.protocol.version=1.1",
+            ]),
+            labels(&[
+                "http.request.method=_OTHER",
+                "url.scheme=http",
+                "http.route=/users/{id}",
+                "http.response.status_code=200",
+                "network.protocol.version=1.1",
+            ]),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_leaves_is_cancelled_and_no_longer_active() {
+    let (layer, recording) = recorded(MetricsLayer::server());
+    // Hangs up mid-stream.
+    let (sender, events) = support::channel_body(8);
+    let mut events = Some(events);
+    let streaming = layer.layer(tower::service_fn(move |_req: Request<Body>| {
+        let body = events.take().expect("one request");
+        async move { Ok::<_, Infallible>(Response::new(body)) }
+    }));
+    let response = send(
+        streaming,
+        Request::get("/events").body(Body::default()).unwrap(),
+    )
+    .await;
+    sender
+        .send(Bytes::from_static(b"data: 1\n\n"))
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    body.frame().await.unwrap().unwrap();
+    drop(body);
+    // Leaves before the answer.
+    let slow = layer.layer(tower::service_fn(|_req: Request<Body>| async {
+        std::future::pending::<Result<Response<Body>, Infallible>>().await
+    }));
+    let mut future = Box::pin(slow.oneshot(Request::get("/slow").body(Body::default()).unwrap()));
+    assert!(futures_poll_once(future.as_mut()).await);
+    drop(future);
+    let recorded: Vec<_> = durations(&recording, "http.server.request.duration")
+        .into_iter()
+        .map(|(labels, _)| labels)
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            labels(&[
+                "http.request.method=GET",
+                "url.scheme=http",
+                "http.response.status_code=200",
+                "network.protocol.version=1.1",
+                "error.type=cancelled",
+            ]),
+            labels(&[
+                "http.request.method=GET",
+                "url.scheme=http",
+                "network.protocol.version=1.1",
+                "error.type=cancelled",
+            ]),
+        ]
+    );
+    assert_eq!(
+        active(&recording, "http.server.active_requests"),
+        [(labels(&["http.request.method=GET", "url.scheme=http"]), 0.0)]
+    );
+}
+
+/// Polls a future once; true if it is still pending.
+async fn futures_poll_once<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> bool {
+    let mut future = Some(future);
+    std::future::poll_fn(|cx| {
+        let pending = future.take().unwrap().poll(cx).is_pending();
+        std::task::Poll::Ready(pending)
+    })
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_sent_event_stream_is_measured_to_its_last_event() {
+    let (layer, recording) = recorded(MetricsLayer::server());
+    let (sender, events) = support::channel_body(8);
+    let mut events = Some(events);
+    let streaming = layer.layer(tower::service_fn(move |_req: Request<Body>| {
+        let body = events.take().expect("one request");
+        async move { Ok::<_, Infallible>(Response::new(body)) }
+    }));
+    let response = send(
+        streaming,
+        Request::get("/events").body(Body::default()).unwrap(),
+    )
+    .await;
+    let reader = tokio::spawn(read(response));
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        sender
+            .send(Bytes::from_static(b"data: tick\n\n"))
+            .await
+            .unwrap();
+    }
+    drop(sender);
+    reader.await.unwrap();
+    let recorded = durations(&recording, "http.server.request.duration");
+    assert_eq!(recorded[0].1, vec![30.0]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn our_layers_refusals_are_their_error_types() {
+    let (layer, recording) = recorded(MetricsLayer::server().route(NoRoute));
+    let limited = ServiceBuilder::new()
+        .layer(layer.clone())
+        .layer(
+            tower_armor::rate_limit::RateLimitLayer::builder(
+                tower_armor::rate_limit::Quota::per_minute(1),
+            )
+            .build()
+            .unwrap(),
+        )
+        .service(answering(200));
+    for _ in 0..2 {
+        read(
+            send(
+                limited.clone(),
+                Request::get("/").body(Body::default()).unwrap(),
+            )
+            .await,
+        )
+        .await;
+    }
+    let breaker = tower_armor::circuit_breaker::CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .build()
+        .unwrap();
+    breaker.handle().force_open();
+    let open = ServiceBuilder::new()
+        .layer(layer.clone())
+        .layer(breaker)
+        .service(answering(200));
+    read(send(open, Request::get("/").body(Body::default()).unwrap()).await).await;
+    let timed = ServiceBuilder::new()
+        .layer(layer.clone())
+        .layer(
+            tower_armor::timeout::TimeoutLayer::builder(Duration::from_secs(1))
+                .build()
+                .unwrap(),
+        )
+        .service(tower::service_fn(|_req: Request<Body>| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, Infallible>(Response::new(Body::default()))
+        }));
+    read(send(timed, Request::get("/").body(Body::default()).unwrap()).await).await;
+    let errors: Vec<String> = durations(&recording, "http.server.request.duration")
+        .into_iter()
+        .flat_map(|(labels, samples)| {
+            let error = labels
+                .iter()
+                .find_map(|l| l.strip_prefix("error.type="))
+                .unwrap_or("none")
+                .to_owned();
+            std::iter::repeat_n(error, samples.len())
+        })
+        .collect();
+    assert_eq!(errors, ["none", "rate_limited", "circuit_open", "timeout"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_the_cap_requests_go_to_one_overflow_series_and_are_counted() {
+    let (layer, recording) = recorded(
+        MetricsLayer::server()
+            .name("capped")
+            .max_label_sets(2)
+            .route(route_fn(|request| {
+                Some(request.uri.path().to_owned().into())
+            })),
+    );
+    for path in ["/a", "/b", "/c", "/d"] {
+        read(
+            send(
+                layer.layer(answering(200)),
+                Request::get(path).body(Body::default()).unwrap(),
+            )
+            .await,
+        )
+        .await;
+    }
+    let recorded = durations(&recording, "http.server.request.duration");
+    let overflow: Vec<_> = recorded
+        .iter()
+        .filter(|(labels, _)| labels == &labels_of(&["otel.metric.overflow=true"]))
+        .collect();
+    assert_eq!(
+        recorded.len(),
+        3,
+        "two series and the overflow: {recorded:?}"
+    );
+    assert_eq!(overflow[0].1.len(), 2);
+    let overflowed = series(&recording)
+        .into_iter()
+        .find(|s| s.name == "armor.metrics.label_overflow")
+        .unwrap();
+    assert_eq!(overflowed.labels, labels(&["name=capped"]));
+    assert_eq!(overflowed.value, Value::Count(2));
+}
+
+fn labels_of(list: &[&str]) -> Vec<String> {
+    labels(list)
+}
+
+#[tokio::test(start_paused = true)]
+async fn prometheus_naming_puts_the_unit_in_the_name() {
+    let (layer, recording) = recorded(MetricsLayer::server().naming(Naming::Prometheus));
+    read(
+        send(
+            layer.layer(answering(200)),
+            Request::get("/").body(Body::default()).unwrap(),
+        )
+        .await,
+    )
+    .await;
+    let recorded = durations(&recording, "http_server_request_duration_seconds");
+    assert_eq!(
+        recorded[0].0,
+        labels(&[
+            "http_request_method=GET",
+            "url_scheme=http",
+            "http_response_status_code=200",
+            "network_protocol_version=1.1",
+        ])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn body_sizes_are_recorded_when_asked() {
+    let (layer, recording) = recorded(MetricsLayer::server().body_sizes(true));
+    let upload = Request::post("/upload")
+        .header("content-length", "11")
+        .body(Full::new(Bytes::from_static(b"hello world")))
+        .unwrap();
+    read(send(layer.layer(answering(200)), upload).await).await;
+    assert_eq!(
+        durations(&recording, "http.server.request.body.size")[0].1,
+        vec![11.0]
+    );
+    assert_eq!(
+        durations(&recording, "http.server.response.body.size")[0].1,
+        vec![6.0]
+    );
+}
+
+fn grpc_request(path: &str) -> Request<Body> {
+    Request::post(path)
+        .header("content-type", "application/grpc")
+        .body(Body::default())
+        .unwrap()
+}
+
+/// A gRPC answer: a status in the head (trailers-only) or in the trailers.
+fn grpc_answer(
+    head: Option<&'static str>,
+    trailer: Option<&'static str>,
+) -> Response<impl http_body::Body<Data = Bytes, Error = Infallible>> {
+    let mut frames: Vec<Result<http_body::Frame<Bytes>, Infallible>> = vec![Ok(
+        http_body::Frame::data(Bytes::from_static(b"\0\0\0\0\0")),
+    )];
+    if let Some(code) = trailer {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", code.parse().unwrap());
+        frames.push(Ok(http_body::Frame::trailers(trailers)));
+    }
+    let mut response = Response::builder().header("content-type", "application/grpc");
+    if let Some(code) = head {
+        response = response.header("grpc-status", code);
+        frames.clear();
+    }
+    response
+        .body(StreamBody::new(Frames(frames.into())))
+        .unwrap()
+}
+
+struct Frames(std::collections::VecDeque<Result<http_body::Frame<Bytes>, Infallible>>);
+
+impl futures_core::Stream for Frames {
+    type Item = Result<http_body::Frame<Bytes>, Infallible>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::task::Poll::Ready(self.0.pop_front())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_calls_are_measured_with_their_status_from_head_or_trailers() {
+    let (layer, recording) = recorded(MetricsLayer::server());
+    for (head, trailer) in [
+        (None, Some("0")),
+        (None, Some("14")),
+        (Some("5"), None),
+        (None, None),
+    ] {
+        let service = layer.layer(tower::service_fn(move |_req: Request<Body>| async move {
+            Ok::<_, Infallible>(grpc_answer(head, trailer))
+        }));
+        read(send(service, grpc_request("/shop.Orders/Place")).await).await;
+    }
+    // No such method: UNIMPLEMENTED, and no series of its own.
+    let unknown = layer.layer(tower::service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(grpc_answer(Some("12"), None))
+    }));
+    read(send(unknown, grpc_request("/scan.Random/Probe")).await).await;
+    let recorded: Vec<_> = durations(&recording, "rpc.server.call.duration")
+        .into_iter()
+        .map(|(labels, _)| labels)
+        .collect();
+    let call = |method: &str, code: &str, error: Option<&str>| {
+        let mut labels = labels(&[
+            "rpc.system.name=grpc",
+            &format!("rpc.method={method}"),
+            &format!("rpc.status_code={code}"),
+        ]);
+        if let Some(error) = error {
+            labels.push(format!("error.type={error}"));
+        }
+        labels
+    };
+    assert_eq!(
+        recorded,
+        [
+            call("_OTHER", "UNIMPLEMENTED", Some("UNIMPLEMENTED")),
+            call("shop.Orders/Place", "NOT_FOUND", None),
+            call("shop.Orders/Place", "OK", None),
+            call("shop.Orders/Place", "UNAVAILABLE", Some("UNAVAILABLE")),
+            call("shop.Orders/Place", "UNKNOWN", Some("UNKNOWN")),
+        ]
+    );
+    assert!(durations(&recording, "http.server.request.duration").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recorder_installed_after_the_layer_sees_everything() {
+    let layer = MetricsLayer::server().build().unwrap();
+    let service = layer.layer(answering(200));
+    let recording = Recording::new();
+    metrics::with_local_recorder(&recording, || {
+        let mut future =
+            std::pin::pin!(service.oneshot(Request::get("/").body(Body::default()).unwrap()));
+        let waker = std::task::Waker::noop();
+        let std::task::Poll::Ready(Ok(response)) = future
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(waker))
+        else {
+            panic!("answers at once")
+        };
+        drop(response);
+    });
+    assert_eq!(
+        durations(&recording, "http.server.request.duration").len(),
+        1
+    );
+}
