@@ -24,18 +24,35 @@ type Body = Full<Bytes>;
 /// A recorder that keeps what it is given and can be read any number of
 /// times (metrics-util's debugging recorder drains on every snapshot).
 #[derive(Clone)]
-struct Recording(Arc<Registry<Key, AtomicStorage>>);
+struct Recording(Arc<Registry<Key, AtomicStorage>>, Descriptions);
+
+/// Each described instrument's unit, in the order they were described.
+type Descriptions = Arc<std::sync::Mutex<Vec<(String, Option<Unit>)>>>;
 
 impl Recording {
     fn new() -> Self {
-        Self(Arc::new(Registry::atomic()))
+        Self(Arc::new(Registry::atomic()), Descriptions::default())
+    }
+
+    fn describe(&self, name: KeyName, unit: Option<Unit>, help: SharedString) {
+        assert!(!help.is_empty(), "{name:?} has help text");
+        self.1
+            .lock()
+            .unwrap()
+            .push((name.as_str().to_owned(), unit));
     }
 }
 
 impl Recorder for Recording {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_counter(&self, name: KeyName, unit: Option<Unit>, help: SharedString) {
+        self.describe(name, unit, help)
+    }
+    fn describe_gauge(&self, name: KeyName, unit: Option<Unit>, help: SharedString) {
+        self.describe(name, unit, help)
+    }
+    fn describe_histogram(&self, name: KeyName, unit: Option<Unit>, help: SharedString) {
+        self.describe(name, unit, help)
+    }
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
         self.0
             .get_or_create_counter(key, |c| Counter::from_arc(c.clone()))
@@ -537,6 +554,31 @@ async fn body_sizes_are_recorded_when_asked() {
         durations(&recording, "http.server.response.body.size")[0].1,
         vec![6.0]
     );
+    // Described once, with their units, for an exporter's HELP and UNIT.
+    read(
+        send(
+            layer.layer(answering(200)),
+            Request::get("/").body(Body::default()).unwrap(),
+        )
+        .await,
+    )
+    .await;
+    let described = recording.1.lock().unwrap().clone();
+    let unit = |name: &str| {
+        let units: Vec<_> = described
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, u)| *u)
+            .collect();
+        assert_eq!(units.len(), 1, "{name} described once: {described:?}");
+        units[0]
+    };
+    assert_eq!(unit("http.server.request.duration"), Some(Unit::Seconds));
+    assert_eq!(unit("rpc.server.call.duration"), Some(Unit::Seconds));
+    assert_eq!(unit("http.server.active_requests"), Some(Unit::Count));
+    assert_eq!(unit("http.server.request.body.size"), Some(Unit::Bytes));
+    assert_eq!(unit("http.server.response.body.size"), Some(Unit::Bytes));
+    assert_eq!(unit("armor.metrics.label_overflow"), Some(Unit::Count));
 }
 
 fn grpc_request(path: &str) -> Request<Body> {
@@ -645,6 +687,227 @@ async fn a_recorder_installed_after_the_layer_sees_everything() {
         };
         drop(response);
     });
+    assert_eq!(
+        durations(&recording, "http.server.request.duration").len(),
+        1
+    );
+}
+
+/// A `tracing` subscriber that keeps each span's fields and whether it closed.
+#[derive(Clone, Default)]
+struct Spans(Arc<std::sync::Mutex<Vec<SpanRecord>>>);
+
+#[derive(Debug, Clone, Default)]
+struct SpanRecord {
+    name: &'static str,
+    fields: std::collections::BTreeMap<String, String>,
+    closed: bool,
+}
+
+struct FieldVisitor<'a>(&'a mut std::collections::BTreeMap<String, String>);
+
+impl tracing::field::Visit for FieldVisitor<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+impl Spans {
+    fn all(&self) -> Vec<SpanRecord> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl tracing::Subscriber for Spans {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, attributes: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut spans = self.0.lock().unwrap();
+        let mut record = SpanRecord {
+            name: attributes.metadata().name(),
+            ..Default::default()
+        };
+        attributes.record(&mut FieldVisitor(&mut record.fields));
+        spans.push(record);
+        tracing::span::Id::from_u64(spans.len() as u64)
+    }
+    fn record(&self, span: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        let mut spans = self.0.lock().unwrap();
+        values.record(&mut FieldVisitor(
+            &mut spans[span.into_u64() as usize - 1].fields,
+        ));
+    }
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+    fn try_close(&self, span: tracing::span::Id) -> bool {
+        // Each span here has one handle at a time but for clones; closing
+        // is reported when the last clone goes, which `clone_span` tracks.
+        let mut spans = self.0.lock().unwrap();
+        let record = &mut spans[span.into_u64() as usize - 1];
+        let clones = record
+            .fields
+            .entry("#clones".into())
+            .or_insert_with(|| "0".into());
+        let left: i64 = clones.parse::<i64>().unwrap() - 1;
+        *clones = left.to_string();
+        if left < 0 {
+            record.closed = true;
+        }
+        record.closed
+    }
+    fn clone_span(&self, span: &tracing::span::Id) -> tracing::span::Id {
+        let mut spans = self.0.lock().unwrap();
+        let record = &mut spans[span.into_u64() as usize - 1];
+        let clones = record
+            .fields
+            .entry("#clones".into())
+            .or_insert_with(|| "0".into());
+        *clones = (clones.parse::<i64>().unwrap() + 1).to_string();
+        span.clone()
+    }
+}
+
+/// The fields of a span, without the bookkeeping.
+fn fields(record: &SpanRecord) -> Vec<(String, String)> {
+    record
+        .fields
+        .iter()
+        .filter(|(name, _)| !name.starts_with('#'))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut pairs: Vec<_> = list
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_span_per_request_carries_the_same_attributes_until_the_body_ends() {
+    let spans = Spans::default();
+    let _default = tracing::subscriber::set_default(spans.clone());
+    let (layer, _recording) = recorded(
+        MetricsLayer::server()
+            .spans(true)
+            .route(route_fn(|_| Some("/users/{id}".into()))),
+    );
+    let response = send(
+        layer.layer(answering(503)),
+        Request::get("/users/7").body(Body::default()).unwrap(),
+    )
+    .await;
+    assert!(!spans.all()[0].closed, "open while the body is out");
+    read(response).await;
+    let all = spans.all();
+    assert_eq!(all.len(), 1);
+    assert!(all[0].closed);
+    assert_eq!(all[0].name, "request");
+    assert_eq!(
+        fields(&all[0]),
+        pairs(&[
+            ("otel.name", "GET /users/{id}"),
+            ("otel.kind", "server"),
+            ("otel.status_code", "ERROR"),
+            ("http.request.method", "GET"),
+            ("http.route", "/users/{id}"),
+            ("http.response.status_code", "503"),
+            ("url.scheme", "http"),
+            ("network.protocol.version", "1.1"),
+            ("error.type", "503"),
+        ])
+    );
+
+    let purge = Request::builder()
+        .method(Method::from_bytes(b"PURGE").unwrap())
+        .uri("https://cache.internal/items")
+        .body(Body::default())
+        .unwrap();
+    let (client, _recording) = recorded(MetricsLayer::client().spans(true).route(NoRoute));
+    read(send(client.layer(answering(200)), purge).await).await;
+    assert_eq!(
+        fields(&spans.all()[1]),
+        pairs(&[
+            ("otel.name", "HTTP"),
+            ("otel.kind", "client"),
+            ("http.request.method", "_OTHER"),
+            ("http.request.method_original", "PURGE"),
+            ("http.response.status_code", "200"),
+            ("url.scheme", "https"),
+            ("network.protocol.version", "1.1"),
+            ("server.address", "cache.internal"),
+            ("server.port", "443"),
+        ])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grpc_span_takes_its_status_from_the_trailers() {
+    let spans = Spans::default();
+    let _default = tracing::subscriber::set_default(spans.clone());
+    let (layer, _recording) = recorded(MetricsLayer::server().spans(true));
+    let service = layer.layer(tower::service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(grpc_answer(None, Some("14")))
+    }));
+    read(send(service, grpc_request("/shop.Orders/Place")).await).await;
+    let unknown = layer.layer(tower::service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(grpc_answer(Some("0"), None))
+    }));
+    let (listed, _recording) = recorded(
+        MetricsLayer::server()
+            .spans(true)
+            .grpc_methods(["shop.Orders/Place"]),
+    );
+    read(send(listed.layer(unknown), grpc_request("/shop.Orders/Peek")).await).await;
+    let all = spans.all();
+    assert_eq!(
+        fields(&all[0]),
+        pairs(&[
+            ("otel.name", "shop.Orders/Place"),
+            ("otel.kind", "server"),
+            ("otel.status_code", "ERROR"),
+            ("rpc.system.name", "grpc"),
+            ("rpc.method", "shop.Orders/Place"),
+            ("rpc.status_code", "UNAVAILABLE"),
+            ("error.type", "UNAVAILABLE"),
+        ])
+    );
+    assert_eq!(
+        fields(&all[1]),
+        pairs(&[
+            ("otel.name", "grpc"),
+            ("otel.kind", "server"),
+            ("rpc.system.name", "grpc"),
+            ("rpc.method", "_OTHER"),
+            ("rpc.method_original", "shop.Orders/Peek"),
+            ("rpc.status_code", "OK"),
+        ])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_spans_asked_for_none_is_opened() {
+    let spans = Spans::default();
+    let _default = tracing::subscriber::set_default(spans.clone());
+    let (layer, recording) = recorded(MetricsLayer::server());
+    read(
+        send(
+            layer.layer(answering(200)),
+            Request::get("/").body(Body::default()).unwrap(),
+        )
+        .await,
+    )
+    .await;
+    assert!(spans.all().is_empty());
     assert_eq!(
         durations(&recording, "http.server.request.duration").len(),
         1

@@ -11,6 +11,7 @@ use http_body::{Body, Frame, SizeHint};
 use metrics::Gauge;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
+use tracing::Span;
 
 use super::attributes::ErrorType;
 use super::instruments::{Instruments, Series, Side};
@@ -35,6 +36,8 @@ pub(crate) struct Observation<C: Classify> {
     /// The request's body size, from its `Content-Length`.
     request_bytes: Option<u64>,
     response_bytes: u64,
+    /// The request's `tracing` span, when the layer opens one.
+    span: Option<Span>,
     done: bool,
 }
 
@@ -46,6 +49,7 @@ impl<C: Classify> Observation<C> {
         active: Gauge,
         series: Series,
         request_bytes: Option<u64>,
+        span: Option<Span>,
     ) -> Self {
         active.increment(1.0);
         Observation {
@@ -57,6 +61,7 @@ impl<C: Classify> Observation<C> {
             head: Classification::AtEndOfStream,
             request_bytes,
             response_bytes: 0,
+            span,
             done: false,
         }
     }
@@ -118,6 +123,14 @@ impl<C: Classify> Observation<C> {
         if let (Some(size), Some(bytes)) = (&handles.request_size, self.request_bytes) {
             size.record(bytes as f64);
         }
+        if let Some(span) = self.span.take() {
+            super::span::record_end(&span, &self.series);
+        }
+    }
+
+    /// The request's span, to enter while its future and body are polled.
+    pub(crate) fn span(&self) -> Option<&Span> {
+        self.span.as_ref()
     }
 
     /// `error.type` from the shared classifier's verdict; a client also
@@ -200,13 +213,16 @@ pin_project! {
     {
         #[pin]
         inner: GuardBody<B, Observation<C>>,
+        span: Option<Span>,
     }
 }
 
 impl<B: Body, C: Classify> MetricsBody<B, C> {
     pub(crate) fn new(body: B, observation: Observation<C>) -> Self {
+        let span = observation.span.clone();
         MetricsBody {
             inner: GuardBody::new(body, observation),
+            span,
         }
     }
 }
@@ -231,7 +247,9 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.project().inner.poll_frame(cx)
+        let this = self.project();
+        let _entered = this.span.as_ref().map(Span::enter);
+        this.inner.poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {

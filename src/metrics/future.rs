@@ -43,7 +43,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let span = this.observation.as_ref().and_then(Observation::span);
+        let entered = span.map(tracing::Span::enter);
         let result = ready!(this.inner.poll(cx));
+        drop(entered);
         let mut observation = this
             .observation
             .take()

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use metrics::{Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString};
+use metrics::{Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
 
 use super::attributes::{ErrorType, KnownMethod, Scheme};
 use crate::grpc::GrpcCode;
@@ -184,6 +184,9 @@ pub(crate) struct Registered {
     series: RwLock<HashMap<Series, Arc<SeriesHandles>>>,
     active: RwLock<HashMap<ActiveSeries, Gauge>>,
     overflow: std::sync::OnceLock<Arc<SeriesHandles>>,
+    /// Whether the instruments were described to this recorder (their
+    /// units and help text), done once before the first series.
+    described: std::sync::OnceLock<()>,
 }
 
 /// Where the handles come from: the recorder current at each event, or one
@@ -235,6 +238,7 @@ impl Instruments {
             if let Some(gauge) = read(&registered.active).get(series) {
                 return gauge.clone();
             }
+            self.describe(registered, recorder);
             let mut active = write(&registered.active);
             if active.len() >= self.max_series && !active.contains_key(series) {
                 // Past the cap, a request is not counted as active rather
@@ -265,6 +269,7 @@ impl Instruments {
             if let Some(handles) = read(&registered.series).get(series) {
                 return handles.clone();
             }
+            self.describe(registered, recorder);
             let mut map = write(&registered.series);
             if let Some(handles) = map.get(series) {
                 return handles.clone();
@@ -289,6 +294,46 @@ impl Instruments {
             map.insert(series.clone(), handles.clone());
             handles
         })
+    }
+
+    /// Tells `recorder` the unit and meaning of each instrument, once: an
+    /// exporter shows them as `# HELP` and `# UNIT`.
+    fn describe(&self, registered: &Registered, recorder: &dyn Recorder) {
+        registered.described.get_or_init(|| {
+            let names = &self.names;
+            let (http, grpc, active) = match self.side {
+                Side::Server => (
+                    "Duration of HTTP requests served, to the end of the response body.",
+                    "Duration of gRPC calls served, to the end of the response stream.",
+                    "HTTP requests being served, until their response body ends.",
+                ),
+                Side::Client => (
+                    "Duration of HTTP requests sent, to the end of the response body.",
+                    "Duration of gRPC calls made, to the end of the response stream.",
+                    "HTTP requests in flight, until their response body ends.",
+                ),
+            };
+            recorder.describe_histogram(names.http_duration.into(), Some(Unit::Seconds), http.into());
+            recorder.describe_histogram(names.grpc_duration.into(), Some(Unit::Seconds), grpc.into());
+            recorder.describe_gauge(names.active.into(), Some(Unit::Count), active.into());
+            if self.body_sizes {
+                recorder.describe_histogram(
+                    names.request_size.into(),
+                    Some(Unit::Bytes),
+                    "Size of HTTP request bodies, from their Content-Length.".into(),
+                );
+                recorder.describe_histogram(
+                    names.response_size.into(),
+                    Some(Unit::Bytes),
+                    "Size of HTTP response bodies, in bytes sent.".into(),
+                );
+            }
+            recorder.describe_counter(
+                "armor.metrics.label_overflow".into(),
+                Some(Unit::Count),
+                "Requests recorded in the overflow series because an instrument reached its cap of label sets.".into(),
+            );
+        });
     }
 
     fn overflowed(&self, recorder: &dyn Recorder) {

@@ -97,6 +97,7 @@ pub struct MetricsBuilder<R = DefaultRoute, C = DefaultClassifier> {
     max_label_sets: usize,
     grpc_methods: Option<Vec<String>>,
     recorder: Option<Arc<dyn Recorder + Send + Sync>>,
+    spans: bool,
 }
 
 impl<R, C> fmt::Debug for MetricsBuilder<R, C> {
@@ -120,6 +121,7 @@ impl MetricsBuilder {
             max_label_sets: DEFAULT_MAX_LABEL_SETS,
             grpc_methods: None,
             recorder: None,
+            spans: false,
         }
     }
 }
@@ -146,6 +148,7 @@ impl<R, C> MetricsBuilder<R, C> {
             max_label_sets: self.max_label_sets,
             grpc_methods: self.grpc_methods,
             recorder: self.recorder,
+            spans: self.spans,
         }
     }
 
@@ -162,6 +165,7 @@ impl<R, C> MetricsBuilder<R, C> {
             max_label_sets: self.max_label_sets,
             grpc_methods: self.grpc_methods,
             recorder: self.recorder,
+            spans: self.spans,
         }
     }
 
@@ -197,6 +201,16 @@ impl<R, C> MetricsBuilder<R, C> {
     /// OpenTelemetry names (default) or Prometheus-style ones; see [`Naming`].
     pub fn naming(mut self, naming: Naming) -> Self {
         self.naming = naming;
+        self
+    }
+
+    /// Also opens a `tracing` span (`INFO`, target `tower_armor::metrics`)
+    /// per request, from the call to the end of the response body, with the
+    /// same attributes under OpenTelemetry's names and `otel.name`,
+    /// `otel.kind` and `otel.status_code` for `tracing-opentelemetry`
+    /// (default off).
+    pub fn spans(mut self, on: bool) -> Self {
+        self.spans = on;
         self
     }
 
@@ -260,6 +274,7 @@ impl<R, C> MetricsBuilder<R, C> {
                 grpc_methods,
                 routes: Default::default(),
                 servers: Default::default(),
+                spans: self.spans,
             }),
         })
     }

@@ -87,6 +87,7 @@ mod instruments;
 mod layer;
 mod service;
 mod settings;
+mod span;
 
 pub use attributes::{DefaultRoute, NoRoute, RouteExtractor, RouteFn, route_fn};
 pub use body::MetricsBody;

@@ -102,12 +102,21 @@ where
             error: None,
             server,
         };
+        let span = settings.spans.then(|| {
+            super::span::request_span(
+                instruments.side,
+                &series,
+                request.method(),
+                request.uri().path(),
+            )
+        });
         let observation = Observation::start(
             instruments.clone(),
             settings.classifier.clone(),
             active,
             series,
             request_bytes,
+            span,
         );
         ResponseFuture::new(self.inner.call(request), observation, protocol)
     }

@@ -13,6 +13,8 @@ pub(crate) struct Settings<R, C> {
     pub(crate) grpc_methods: Option<Box<[Box<str>]>>,
     /// Interned `http.route` and `rpc.method` values.
     pub(crate) routes: Routes,
+    /// Whether each request gets a `tracing` span.
+    pub(crate) spans: bool,
     /// Interned `server.address` values (clients).
     pub(crate) servers: Routes,
 }
