@@ -33,7 +33,7 @@ pub(crate) struct Observation<C: Classify> {
     series: Series,
     /// The head's verdict, for a body that ends later.
     head: Classification,
-    /// The request's body size, from its `Content-Length`.
+    /// The request's body size, from its `Content-Length` or its exact size.
     request_bytes: Option<u64>,
     response_bytes: u64,
     /// The request's `tracing` span, when the layer opens one.

@@ -320,7 +320,7 @@ impl Instruments {
                 recorder.describe_histogram(
                     names.request_size.into(),
                     Some(Unit::Bytes),
-                    "Size of HTTP request bodies, from their Content-Length.".into(),
+                    "Size of HTTP request bodies, from their Content-Length or known size.".into(),
                 );
                 recorder.describe_histogram(
                     names.response_size.into(),

@@ -181,7 +181,9 @@ impl<R, C> MetricsBuilder<R, C> {
         self
     }
 
-    /// Also records `*.request.body.size` (from `Content-Length`) and
+    /// Also records `*.request.body.size` (from `Content-Length`, or the
+    /// body's exact size when it knows it; a body of unknown size is not
+    /// recorded) and
     /// `*.response.body.size` (bytes sent) for HTTP requests (default off,
     /// as OpenTelemetry has them opt-in).
     pub fn body_sizes(mut self, on: bool) -> Self {

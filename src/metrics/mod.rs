@@ -85,6 +85,9 @@ mod body;
 mod future;
 mod instruments;
 mod layer;
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub mod prometheus;
 mod service;
 mod settings;
 mod span;

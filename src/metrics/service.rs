@@ -45,6 +45,7 @@ impl<S, R, C> Metrics<S, R, C> {
 impl<S, R, C, ReqBody, ResBody> Service<Request<ReqBody>> for Metrics<S, R, C>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ReqBody: http_body::Body,
     ResBody: http_body::Body,
     R: RouteExtractor,
     C: Classify,
@@ -82,6 +83,7 @@ where
                 .headers()
                 .get(CONTENT_LENGTH)
                 .and_then(|length| length.to_str().ok()?.parse().ok())
+                .or_else(|| request.body().size_hint().exact())
         } else {
             None
         };
