@@ -7,7 +7,7 @@ use tower_layer::Layer;
 
 use super::Metrics;
 use super::attributes::{DefaultRoute, RouteExtractor};
-use super::instruments::{Instruments, Names, Naming, Side, Target};
+use super::instruments::{Instruments, Names, Naming, Server, Side, Target};
 use super::settings::Settings;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::config::{ConfigError, instance_name};
@@ -98,6 +98,7 @@ pub struct MetricsBuilder<R = DefaultRoute, C = DefaultClassifier> {
     grpc_methods: Option<Vec<String>>,
     recorder: Option<Arc<dyn Recorder + Send + Sync>>,
     spans: bool,
+    server: Option<(String, u16)>,
 }
 
 impl<R, C> fmt::Debug for MetricsBuilder<R, C> {
@@ -122,6 +123,7 @@ impl MetricsBuilder {
             grpc_methods: None,
             recorder: None,
             spans: false,
+            server: None,
         }
     }
 }
@@ -149,6 +151,7 @@ impl<R, C> MetricsBuilder<R, C> {
             grpc_methods: self.grpc_methods,
             recorder: self.recorder,
             spans: self.spans,
+            server: self.server,
         }
     }
 
@@ -166,6 +169,7 @@ impl<R, C> MetricsBuilder<R, C> {
             grpc_methods: self.grpc_methods,
             recorder: self.recorder,
             spans: self.spans,
+            server: self.server,
         }
     }
 
@@ -203,6 +207,15 @@ impl<R, C> MetricsBuilder<R, C> {
     /// OpenTelemetry names (default) or Prometheus-style ones; see [`Naming`].
     pub fn naming(mut self, naming: Naming) -> Self {
         self.naming = naming;
+        self
+    }
+
+    /// The `server.address` and `server.port` of every request of a client
+    /// (default: each request's own, from its URI or `Host`). For clients
+    /// whose requests carry no authority at this layer: a tonic `Channel`
+    /// adds it below.
+    pub fn server_address(mut self, address: impl Into<String>, port: u16) -> Self {
+        self.server = Some((address.into(), port));
         self
     }
 
@@ -277,6 +290,10 @@ impl<R, C> MetricsBuilder<R, C> {
                 routes: Default::default(),
                 servers: Default::default(),
                 spans: self.spans,
+                server: self.server.map(|(address, port)| Server {
+                    address: Arc::from(address),
+                    port,
+                }),
             }),
         })
     }

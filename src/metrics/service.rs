@@ -128,6 +128,9 @@ impl<R, C> Settings<R, C> {
     /// `server.address` and `server.port` of a client request, from its URI
     /// or `Host` (interned, and bounded like routes).
     fn server_of(&self, head: &RequestHead<'_>) -> Option<Server> {
+        if let Some(server) = &self.server {
+            return Some(server.clone());
+        }
         let authority = match head.uri.authority() {
             Some(authority) => authority.clone(),
             None => {

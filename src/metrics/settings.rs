@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::instruments::{Instruments, Routes};
+use super::instruments::{Instruments, Routes, Server};
 
 /// Settings and state shared by every service of one layer value.
 pub(crate) struct Settings<R, C> {
@@ -15,6 +15,8 @@ pub(crate) struct Settings<R, C> {
     pub(crate) routes: Routes,
     /// Whether each request gets a `tracing` span.
     pub(crate) spans: bool,
+    /// The upstream of every request, when the user named it (clients).
+    pub(crate) server: Option<Server>,
     /// Interned `server.address` values (clients).
     pub(crate) servers: Routes,
 }

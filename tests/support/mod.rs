@@ -1,6 +1,8 @@
 //! Helpers shared by the real-stack tests.
 #![allow(dead_code)]
 
+pub mod recording;
+
 use std::net::SocketAddr;
 
 use bytes::Bytes;
