@@ -35,6 +35,7 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_armor::BoxError;
 use tower_armor::circuit_breaker::CircuitBreakerLayer;
 use tower_armor::compression::{CompressionLayer, RequestDecompressionLayer};
+use tower_armor::metrics::MetricsLayer;
 use tower_armor::rate_limit::{Quota, RateLimitLayer};
 use tower_armor::retry::RetryLayer;
 use tower_armor::timeout::{RequestBodyTimeoutLayer, ResponseBodyDeadlineLayer, TimeoutLayer};
@@ -42,7 +43,7 @@ use tower_armor::timeout::{RequestBodyTimeoutLayer, ResponseBodyDeadlineLayer, T
 mod support;
 
 /// How many layers `each_layer!` lists.
-const LAYERS: usize = 8;
+const LAYERS: usize = 9;
 /// Cases per stack: every ordered pair, plus all forward and reversed.
 const CASES: usize = LAYERS * LAYERS + 2;
 
@@ -58,7 +59,8 @@ macro_rules! each_layer {
             circuit_breaker,
             retry,
             compression,
-            request_decompression
+            request_decompression,
+            metrics
         )
     };
 }
@@ -97,6 +99,10 @@ fn compression() -> CompressionLayer {
 
 fn request_decompression() -> RequestDecompressionLayer {
     RequestDecompressionLayer::default()
+}
+
+fn metrics() -> MetricsLayer {
+    MetricsLayer::default()
 }
 
 /// Runs `$case!(stack, name, layers)` for every ordered pair, then for all

@@ -343,7 +343,41 @@ async fn our_layers_refusals_are_their_error_types() {
             Ok::<_, Infallible>(Response::new(Body::default()))
         }));
     read(send(timed, Request::get("/").body(Body::default()).unwrap()).await).await;
-    let errors: Vec<String> = durations(&recording, "http.server.request.duration")
+    let retried = ServiceBuilder::new()
+        .layer(layer.clone())
+        .layer(
+            tower_armor::retry::RetryLayer::builder()
+                .per_try_timeout(Duration::from_secs(1))
+                .max_attempts(2)
+                .build()
+                .unwrap(),
+        )
+        .service(tower::service_fn(|_req| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, Infallible>(Response::new(Body::default()))
+        }));
+    read(send(retried, Request::get("/").body(Body::default()).unwrap()).await).await;
+    let compressed = ServiceBuilder::new()
+        .layer(layer.clone())
+        .layer(tower_armor::compression::CompressionLayer::default())
+        .service(answering(200));
+    let refuses_all = Request::get("/")
+        .header("accept-encoding", "identity;q=0, *;q=0")
+        .body(Body::default())
+        .unwrap();
+    read(send(compressed, refuses_all).await).await;
+    let decompressed = ServiceBuilder::new()
+        .layer(layer.clone())
+        .layer(tower_armor::compression::RequestDecompressionLayer::default())
+        .service(tower::service_fn(|_req| async {
+            Ok::<_, Infallible>(Response::new(Body::default()))
+        }));
+    let unknown_coding = Request::post("/")
+        .header("content-encoding", "lzma")
+        .body(Full::new(Bytes::from_static(b"\x5d\0\0")))
+        .unwrap();
+    read(send(decompressed, unknown_coding).await).await;
+    let mut errors: Vec<String> = durations(&recording, "http.server.request.duration")
         .into_iter()
         .flat_map(|(labels, samples)| {
             let error = labels
@@ -354,7 +388,19 @@ async fn our_layers_refusals_are_their_error_types() {
             std::iter::repeat_n(error, samples.len())
         })
         .collect();
-    assert_eq!(errors, ["none", "rate_limited", "circuit_open", "timeout"]);
+    errors.sort();
+    assert_eq!(
+        errors,
+        [
+            "circuit_open",
+            "none",
+            "not_acceptable",
+            "rate_limited",
+            "timeout",
+            "timeout",
+            "unsupported_encoding"
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]
