@@ -9,6 +9,7 @@
 //! benches/instructions-per-request.sh target/release/examples/perreq cb:armor       # a breaker, closed
 //! benches/instructions-per-request.sh target/release/examples/perreq retry:armor    # first attempt succeeds
 //! benches/instructions-per-request.sh target/release/examples/perreq compression:armor  # a small answer left alone
+//! benches/instructions-per-request.sh target/release/examples/perreq metrics:armor  # request metrics, body read to its end
 //! ```
 
 #[path = "../benches/support/common.rs"]
@@ -29,6 +30,9 @@ mod circuit_breaker_stacks;
 #[path = "../benches/support/retry_stacks.rs"]
 #[allow(dead_code)]
 mod retry_stacks;
+
+#[path = "../benches/support/metrics_stacks.rs"]
+mod metrics_stacks;
 
 #[path = "../benches/support/compression_driver.rs"]
 mod compression_driver;
@@ -134,7 +138,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(stack), Some(n)) = (args.next(), args.next().and_then(|n| n.parse().ok())) else {
         eprintln!(
-            "usage: perreq STACK N   (timeout stacks: {}; rate-limit stacks: rl:NAME; breakers: cb:NAME; retries: retry:NAME; compression: compression:NAME)",
+            "usage: perreq STACK N   (timeout stacks: {}; rate-limit stacks: rl:NAME; breakers: cb:NAME; retries: retry:NAME; compression: compression:NAME; metrics: metrics:NAME)",
             stacks::STACKS.join(", ")
         );
         std::process::exit(2);
@@ -149,6 +153,12 @@ fn main() {
         run_retry(name, n)
     } else if let Some(name) = stack.strip_prefix("compression:") {
         run_compression(name, n)
+    } else if let Some(name) = stack.strip_prefix("metrics:") {
+        // One global recorder, as axum-prometheus installs; a subscriber
+        // that formats tower-http's DEBUG events and discards them.
+        let _handle = metrics_stacks::install();
+        metrics_stacks::install_logging();
+        metrics_stacks::run(name, n)
     } else {
         stacks::run(&stack, n)
     };

@@ -36,8 +36,10 @@ pub(crate) struct Observation<C: Classify> {
     /// The request's body size, from its `Content-Length` or its exact size.
     request_bytes: Option<u64>,
     response_bytes: u64,
-    /// The request's `tracing` span, when the layer opens one.
-    span: Option<Span>,
+    /// The request's `tracing` span, when the layer opens one (behind a
+    /// pointer: most layers open none, and every request moves this struct
+    /// a few times; shared with the body, which enters it).
+    span: Option<Arc<Span>>,
     done: bool,
 }
 
@@ -49,7 +51,7 @@ impl<C: Classify> Observation<C> {
         active: Gauge,
         series: Series,
         request_bytes: Option<u64>,
-        span: Option<Span>,
+        span: Option<Arc<Span>>,
     ) -> Self {
         active.increment(1.0);
         Observation {
@@ -130,7 +132,7 @@ impl<C: Classify> Observation<C> {
 
     /// The request's span, to enter while its future and body are polled.
     pub(crate) fn span(&self) -> Option<&Span> {
-        self.span.as_ref()
+        self.span.as_deref()
     }
 
     /// `error.type` from the shared classifier's verdict; a client also
@@ -213,7 +215,7 @@ pin_project! {
     {
         #[pin]
         inner: GuardBody<B, Observation<C>>,
-        span: Option<Span>,
+        span: Option<Arc<Span>>,
     }
 }
 
@@ -248,7 +250,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        let _entered = this.span.as_ref().map(Span::enter);
+        let _entered = this.span.as_deref().map(Span::enter);
         this.inner.poll_frame(cx)
     }
 

@@ -3,12 +3,11 @@
 //! registered once per recorder and label set and cached, up to a cap.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use metrics::{Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
 
-use super::attributes::{ErrorType, KnownMethod, Scheme};
+use super::attributes::{ErrorType, KnownMethod, Scheme, protocol_version};
 use crate::grpc::GrpcCode;
 use crate::observe::PerRecorder;
 
@@ -143,7 +142,7 @@ impl Names {
 /// The upstream of a client request: `server.address` and `server.port`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Server {
-    pub(crate) address: Arc<str>,
+    pub(crate) address: Interned,
     pub(crate) port: u16,
 }
 
@@ -160,9 +159,9 @@ pub(crate) struct ActiveSeries {
 pub(crate) struct Series {
     pub(crate) method: KnownMethod,
     pub(crate) scheme: Scheme,
-    pub(crate) version: &'static str,
+    pub(crate) version: http::Version,
     /// `http.route` of an HTTP request, `rpc.method` of a gRPC call.
-    pub(crate) route: Option<Arc<str>>,
+    pub(crate) route: Option<Interned>,
     /// The HTTP status, when an answer came.
     pub(crate) status: Option<u16>,
     /// The gRPC status of a gRPC call (`None`: not gRPC).
@@ -181,8 +180,8 @@ pub(crate) struct SeriesHandles {
 /// Series registered with one recorder.
 #[derive(Default)]
 pub(crate) struct Registered {
-    series: RwLock<HashMap<Series, Arc<SeriesHandles>>>,
-    active: RwLock<HashMap<ActiveSeries, Gauge>>,
+    series: RwLock<hashbrown::HashMap<Series, Arc<SeriesHandles>>>,
+    active: RwLock<hashbrown::HashMap<ActiveSeries, Gauge>>,
     overflow: std::sync::OnceLock<Arc<SeriesHandles>>,
     /// Whether the instruments were described to this recorder (their
     /// units and help text), done once before the first series.
@@ -345,10 +344,8 @@ impl Instruments {
     }
 
     fn server_address(&self, server: &Server) -> Label {
-        self.names.label(
-            Attr::ServerAddress,
-            SharedString::from_shared(server.address.clone()),
-        )
+        self.names
+            .label(Attr::ServerAddress, server.address.shared())
     }
 
     fn server_port(&self, server: &Server) -> Label {
@@ -362,7 +359,7 @@ impl Instruments {
             Some(code) => {
                 labels.push(names.label(Attr::RpcSystem, "grpc"));
                 let method = match &series.route {
-                    Some(method) => SharedString::from_shared(method.clone()),
+                    Some(method) => method.shared(),
                     None => SharedString::const_str("_OTHER"),
                 };
                 labels.push(names.label(Attr::RpcMethod, method));
@@ -372,12 +369,12 @@ impl Instruments {
                 labels.push(names.label(Attr::Method, series.method.as_str()));
                 labels.push(names.label(Attr::Scheme, series.scheme.as_str()));
                 if let Some(route) = &series.route {
-                    labels.push(names.label(Attr::Route, SharedString::from_shared(route.clone())));
+                    labels.push(names.label(Attr::Route, route.shared()));
                 }
                 if let Some(status) = series.status {
                     labels.push(names.label(Attr::Status, status.to_string()));
                 }
-                labels.push(names.label(Attr::Version, series.version));
+                labels.push(names.label(Attr::Version, protocol_version(series.version)));
             }
         }
         if let Some(server) = &series.server {
@@ -448,29 +445,67 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// An interned route: the same text gives the same `Arc`, so a request
-/// carries its route to the end of its body without allocating.
+/// A route or address interned by [`Routes`]: equal texts share one
+/// allocation, so equality and hashing look at the pointer alone, and a
+/// request carries its route to the end of its body without allocating.
+#[derive(Debug, Clone)]
+pub(crate) struct Interned(Arc<str>);
+
+impl Interned {
+    pub(crate) fn shared(&self) -> SharedString {
+        SharedString::from_shared(self.0.clone())
+    }
+}
+
+impl std::ops::Deref for Interned {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq for Interned {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Interned {}
+
+impl std::hash::Hash for Interned {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.0).cast::<u8>(), state)
+    }
+}
+
+/// The interned routes (or addresses) of one layer, up to a cap.
 #[derive(Default)]
 pub(crate) struct Routes {
-    routes: RwLock<std::collections::HashSet<Arc<str>>>,
+    routes: RwLock<hashbrown::HashSet<Arc<str>>>,
 }
 
 impl Routes {
     /// The shared copy of `route`, made once; past `max` distinct routes,
     /// `None` (the request gets no route rather than a new series).
-    pub(crate) fn intern(&self, route: &str, max: usize) -> Option<Arc<str>> {
+    pub(crate) fn intern(&self, route: &str, max: usize) -> Option<Interned> {
         if let Some(known) = read(&self.routes).get(route) {
-            return Some(known.clone());
+            return Some(Interned(known.clone()));
         }
         let mut routes = write(&self.routes);
         if let Some(known) = routes.get(route) {
-            return Some(known.clone());
+            return Some(Interned(known.clone()));
         }
         if routes.len() >= max {
             return None;
         }
         let route: Arc<str> = Arc::from(route);
         routes.insert(route.clone());
-        Some(route)
+        Some(Interned(route))
+    }
+
+    /// A value interned on its own: the one `server.address` a user gave.
+    pub(crate) fn single(text: &str) -> Interned {
+        Interned(Arc::from(text))
     }
 }

@@ -7,7 +7,7 @@ use tower_layer::Layer;
 
 use super::Metrics;
 use super::attributes::{DefaultRoute, RouteExtractor};
-use super::instruments::{Instruments, Names, Naming, Server, Side, Target};
+use super::instruments::{Instruments, Names, Naming, Routes, Server, Side, Target};
 use super::settings::Settings;
 use crate::classify::{Classify, DefaultClassifier};
 use crate::config::{ConfigError, instance_name};
@@ -291,7 +291,7 @@ impl<R, C> MetricsBuilder<R, C> {
                 servers: Default::default(),
                 spans: self.spans,
                 server: self.server.map(|(address, port)| Server {
-                    address: Arc::from(address),
+                    address: Routes::single(&address),
                     port,
                 }),
             }),

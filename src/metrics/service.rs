@@ -5,7 +5,7 @@ use http::header::CONTENT_LENGTH;
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::attributes::{KnownMethod, RouteExtractor, Scheme, grpc_method, protocol_version};
+use super::attributes::{KnownMethod, RouteExtractor, Scheme, grpc_method};
 use super::body::{MetricsBody, Observation};
 use super::future::ResponseFuture;
 use super::instruments::{ActiveSeries, Series, Server, Side};
@@ -95,7 +95,7 @@ where
         let series = Series {
             method,
             scheme,
-            version: protocol_version(request.version()),
+            version: request.version(),
             route,
             status: None,
             // Known for sure only from the answer; a call that never gets
@@ -105,12 +105,12 @@ where
             server,
         };
         let span = settings.spans.then(|| {
-            super::span::request_span(
+            Arc::new(super::span::request_span(
                 instruments.side,
                 &series,
                 request.method(),
                 request.uri().path(),
-            )
+            ))
         });
         let observation = Observation::start(
             instruments.clone(),

@@ -53,7 +53,7 @@ pub(crate) fn request_span(side: Side, series: &Series, original: &Method, path:
             http.route = series.route.as_deref(),
             http.response.status_code = Empty,
             url.scheme = series.scheme.as_str(),
-            network.protocol.version = series.version,
+            network.protocol.version = super::attributes::protocol_version(series.version),
             server.address = Empty,
             server.port = Empty,
             error.type = Empty,
