@@ -6,6 +6,11 @@
 #
 #   cargo build --release --features full --example perreq
 #   benches/instructions-per-request.sh target/release/examples/perreq rl:armor-global
+#
+# COLLECT=FUNCTION counts only inside FUNCTION (callgrind's toggle-collect
+# pattern): for stacks whose start-up is timed rather than fixed, such as
+# the Prometheus exporter's clock calibration, which otherwise does not
+# cancel out between the two runs.
 set -euo pipefail
 bin=${1:?usage: instructions-per-request.sh BINARY STACK [N1 N2]}
 stack=${2:?usage: instructions-per-request.sh BINARY STACK [N1 N2]}
@@ -14,7 +19,11 @@ n2=${4:-12000}
 total() {
   local out
   out=$(mktemp)
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" "$stack" "$1" >/dev/null 2>&1
+  local collect=()
+  if [[ -n "${COLLECT:-}" ]]; then
+    collect=(--collect-atstart=no "--toggle-collect=$COLLECT")
+  fi
+  valgrind --tool=callgrind "${collect[@]}" --callgrind-out-file="$out" "$bin" "$stack" "$1" >/dev/null 2>&1
   callgrind_annotate "$out" | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }'
   rm -f "$out"
 }

@@ -8,17 +8,20 @@
 use std::fmt;
 use std::time::Duration;
 
-use http::HeaderMap;
 use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderName};
+
+// Header names are `HeaderName` constants, as `http::header`'s are: a
+// lookup by `&str` parses the name on every call.
 
 /// The `grpc-status` header (or trailer) name.
-pub const GRPC_STATUS: &str = "grpc-status";
+pub const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 /// The `grpc-message` header (or trailer) name.
-pub const GRPC_MESSAGE: &str = "grpc-message";
+pub const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 /// The `grpc-timeout` request header name.
-pub const GRPC_TIMEOUT: &str = "grpc-timeout";
+pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 /// The `grpc-retry-pushback-ms` header name (gRPC A6: how long the client should wait).
-pub const GRPC_RETRY_PUSHBACK_MS: &str = "grpc-retry-pushback-ms";
+pub const GRPC_RETRY_PUSHBACK_MS: HeaderName = HeaderName::from_static("grpc-retry-pushback-ms");
 
 /// Which wire protocol a request speaks, judged from its `content-type`.
 ///

@@ -141,6 +141,7 @@ where
 
 /// Runs `n` requests through the stack named `name`; false if there is none.
 pub fn run(name: &str, n: u64) -> bool {
+    #[inline(never)] // a symbol for `COLLECT=`, see benches/instructions-per-request.sh
     fn go<S, B>(mut service: S, n: u64)
     where
         S: Service<Req, Response = Response<B>>,

@@ -77,6 +77,9 @@ impl KnownMethod {
     }
 }
 
+/// A constant, so a lookup does not parse the name each time.
+static X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
+
 /// `url.scheme`: from the URI when it has one (clients), else `http` or,
 /// behind a proxy that says so in `X-Forwarded-Proto`, `https`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,7 +94,7 @@ impl Scheme {
         if let Some(scheme) = request.uri.scheme_str() {
             return Scheme::from_name(scheme.as_bytes());
         }
-        match request.headers.get("x-forwarded-proto") {
+        match request.headers.get(&X_FORWARDED_PROTO) {
             Some(value) => Scheme::from_name(value.as_bytes()),
             None => Scheme::Http,
         }

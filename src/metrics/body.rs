@@ -115,16 +115,17 @@ impl<C: Classify> Observation<C> {
         if self.series.error.is_none() {
             self.series.error = self.error_type(outcome);
         }
-        let handles = self.instruments.series(&self.series);
-        handles
-            .duration
-            .record(self.started.elapsed().as_secs_f64());
-        if let Some(size) = &handles.response_size {
-            size.record(self.response_bytes as f64);
-        }
-        if let (Some(size), Some(bytes)) = (&handles.request_size, self.request_bytes) {
-            size.record(bytes as f64);
-        }
+        let seconds = self.started.elapsed().as_secs_f64();
+        let (response_bytes, request_bytes) = (self.response_bytes, self.request_bytes);
+        self.instruments.record(&self.series, |handles| {
+            handles.duration.record(seconds);
+            if let Some(size) = &handles.response_size {
+                size.record(response_bytes as f64);
+            }
+            if let (Some(size), Some(bytes)) = (&handles.request_size, request_bytes) {
+                size.record(bytes as f64);
+            }
+        });
         if let Some(span) = self.span.take() {
             super::span::record_end(&span, &self.series);
         }

@@ -180,9 +180,9 @@ pub(crate) struct SeriesHandles {
 /// Series registered with one recorder.
 #[derive(Default)]
 pub(crate) struct Registered {
-    series: RwLock<hashbrown::HashMap<Series, Arc<SeriesHandles>>>,
+    series: RwLock<hashbrown::HashMap<Series, SeriesHandles>>,
     active: RwLock<hashbrown::HashMap<ActiveSeries, Gauge>>,
-    overflow: std::sync::OnceLock<Arc<SeriesHandles>>,
+    overflow: std::sync::OnceLock<SeriesHandles>,
     /// Whether the instruments were described to this recorder (their
     /// units and help text), done once before the first series.
     described: std::sync::OnceLock<()>,
@@ -261,37 +261,37 @@ impl Instruments {
         })
     }
 
-    /// The handles of the finished-request `series` (or of the overflow
-    /// series, past the cap).
-    pub(crate) fn series(&self, series: &Series) -> Arc<SeriesHandles> {
+    /// Runs `record` with the handles of the finished-request `series` (or
+    /// of the overflow series, past the cap). Borrowed, not cloned: the
+    /// common path takes a read lock and no reference count.
+    pub(crate) fn record(&self, series: &Series, record: impl FnOnce(&SeriesHandles)) {
         self.with(|registered, recorder| {
             if let Some(handles) = read(&registered.series).get(series) {
-                return handles.clone();
+                return record(handles);
             }
             self.describe(registered, recorder);
             let mut map = write(&registered.series);
             if let Some(handles) = map.get(series) {
-                return handles.clone();
+                return record(handles);
             }
             if map.len() >= self.max_series {
                 drop(map);
                 self.overflowed(recorder);
-                return registered
-                    .overflow
-                    .get_or_init(|| {
-                        tracing::warn!(
-                            name = &*self.name,
-                            max = self.max_series,
-                            "request metrics reached their cap of label sets; \
-                             new ones go to the overflow series"
-                        );
-                        Arc::new(self.register_overflow(series, recorder))
-                    })
-                    .clone();
+                let overflow = registered.overflow.get_or_init(|| {
+                    tracing::warn!(
+                        name = &*self.name,
+                        max = self.max_series,
+                        "request metrics reached their cap of label sets; \
+                         new ones go to the overflow series"
+                    );
+                    self.register_overflow(series, recorder)
+                });
+                return record(overflow);
             }
-            let handles = Arc::new(self.register(series, recorder));
-            map.insert(series.clone(), handles.clone());
-            handles
+            let handles = map
+                .entry(series.clone())
+                .or_insert_with(|| self.register(series, recorder));
+            record(handles)
         })
     }
 

@@ -3,7 +3,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderName, Method};
+
+// Header names as constants: looking one up by `&str` parses it on every call.
+static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// Methods RFC 9110 defines as idempotent: sending them twice does no more
 /// harm than sending them once.
@@ -12,7 +15,7 @@ pub(crate) fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    ) || headers.contains_key("idempotency-key")
+    ) || headers.contains_key(&IDEMPOTENCY_KEY)
 }
 
 /// How the wait before each retry grows.
@@ -105,7 +108,7 @@ pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Hint {
 /// `grpc-retry-pushback-ms` (gRPC A6): a non-negative integer of
 /// milliseconds to wait; anything else tells the client not to retry.
 pub(crate) fn grpc_pushback(headers: &HeaderMap) -> Hint {
-    let Some(value) = headers.get("grpc-retry-pushback-ms") else {
+    let Some(value) = headers.get(crate::grpc::GRPC_RETRY_PUSHBACK_MS) else {
         return Hint::None;
     };
     let text = value.as_bytes();
