@@ -2,9 +2,10 @@
 //! one route per behaviour, and the curl commands that show each one.
 //!
 //! ```text
-//! cargo run --example demo                 # serves on 127.0.0.1:3000
-//! cargo run --example demo -- --port 8080  # another port
-//! cargo run --example demo -- --check      # serves on a free port, checks every behaviour, exits
+//! cargo run --all-features --example demo                 # serves on 127.0.0.1:3000
+//! cargo run --all-features --example demo -- --port 8080  # another port
+//! cargo run --all-features --example demo -- --check      # serves on a free port, checks every behaviour, exits
+//! cargo run --all-features --example demo -- --check --save-metrics FILE  # ...and keeps its last /metrics
 //! ```
 
 use std::convert::Infallible;
@@ -23,6 +24,7 @@ use tokio::time::{Instant, sleep};
 use tower_armor::Deadline;
 use tower_armor::circuit_breaker::{CircuitBreakerLayer, CircuitHandle};
 use tower_armor::compression::{CompressionLayer, RequestDecompressionLayer};
+use tower_armor::metrics::{Metrics, MetricsLayer, prometheus};
 use tower_armor::rate_limit::{Header, MissingKey, Quota, RateLimitLayer};
 use tower_armor::retry::{ReplayBody, Retry, RetryLayer};
 use tower_armor::timeout::{RequestBodyTimeoutLayer, ResponseBodyDeadlineLayer, TimeoutLayer};
@@ -41,15 +43,20 @@ const BREAKER_OPEN: Duration = Duration::from_secs(2);
 /// Calls the shaky upstream has had; two of every three fail.
 static SHAKY_CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-/// The demo's own HTTP client to its shaky upstream, with retries.
-type RetryingClient = Retry<
-    hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        ReplayBody<http_body_util::Empty<Bytes>>,
+/// The demo's own HTTP client to its shaky upstream, with retries, measured
+/// as one request however many attempts it takes.
+type RetryingClient = Metrics<
+    Retry<
+        hyper_util::client::legacy::Client<
+            hyper_util::client::legacy::connect::HttpConnector,
+            ReplayBody<http_body_util::Empty<Bytes>>,
+        >,
+        tower_armor::key::Global,
+        tower_armor::classify::DefaultClassifier,
+        tower_armor::retry::AsReplayBody,
     >,
-    tower_armor::key::Global,
+    tower_armor::metrics::DefaultRoute,
     tower_armor::classify::DefaultClassifier,
-    tower_armor::retry::AsReplayBody,
 >;
 
 /// Decoded request bodies may grow to this; past it, 413.
@@ -60,7 +67,11 @@ const EVENT_EVERY: Duration = Duration::from_millis(300);
 /// Whether the flaky route's pretend upstream is healthy.
 static UPSTREAM_HEALTHY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-fn app(addr: SocketAddr) -> Result<Router, BoxError> {
+fn app(addr: SocketAddr, scrape: prometheus::Scrape) -> Result<Router, BoxError> {
+    // Request metrics for every route, recorded when each response body
+    // ends, with the route axum matched as `http.route`.
+    let metrics = MetricsLayer::server().name("demo").build()?;
+
     let timeout = TimeoutLayer::builder(HANDLER_TIMEOUT)
         .name("demo")
         .build()?;
@@ -92,11 +103,13 @@ fn app(addr: SocketAddr) -> Result<Router, BoxError> {
         .name("shaky")
         .backoff(Duration::from_millis(20), Duration::from_millis(200))
         .build()?;
-    let client: RetryingClient = tower::Layer::layer(
-        &retry,
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http(),
-    );
+    let client: RetryingClient = tower::ServiceBuilder::new()
+        .layer(MetricsLayer::client().name("shaky").build()?)
+        .layer(retry)
+        .service(
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http(),
+        );
     let shaky_url = format!("http://{addr}/shaky");
 
     // Compressed answers for clients that accept them; compressed uploads
@@ -163,7 +176,10 @@ fn app(addr: SocketAddr) -> Result<Router, BoxError> {
                     .name("stream")
                     .build()?,
             ),
-        ))
+        )
+        .route_service("/metrics", scrape)
+        // Outermost, so refusals of every other layer are counted too.
+        .layer(metrics))
 }
 
 /// A pretend upstream: 500 while broken (it starts broken).
@@ -407,6 +423,7 @@ retry (a client inside the demo calls /shaky, which fails 2 calls of every 3):
 async fn main() -> Result<(), BoxError> {
     let mut port = 3000;
     let mut check = false;
+    let mut save_metrics = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -417,6 +434,9 @@ async fn main() -> Result<(), BoxError> {
                     .ok_or("--port needs a number")?
             }
             "--check" => check = true,
+            "--save-metrics" => {
+                save_metrics = Some(args.next().ok_or("--save-metrics needs a file")?)
+            }
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
@@ -426,13 +446,17 @@ async fn main() -> Result<(), BoxError> {
 
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let addr = listener.local_addr()?;
-    let server = axum::serve(listener, app(addr)?);
+    // The Prometheus recorder, installed as the process's own; `scrape`
+    // renders it at `/metrics`.
+    let (recorder, scrape) = prometheus::builder().build()?;
+    metrics::set_global_recorder(recorder)?;
+    let server = axum::serve(listener, app(addr, scrape)?);
     if !check {
         print_tour(addr);
         return Ok(server.await?);
     }
     tokio::spawn(async move { server.await });
-    run_checks(addr).await
+    run_checks(addr, save_metrics).await
 }
 
 type Http1 =
@@ -554,8 +578,88 @@ async fn check_compression(
     Ok(())
 }
 
-/// What `--check` does: every behaviour the tour prints, checked with a real client.
-async fn run_checks(addr: SocketAddr) -> Result<(), BoxError> {
+/// `/metrics` after every other check: one series per route template, the
+/// refusals of each layer as `error_type`, gRPC calls by method and status,
+/// the retrying client's requests, and real histogram buckets. Returns the
+/// exposition.
+async fn check_metrics(
+    client: &Http1,
+    url: &impl Fn(&str) -> String,
+    expect: &mut impl FnMut(&str, bool, String),
+) -> Result<String, BoxError> {
+    let response = client
+        .request(http::Request::get(url("/metrics")).body(Body::empty())?)
+        .await?;
+    let content_type = response.headers().get("content-type").cloned();
+    let text = String::from_utf8(response.into_body().collect().await?.to_bytes().to_vec())?;
+    expect(
+        "/metrics is Prometheus text",
+        content_type
+            .as_ref()
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/plain; version=0.0.4")),
+        format!("{content_type:?}, {} bytes", text.len()),
+    );
+    let durations: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("http_server_request_duration_seconds_count{"))
+        .collect();
+    let has = |parts: &[&str]| {
+        durations
+            .iter()
+            .any(|line| parts.iter().all(|part| line.contains(part)))
+    };
+    expect(
+        "duration per route template, never per path",
+        has(&[
+            "http_route=\"/sleep/{ms}\"",
+            "http_response_status_code=\"504\"",
+            "error_type=\"timeout\"",
+        ]) && !text.contains("/sleep/1500"),
+        format!("{} duration series", durations.len()),
+    );
+    let refusals = [
+        "rate_limited",
+        "circuit_open",
+        "not_acceptable",
+        "payload_too_large",
+    ];
+    let missing: Vec<_> = refusals
+        .iter()
+        .filter(|refusal| !has(&[&format!("error_type=\"{refusal}\"")]))
+        .collect();
+    expect(
+        "every layer's refusal counted",
+        missing.is_empty(),
+        format!("missing: {missing:?}"),
+    );
+    let grpc = text.lines().any(|line| {
+        line.starts_with("rpc_server_call_duration_seconds_count{")
+            && line.contains("rpc_method=\"grpc.health.v1.Health/Check\"")
+            && line.contains("rpc_status_code=\"OK\"")
+    });
+    expect("gRPC calls by method and status", grpc, String::new());
+    let client_side = text
+        .lines()
+        .find(|line| line.starts_with("http_client_request_duration_seconds_count{"));
+    expect(
+        "the retrying client's requests, one per logical request",
+        client_side.is_some_and(|line| {
+            line.contains("server_address=\"127.0.0.1\"") && line.ends_with(" 2")
+        }),
+        format!("{client_side:?}"),
+    );
+    expect(
+        "histograms with buckets",
+        text.contains("http_server_request_duration_seconds_bucket{")
+            && text.contains("le=\"+Inf\""),
+        String::new(),
+    );
+    Ok(text)
+}
+
+/// What `--check` does: every behaviour the tour prints, checked with a real
+/// client; the `/metrics` it ends with is saved to `save_metrics` if given.
+async fn run_checks(addr: SocketAddr, save_metrics: Option<String>) -> Result<(), BoxError> {
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
 
@@ -731,6 +835,12 @@ async fn run_checks(addr: SocketAddr) -> Result<(), BoxError> {
     );
 
     check_compression(&http1, &url, &mut expect).await?;
+
+    let exposition = check_metrics(&http1, &url, &mut expect).await?;
+    if let Some(path) = save_metrics {
+        std::fs::write(&path, exposition)?;
+        println!("saved the last /metrics to {path}");
+    }
 
     if failures > 0 {
         return Err(format!("{failures} demo checks failed").into());

@@ -117,7 +117,12 @@ mod config;
 mod deadline;
 pub mod grpc;
 pub mod key;
-#[cfg(any(armor_keyed, armor_compression, feature = "metrics"))]
+#[cfg(any(
+    armor_keyed,
+    armor_compression,
+    feature = "metrics",
+    feature = "timeout"
+))]
 mod observe;
 #[cfg(any(feature = "circuit-breaker", feature = "retry"))]
 mod random;

@@ -14,8 +14,129 @@
 //! up. After that warm-up no event allocates. Past [`SLOTS`] distinct
 //! recorders (tests that make many) handles are registered per event, which
 //! is correct, only slower.
+//!
+//! Each recorder is also told, once, what every `armor.*` metric means and
+//! its unit ([`describe`]): exporters show it as `# HELP`, and Prometheus's
+//! `promtool check metrics` asks for it.
 
 use std::sync::OnceLock;
+
+use metrics::{Recorder, Unit};
+
+/// What a metric is, for [`describe`].
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// Every `armor.*` metric the layers emit: name, kind, unit, meaning.
+const DESCRIPTIONS: [(&str, Kind, Unit, &str); 14] = [
+    (
+        "armor.timeout.expired",
+        Kind::Counter,
+        Unit::Count,
+        "Requests whose timeout fired, by the timer that fired (stage).",
+    ),
+    (
+        "armor.rate_limit.decisions",
+        Kind::Counter,
+        Unit::Count,
+        "Rate limit decisions: allowed or refused.",
+    ),
+    (
+        "armor.rate_limit.missing_key",
+        Kind::Counter,
+        Unit::Count,
+        "Requests the rate limiter found no key for.",
+    ),
+    (
+        "armor.rate_limit.keys",
+        Kind::Gauge,
+        Unit::Count,
+        "Keys the rate limiter is tracking now.",
+    ),
+    (
+        "armor.circuit_breaker.calls",
+        Kind::Counter,
+        Unit::Count,
+        "Calls seen by the circuit breaker, by outcome.",
+    ),
+    (
+        "armor.circuit_breaker.state",
+        Kind::Gauge,
+        Unit::Count,
+        "1 for the circuit breaker's current state, 0 for the others.",
+    ),
+    (
+        "armor.circuit_breaker.transitions",
+        Kind::Counter,
+        Unit::Count,
+        "Circuit breaker state changes, from and to.",
+    ),
+    (
+        "armor.circuit_breaker.missing_key",
+        Kind::Counter,
+        Unit::Count,
+        "Requests the circuit breaker found no key for.",
+    ),
+    (
+        "armor.retry.attempts",
+        Kind::Counter,
+        Unit::Count,
+        "Attempts made by the retry layer, by outcome.",
+    ),
+    (
+        "armor.retry.budget_exhausted",
+        Kind::Counter,
+        Unit::Count,
+        "Retries not made because the retry budget was spent.",
+    ),
+    (
+        "armor.retry.missing_key",
+        Kind::Counter,
+        Unit::Count,
+        "Requests the retry layer found no key for.",
+    ),
+    (
+        "armor.compression.bytes",
+        Kind::Counter,
+        Unit::Bytes,
+        "Bytes after compression (or before decompression), by direction and encoding.",
+    ),
+    (
+        "armor.compression.uncompressed_bytes",
+        Kind::Counter,
+        Unit::Bytes,
+        "Bytes before compression (or after decompression), by direction and encoding.",
+    ),
+    (
+        "armor.metrics.label_overflow",
+        Kind::Counter,
+        Unit::Count,
+        "Requests recorded in the overflow series because an instrument reached its cap of label sets.",
+    ),
+];
+
+/// Tells `recorder` the unit and meaning of every `armor.*` metric.
+pub(crate) fn describe(recorder: &dyn Recorder) {
+    for (name, kind, unit, help) in DESCRIPTIONS {
+        match kind {
+            Kind::Counter => recorder.describe_counter(name.into(), Some(unit), help.into()),
+            Kind::Gauge => recorder.describe_gauge(name.into(), Some(unit), help.into()),
+        }
+    }
+}
+
+/// [`describe`]s to the current recorder, once per recorder, for metrics
+/// that are registered at each event rather than through a [`PerRecorder`].
+#[cfg(feature = "timeout")]
+pub(crate) fn describe_current_once() {
+    static DESCRIBED: OnceLock<PerRecorder<()>> = OnceLock::new();
+    DESCRIBED
+        .get_or_init(PerRecorder::default)
+        .with(|| (), |()| ());
+}
 
 /// How many recorders get cached handles: the global one, the no-op one
 /// (events before any recorder exists) and a couple of local ones.
@@ -73,6 +194,7 @@ impl<H> PerRecorder<H> {
             // another one (maybe by another thread just now) is skipped.
             let (owner, handles) = slot.get_or_init(|| {
                 let register = register.take().expect("a slot is claimed once per call");
+                metrics::with_recorder(describe);
                 (recorder, register())
             });
             if *owner == recorder {

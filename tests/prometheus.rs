@@ -315,9 +315,99 @@ async fn counters_end_in_total_and_a_users_own_histogram_is_a_histogram() {
     drive_with(&recorder, calls).await;
     let families = parse(text(&scrape.render()));
     assert_eq!(families["armor_rate_limit_decisions_total"].kind, "counter");
+    assert!(families["armor_rate_limit_decisions_total"].help);
     let items = &families["checkout_basket_items"];
     assert_eq!(items.kind, "histogram");
     assert_eq!(items.samples.len(), 14 + 1 + 2);
+}
+
+/// Every family the layers emit carries `# HELP` (`promtool check metrics`
+/// reports a family without it), including counters that are registered
+/// when their event happens, such as a timeout's expiry.
+#[cfg(all(
+    feature = "timeout",
+    feature = "circuit-breaker",
+    feature = "compression-gzip"
+))]
+#[tokio::test(start_paused = true)]
+async fn every_family_has_help_text() {
+    use std::time::Duration;
+    use tower_armor::circuit_breaker::CircuitBreakerLayer;
+    use tower_armor::compression::CompressionLayer;
+    use tower_armor::timeout::TimeoutLayer;
+
+    let (recorder, scrape) = prometheus::builder().build().unwrap();
+    let slow = tower::service_fn(|request: Request<Body>| async move {
+        if request.uri().path() == "/slow" {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(vec![b'a'; 4096]))))
+    });
+    // No metrics layer: it describes every family itself, and the layers
+    // must not depend on it.
+    let app = ServiceBuilder::new()
+        .layer(
+            tower_armor::rate_limit::RateLimitLayer::builder(
+                tower_armor::rate_limit::Quota::per_minute(100),
+            )
+            .build()
+            .unwrap(),
+        )
+        .layer(
+            TimeoutLayer::builder(Duration::from_secs(1))
+                .build()
+                .unwrap(),
+        )
+        .layer(CircuitBreakerLayer::new())
+        .layer(CompressionLayer::new())
+        .service(slow);
+    let calls = std::pin::pin!(async {
+        call(app.clone(), Method::GET, "/").await;
+        call(app.clone(), Method::GET, "/slow").await;
+        let gzip = Request::get("/")
+            .header("accept-encoding", "gzip")
+            .body(Body::default())
+            .unwrap();
+        let response = app.clone().oneshot(gzip).await.unwrap();
+        response.into_body().collect().await.unwrap();
+    });
+    drive_with(&recorder, calls).await;
+    let families = parse(text(&scrape.render()));
+    for name in [
+        "armor_rate_limit_decisions_total",
+        "armor_timeout_expired_total",
+        "armor_circuit_breaker_calls_total",
+        "armor_compression_bytes_total",
+    ] {
+        assert!(families.contains_key(name), "{name} in {families:?}");
+    }
+    let without: Vec<_> = families
+        .iter()
+        .filter(|(_, family)| !family.help)
+        .map(|(name, _)| name)
+        .collect();
+    assert!(without.is_empty(), "families with no # HELP: {without:?}");
+}
+
+/// A timeout registers its counter when it fires, not through cached
+/// handles: it describes it too.
+#[cfg(feature = "timeout")]
+#[tokio::test(start_paused = true)]
+async fn a_lone_timeout_describes_its_counter() {
+    use std::time::Duration;
+
+    let (recorder, scrape) = prometheus::builder().build().unwrap();
+    let slow = tower::service_fn(|_request: Request<Body>| async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+    });
+    let app = tower_armor::timeout::TimeoutLayer::builder(Duration::from_secs(1))
+        .build()
+        .unwrap()
+        .layer(slow);
+    drive_with(&recorder, std::pin::pin!(call(app, Method::GET, "/"))).await;
+    let families = parse(text(&scrape.render()));
+    assert!(families["armor_timeout_expired_total"].help, "{families:?}");
 }
 
 /// Polls `future` to its end with `recorder` as the current recorder during

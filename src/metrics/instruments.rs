@@ -312,8 +312,16 @@ impl Instruments {
                     "HTTP requests in flight, until their response body ends.",
                 ),
             };
-            recorder.describe_histogram(names.http_duration.into(), Some(Unit::Seconds), http.into());
-            recorder.describe_histogram(names.grpc_duration.into(), Some(Unit::Seconds), grpc.into());
+            recorder.describe_histogram(
+                names.http_duration.into(),
+                Some(Unit::Seconds),
+                http.into(),
+            );
+            recorder.describe_histogram(
+                names.grpc_duration.into(),
+                Some(Unit::Seconds),
+                grpc.into(),
+            );
             recorder.describe_gauge(names.active.into(), Some(Unit::Count), active.into());
             if self.body_sizes {
                 recorder.describe_histogram(
@@ -327,11 +335,7 @@ impl Instruments {
                     "Size of HTTP response bodies, in bytes sent.".into(),
                 );
             }
-            recorder.describe_counter(
-                "armor.metrics.label_overflow".into(),
-                Some(Unit::Count),
-                "Requests recorded in the overflow series because an instrument reached its cap of label sets.".into(),
-            );
+            crate::observe::describe(recorder);
         });
     }
 

@@ -107,6 +107,7 @@ fn check_duration(what: &str, duration: Duration) -> Result<Duration, ConfigErro
 /// Counts one expiry; `stage` says which timer fired.
 fn record_expired(name: &SharedString, stage: &'static str) {
     tracing::debug!(name = &**name, stage, "timeout expired");
+    crate::observe::describe_current_once();
     metrics::counter!("armor.timeout.expired", "name" => name.clone(), "stage" => stage)
         .increment(1);
 }
