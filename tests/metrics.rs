@@ -52,6 +52,28 @@ where
     service.oneshot(request).await.unwrap()
 }
 
+/// A `GET /events` through `layer` to a handler answering with a stream,
+/// and the sender that feeds the stream.
+async fn streamed(
+    layer: &MetricsLayer,
+) -> (
+    tokio::sync::mpsc::Sender<Bytes>,
+    Response<impl http_body::Body<Data = Bytes, Error: std::fmt::Debug> + use<>>,
+) {
+    let (sender, events) = support::channel_body(8);
+    let mut events = Some(events);
+    let streaming = layer.layer(tower::service_fn(move |_req: Request<Body>| {
+        let body = events.take().expect("one request");
+        async move { Ok::<_, Infallible>(Response::new(body)) }
+    }));
+    let response = send(
+        streaming,
+        Request::get("/events").body(Body::default()).unwrap(),
+    )
+    .await;
+    (sender, response)
+}
+
 async fn read<B: http_body::Body>(response: Response<B>) -> StatusCode
 where
     B::Error: std::fmt::Debug,
@@ -207,17 +229,7 @@ async fn unknown_methods_are_other_and_routes_come_only_from_the_extractor() {
 async fn a_caller_that_leaves_is_cancelled_and_no_longer_active() {
     let (layer, recording) = recorded(MetricsLayer::server());
     // Hangs up mid-stream.
-    let (sender, events) = support::channel_body(8);
-    let mut events = Some(events);
-    let streaming = layer.layer(tower::service_fn(move |_req: Request<Body>| {
-        let body = events.take().expect("one request");
-        async move { Ok::<_, Infallible>(Response::new(body)) }
-    }));
-    let response = send(
-        streaming,
-        Request::get("/events").body(Body::default()).unwrap(),
-    )
-    .await;
+    let (sender, response) = streamed(&layer).await;
     sender
         .send(Bytes::from_static(b"data: 1\n\n"))
         .await
@@ -273,17 +285,7 @@ async fn futures_poll_once<F: std::future::Future>(future: std::pin::Pin<&mut F>
 #[tokio::test(start_paused = true)]
 async fn a_server_sent_event_stream_is_measured_to_its_last_event() {
     let (layer, recording) = recorded(MetricsLayer::server());
-    let (sender, events) = support::channel_body(8);
-    let mut events = Some(events);
-    let streaming = layer.layer(tower::service_fn(move |_req: Request<Body>| {
-        let body = events.take().expect("one request");
-        async move { Ok::<_, Infallible>(Response::new(body)) }
-    }));
-    let response = send(
-        streaming,
-        Request::get("/events").body(Body::default()).unwrap(),
-    )
-    .await;
+    let (sender, response) = streamed(&layer).await;
     let reader = tokio::spawn(read(response));
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_secs(10)).await;

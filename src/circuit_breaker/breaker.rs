@@ -14,6 +14,7 @@ use crate::classify::Outcome;
 use crate::key::{KeyExtractor, KeyLimits, MissingKey, MissingKeyLog};
 use crate::observe::PerRecorder;
 use crate::reject::Renderer;
+use crate::sync::{lock, read, write};
 
 /// A change of a breaker's state, as the hook set with
 /// [`on_state_change`](super::CircuitBreakerBuilder::on_state_change) sees it.
@@ -160,12 +161,6 @@ impl<K> Observer<K> {
             }
         });
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// One breaker of a layer, with its key.
@@ -606,13 +601,4 @@ impl<K: Hash + Eq + Clone> Registry<K> {
         self.live.fetch_sub(dropped as u64, Ordering::Relaxed);
         dropped
     }
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

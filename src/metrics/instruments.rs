@@ -10,6 +10,7 @@ use metrics::{Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Un
 use super::attributes::{ErrorType, KnownMethod, Scheme, protocol_version};
 use crate::grpc::GrpcCode;
 use crate::observe::PerRecorder;
+use crate::sync::{read, write};
 
 /// How the layer names its instruments and attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -437,16 +438,6 @@ fn port_text(port: u16) -> SharedString {
         443 => SharedString::const_str("443"),
         port => SharedString::from_owned(port.to_string()),
     }
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A route or address interned by [`Routes`]: equal texts share one

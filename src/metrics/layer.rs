@@ -88,9 +88,14 @@ const DEFAULT_MAX_LABEL_SETS: usize = 2000;
 /// [`MetricsLayer::client`].
 #[must_use = "call .build() to get the layer"]
 pub struct MetricsBuilder<R = DefaultRoute, C = DefaultClassifier> {
-    side: Side,
     route: R,
     classifier: C,
+    options: Options,
+}
+
+/// The builder's settings that do not change its type.
+struct Options {
+    side: Side,
     name: SharedString,
     naming: Naming,
     body_sizes: bool,
@@ -104,8 +109,8 @@ pub struct MetricsBuilder<R = DefaultRoute, C = DefaultClassifier> {
 impl<R, C> fmt::Debug for MetricsBuilder<R, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MetricsBuilder")
-            .field("side", &self.side)
-            .field("name", &self.name)
+            .field("side", &self.options.side)
+            .field("name", &self.options.name)
             .finish_non_exhaustive()
     }
 }
@@ -113,17 +118,19 @@ impl<R, C> fmt::Debug for MetricsBuilder<R, C> {
 impl MetricsBuilder {
     fn new(side: Side) -> Self {
         MetricsBuilder {
-            side,
             route: DefaultRoute,
             classifier: DefaultClassifier::new(),
-            name: SharedString::const_str("default"),
-            naming: Naming::default(),
-            body_sizes: false,
-            max_label_sets: DEFAULT_MAX_LABEL_SETS,
-            grpc_methods: None,
-            recorder: None,
-            spans: false,
-            server: None,
+            options: Options {
+                side,
+                name: SharedString::const_str("default"),
+                naming: Naming::default(),
+                body_sizes: false,
+                max_label_sets: DEFAULT_MAX_LABEL_SETS,
+                grpc_methods: None,
+                recorder: None,
+                spans: false,
+                server: None,
+            },
         }
     }
 }
@@ -133,7 +140,7 @@ impl<R, C> MetricsBuilder<R, C> {
     /// `"default"`). The request metrics themselves carry no such label, as
     /// OpenTelemetry names them.
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
-        self.name = instance_name(name);
+        self.options.name = instance_name(name);
         self
     }
 
@@ -141,17 +148,9 @@ impl<R, C> MetricsBuilder<R, C> {
     /// the `axum` feature, else none); see [`RouteExtractor`].
     pub fn route<R2: RouteExtractor>(self, route: R2) -> MetricsBuilder<R2, C> {
         MetricsBuilder {
-            side: self.side,
             route,
             classifier: self.classifier,
-            name: self.name,
-            naming: self.naming,
-            body_sizes: self.body_sizes,
-            max_label_sets: self.max_label_sets,
-            grpc_methods: self.grpc_methods,
-            recorder: self.recorder,
-            spans: self.spans,
-            server: self.server,
+            options: self.options,
         }
     }
 
@@ -159,17 +158,9 @@ impl<R, C> MetricsBuilder<R, C> {
     /// [`DefaultClassifier`]).
     pub fn classifier<C2: Classify>(self, classifier: C2) -> MetricsBuilder<R, C2> {
         MetricsBuilder {
-            side: self.side,
             route: self.route,
             classifier,
-            name: self.name,
-            naming: self.naming,
-            body_sizes: self.body_sizes,
-            max_label_sets: self.max_label_sets,
-            grpc_methods: self.grpc_methods,
-            recorder: self.recorder,
-            spans: self.spans,
-            server: self.server,
+            options: self.options,
         }
     }
 
@@ -181,7 +172,7 @@ impl<R, C> MetricsBuilder<R, C> {
         I: IntoIterator<Item = M>,
         M: Into<String>,
     {
-        self.grpc_methods = Some(methods.into_iter().map(Into::into).collect());
+        self.options.grpc_methods = Some(methods.into_iter().map(Into::into).collect());
         self
     }
 
@@ -191,7 +182,7 @@ impl<R, C> MetricsBuilder<R, C> {
     /// `*.response.body.size` (bytes sent) for HTTP requests (default off,
     /// as OpenTelemetry has them opt-in).
     pub fn body_sizes(mut self, on: bool) -> Self {
-        self.body_sizes = on;
+        self.options.body_sizes = on;
         self
     }
 
@@ -200,13 +191,13 @@ impl<R, C> MetricsBuilder<R, C> {
     /// `otel.metric.overflow="true"`, and counted in
     /// `armor.metrics.label_overflow{name}`.
     pub fn max_label_sets(mut self, max: usize) -> Self {
-        self.max_label_sets = max;
+        self.options.max_label_sets = max;
         self
     }
 
     /// OpenTelemetry names (default) or Prometheus-style ones; see [`Naming`].
     pub fn naming(mut self, naming: Naming) -> Self {
-        self.naming = naming;
+        self.options.naming = naming;
         self
     }
 
@@ -215,7 +206,7 @@ impl<R, C> MetricsBuilder<R, C> {
     /// whose requests carry no authority at this layer: a tonic `Channel`
     /// adds it below.
     pub fn server_address(mut self, address: impl Into<String>, port: u16) -> Self {
-        self.server = Some((address.into(), port));
+        self.options.server = Some((address.into(), port));
         self
     }
 
@@ -225,27 +216,28 @@ impl<R, C> MetricsBuilder<R, C> {
     /// `otel.kind` and `otel.status_code` for `tracing-opentelemetry`
     /// (default off).
     pub fn spans(mut self, on: bool) -> Self {
-        self.spans = on;
+        self.options.spans = on;
         self
     }
 
     /// Records into `recorder` instead of the recorder current when each
     /// event happens.
     pub fn recorder(mut self, recorder: impl Recorder + Send + Sync + 'static) -> Self {
-        self.recorder = Some(Arc::new(recorder));
+        self.options.recorder = Some(Arc::new(recorder));
         self
     }
 
     /// Checks the settings and builds the layer. Fails on a cap of no label
     /// set, or a gRPC method that is not `package.Service/Method`.
     pub fn build(self) -> Result<MetricsLayer<R, C>, ConfigError> {
-        if self.max_label_sets == 0 {
+        let options = self.options;
+        if options.max_label_sets == 0 {
             return Err(ConfigError::new(
                 "metrics",
                 "max_label_sets must be at least 1",
             ));
         }
-        let grpc_methods = match self.grpc_methods {
+        let grpc_methods = match options.grpc_methods {
             None => None,
             Some(methods) => Some(
                 methods
@@ -267,7 +259,7 @@ impl<R, C> MetricsBuilder<R, C> {
                     .collect::<Result<Box<[_]>, _>>()?,
             ),
         };
-        let target = match self.recorder {
+        let target = match options.recorder {
             Some(recorder) => Target::Fixed {
                 recorder,
                 registered: Default::default(),
@@ -277,20 +269,20 @@ impl<R, C> MetricsBuilder<R, C> {
         Ok(MetricsLayer {
             settings: Arc::new(Settings {
                 instruments: Arc::new(Instruments {
-                    names: Names::new(self.side, self.naming),
-                    side: self.side,
-                    body_sizes: self.body_sizes,
-                    max_series: self.max_label_sets,
+                    names: Names::new(options.side, options.naming),
+                    side: options.side,
+                    body_sizes: options.body_sizes,
+                    max_series: options.max_label_sets,
                     target,
-                    name: self.name,
+                    name: options.name,
                 }),
                 route: self.route,
                 classifier: self.classifier,
                 grpc_methods,
                 routes: Default::default(),
                 servers: Default::default(),
-                spans: self.spans,
-                server: self.server.map(|(address, port)| Server {
+                spans: options.spans,
+                server: options.server.map(|(address, port)| Server {
                     address: Routes::single(&address),
                     port,
                 }),

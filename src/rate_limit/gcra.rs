@@ -11,8 +11,8 @@
 use std::hash::{BuildHasher, Hash};
 
 use hashbrown::{DefaultHashBuilder, HashTable};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::time::Instant;
 
@@ -21,6 +21,7 @@ use std::time::Duration;
 use super::decision::{Decision, Placement, QuotaState, Verdict};
 use super::quota::Limit;
 use crate::key::KeyLimits;
+use crate::sync::lock;
 
 /// The most quotas one policy may hold (checked at build).
 pub(crate) const MAX_QUOTAS: usize = 4;
@@ -362,12 +363,6 @@ impl<K: Hash + Eq> KeyedStore<K> {
             self.live.fetch_sub(1, Ordering::Relaxed);
         }
     }
-}
-
-/// Locks a mutex, carrying on through poisoning: the state is plain numbers
-/// that a panicking holder cannot leave half-written in a harmful way.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

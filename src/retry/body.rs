@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
@@ -19,6 +19,7 @@ use pin_project_lite::pin_project;
 
 use crate::BoxError;
 use crate::body::{BoxedBody, poll_as_bytes};
+use crate::sync::lock;
 
 pin_project! {
     /// The request body each attempt of the [retry](super) layer sends.
@@ -90,10 +91,6 @@ impl std::error::Error for NotReplayable {}
 
 /// One frame of a replay, or why there is none.
 type FrameResult = Result<Frame<Bytes>, BoxError>;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 impl<B: Body> ReplayBody<B> {
     /// Sends `body` once, with no way to replay it.

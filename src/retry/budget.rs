@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::key::KeyLimits;
+use crate::sync::{read, write};
 
 const PPM: u64 = 1_000_000;
 
@@ -344,16 +345,6 @@ fn sweep<K>(map: &mut hashbrown::HashMap<K, Arc<Budget>>) -> usize {
         used || Arc::strong_count(budget) > 1 || !budget.is_idle()
     });
     before - map.len()
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 
+use crate::sync::{read, write};
 use metrics::{
     Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
 };
@@ -86,19 +87,11 @@ impl Recorder for PrometheusRecorder {
 
     fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
         let shared = &*self.shared;
-        let known = shared
-            .histograms
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-            .cloned();
+        let known = read(&shared.histograms).get(key).cloned();
         if let Some(histogram) = known {
             return histogram;
         }
-        let mut histograms = shared
-            .histograms
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut histograms = write(&shared.histograms);
         histograms
             .entry(key.clone())
             .or_insert_with(|| {
