@@ -672,7 +672,15 @@ impl tracing::Subscriber for Spans {
     }
     fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
     fn event(&self, _: &tracing::Event<'_>) {}
-    fn enter(&self, _: &tracing::span::Id) {}
+    fn enter(&self, span: &tracing::span::Id) {
+        let mut spans = self.0.lock().unwrap();
+        let record = &mut spans[span.into_u64() as usize - 1];
+        let entered = record
+            .fields
+            .entry("#entered".into())
+            .or_insert_with(|| "0".into());
+        *entered = (entered.parse::<u64>().unwrap() + 1).to_string();
+    }
     fn exit(&self, _: &tracing::span::Id) {}
     fn try_close(&self, span: tracing::span::Id) -> bool {
         // Each span here has one handle at a time but for clones; closing
@@ -736,6 +744,11 @@ async fn a_span_per_request_carries_the_same_attributes_until_the_body_ends() {
     )
     .await;
     assert!(!spans.all()[0].closed, "open while the body is out");
+    assert_eq!(
+        spans.all()[0].fields.get("#entered").map(String::as_str),
+        Some("1"),
+        "entered while the handler ran"
+    );
     read(response).await;
     let all = spans.all();
     assert_eq!(all.len(), 1);
@@ -841,4 +854,170 @@ async fn without_spans_asked_for_none_is_opened() {
         durations(&recording, "http.server.request.duration").len(),
         1
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_error_is_recorded_as_its_error_not_as_cancelled() {
+    let (layer, recording) = recorded(MetricsLayer::server());
+    let failing = layer.layer(tower::service_fn(|_req: Request<Body>| async {
+        Err::<Response<Body>, std::io::Error>(std::io::Error::other("connection reset"))
+    }));
+    let result = failing
+        .oneshot(Request::get("/").body(Body::default()).unwrap())
+        .await;
+    assert!(result.is_err());
+    assert_eq!(
+        durations(&recording, "http.server.request.duration")[0].0,
+        labels(&[
+            "http.request.method=GET",
+            "url.scheme=http",
+            "network.protocol.version=1.1",
+            "error.type=_OTHER",
+        ])
+    );
+    assert_eq!(active(&recording, "http.server.active_requests")[0].1, 0.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grpc_client_counts_every_status_but_ok() {
+    let (layer, recording) = recorded(MetricsLayer::client().server_address("orders", 50051));
+    for code in ["0", "5"] {
+        let service = layer.layer(tower::service_fn(move |_req: Request<Body>| async move {
+            Ok::<_, Infallible>(grpc_answer(None, Some(code)))
+        }));
+        read(send(service, grpc_request("/shop.Orders/Get")).await).await;
+    }
+    let recorded: Vec<_> = durations(&recording, "rpc.client.call.duration")
+        .into_iter()
+        .map(|(labels, _)| labels)
+        .collect();
+    let call = |code: &str| {
+        labels(&[
+            "rpc.system.name=grpc",
+            "rpc.method=shop.Orders/Get",
+            &format!("rpc.status_code={code}"),
+            "server.address=orders",
+            "server.port=50051",
+        ])
+    };
+    let mut not_found = call("NOT_FOUND");
+    not_found.push("error.type=NOT_FOUND".to_owned());
+    assert_eq!(recorded, [not_found, call("OK")]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_body_passes_its_size_and_end_through() {
+    let (layer, _recording) = recorded(MetricsLayer::server());
+    let response = send(
+        layer.layer(answering(200)),
+        Request::get("/").body(Body::default()).unwrap(),
+    )
+    .await;
+    let mut body = response.into_body();
+    assert_eq!(http_body::Body::size_hint(&body).exact(), Some(6));
+    assert!(!http_body::Body::is_end_stream(&body));
+    body.frame().await.unwrap().unwrap();
+    assert!(http_body::Body::is_end_stream(&body));
+}
+
+#[tokio::test(start_paused = true)]
+async fn readiness_is_the_inner_services() {
+    /// Ready only after its first poll.
+    struct SlowToStart(bool);
+    impl Service<Request<Body>> for SlowToStart {
+        type Response = Response<Body>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+        fn poll_ready(
+            &mut self,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Infallible>> {
+            if std::mem::replace(&mut self.0, true) {
+                std::task::Poll::Ready(Ok(()))
+            } else {
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+        }
+        fn call(&mut self, _: Request<Body>) -> Self::Future {
+            std::future::ready(Ok(Response::new(Body::default())))
+        }
+    }
+    let mut service = MetricsLayer::default().layer(SlowToStart(false));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(service.poll_ready(&mut cx).is_pending());
+    assert!(service.poll_ready(&mut cx).is_ready());
+}
+
+#[tokio::test(start_paused = true)]
+async fn repeated_requests_reuse_their_series_and_stay_under_the_cap() {
+    let (layer, recording) = recorded(MetricsLayer::server().max_label_sets(300).route(route_fn(
+        |request| Some(request.uri.path().to_owned().into()),
+    )));
+    // 200 routes, three requests each: 200 series, no overflow.
+    for _round in 0..3 {
+        for route in 0..200 {
+            let request = Request::get(format!("/r{route}"))
+                .body(Body::default())
+                .unwrap();
+            read(send(layer.layer(answering(200)), request).await).await;
+        }
+    }
+    let recorded = durations(&recording, "http.server.request.duration");
+    assert_eq!(recorded.len(), 200);
+    assert!(recorded.iter().all(|(_, samples)| samples.len() == 3));
+    assert!(
+        series(&recording)
+            .iter()
+            .all(|s| s.name != "armor.metrics.label_overflow")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_body_sizes_no_size_is_recorded() {
+    let (layer, recording) = recorded(MetricsLayer::server());
+    let upload = Request::post("/upload")
+        .header("content-length", "11")
+        .body(Full::new(Bytes::from_static(b"hello world")))
+        .unwrap();
+    read(send(layer.layer(answering(200)), upload).await).await;
+    let names: Vec<_> = series(&recording).into_iter().map(|s| s.name).collect();
+    assert!(
+        names.iter().all(|name| !name.contains("body.size")),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|name| name == "http.server.request.duration")
+    );
+}
+
+#[test]
+fn malformed_grpc_methods_are_refused_at_build() {
+    for bad in ["pkg.Svc/", "/Call", "pkg.Svc/a/b", "/pkg.Svc", "/Call/"] {
+        assert!(
+            MetricsLayer::server().grpc_methods([bad]).build().is_err(),
+            "{bad}"
+        );
+    }
+    assert!(
+        MetricsLayer::server()
+            .grpc_methods(["/pkg.Svc/Call", "pkg.Svc/Other"])
+            .build()
+            .is_ok()
+    );
+    assert!(MetricsLayer::server().max_label_sets(0).build().is_err());
+}
+
+#[test]
+fn debug_output_names_the_type_and_instance() {
+    let builder = MetricsLayer::client().name("upstream");
+    assert!(format!("{builder:?}").contains("upstream"));
+    let layer = builder.build().unwrap();
+    assert!(format!("{layer:?}").starts_with("MetricsLayer"));
+    #[derive(Debug)]
+    struct Handler;
+    let service = layer.layer(Handler);
+    assert!(format!("{service:?}").starts_with("Metrics"));
 }

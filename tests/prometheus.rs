@@ -454,6 +454,20 @@ fn bad_settings_are_refused_at_build() {
     assert!(error.to_string().contains("upkeep_every"), "{error}");
 }
 
+#[test]
+fn debug_output_shows_the_settings() {
+    let builder = prometheus::builder()
+        .path("/internal/metrics")
+        .upkeep_every(4096);
+    let shown = format!("{builder:?}");
+    assert!(
+        shown.contains("/internal/metrics") && shown.contains("4096"),
+        "{shown}"
+    );
+    let (recorder, _scrape) = builder.build().unwrap();
+    assert!(format!("{recorder:?}").contains("4096"));
+}
+
 #[tokio::test(start_paused = true)]
 async fn configure_changes_the_exporter_after_our_defaults() {
     let (recorder, scrape) = prometheus::builder()

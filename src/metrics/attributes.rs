@@ -314,6 +314,19 @@ mod tests {
     }
 
     #[test]
+    fn protocol_versions_are_named_as_opentelemetry_names_them() {
+        for (version, name) in [
+            (Version::HTTP_09, "0.9"),
+            (Version::HTTP_10, "1.0"),
+            (Version::HTTP_11, "1.1"),
+            (Version::HTTP_2, "2"),
+            (Version::HTTP_3, "3"),
+        ] {
+            assert_eq!(protocol_version(version), name);
+        }
+    }
+
+    #[test]
     fn grpc_methods_come_from_well_formed_paths_and_the_list() {
         assert_eq!(grpc_method("/pkg.Svc/Call", None), Some("pkg.Svc/Call"));
         for bad in [
