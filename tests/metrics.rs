@@ -1020,4 +1020,64 @@ fn debug_output_names_the_type_and_instance() {
     struct Handler;
     let service = layer.layer(Handler);
     assert!(format!("{service:?}").starts_with("Metrics"));
+    let route = route_fn(|_| None);
+    assert!(format!("{route:?}").starts_with("RouteFn"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_response_body_has_a_debug_form() {
+    let response = send(
+        MetricsLayer::default().layer(answering(200)),
+        Request::get("/").body(Body::default()).unwrap(),
+    )
+    .await;
+    assert!(format!("{:?}", response.body()).starts_with("MetricsBody"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn extra_methods_are_named_and_others_stay_other() {
+    let spans = Spans::default();
+    let _default = tracing::subscriber::set_default(spans.clone());
+    let (layer, recording) = recorded(
+        MetricsLayer::server()
+            .extra_methods(["PURGE", "PROPFIND", "GET"])
+            .spans(true),
+    );
+    for method in ["PURGE", "purge", "BREW"] {
+        let request = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).unwrap())
+            .uri("/cache")
+            .body(Body::default())
+            .unwrap();
+        read(send(layer.layer(answering(200)), request).await).await;
+    }
+    let methods: Vec<_> = durations(&recording, "http.server.request.duration")
+        .into_iter()
+        .map(|(labels, samples)| (labels[0].clone(), samples.len()))
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            ("http.request.method=PURGE".to_owned(), 1),
+            ("http.request.method=_OTHER".to_owned(), 2),
+        ]
+    );
+    let span = |index: usize| {
+        let all = spans.all();
+        let fields = &all[index].fields;
+        (
+            fields["http.request.method"].clone(),
+            fields.get("http.request.method_original").cloned(),
+        )
+    };
+    assert_eq!(span(0), ("PURGE".to_owned(), None));
+    assert_eq!(span(1), ("_OTHER".to_owned(), Some("purge".to_owned())));
+    assert!(
+        MetricsLayer::server()
+            .extra_methods(["NOT A METHOD"])
+            .build()
+            .is_err()
+    );
+    let many: Vec<String> = (0..65).map(|n| format!("M{n}")).collect();
+    assert!(MetricsLayer::server().extra_methods(many).build().is_err());
 }

@@ -464,8 +464,54 @@ fn debug_output_shows_the_settings() {
         shown.contains("/internal/metrics") && shown.contains("4096"),
         "{shown}"
     );
-    let (recorder, _scrape) = builder.build().unwrap();
+    let (recorder, scrape) = builder.build().unwrap();
     assert!(format!("{recorder:?}").contains("4096"));
+    assert!(format!("{scrape:?}").contains("/internal/metrics"));
+}
+
+#[test]
+fn samples_recorded_many_at_once_all_count() {
+    let (recorder, scrape) = prometheus::builder().build().unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        metrics::histogram!("batch.sizes").record_many(0.2, 5);
+    });
+    let families = parse(text(&scrape.render()));
+    let count = families["batch_sizes"]
+        .samples
+        .iter()
+        .find(|sample| sample.name == "batch_sizes_count")
+        .unwrap();
+    assert_eq!(count.value, 5.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn as_a_layer_readiness_is_the_inner_services() {
+    /// Ready only after its first poll.
+    struct SlowToStart(bool);
+    impl tower::Service<Request<Body>> for SlowToStart {
+        type Response = Response<Body>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+        fn poll_ready(
+            &mut self,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Infallible>> {
+            if std::mem::replace(&mut self.0, true) {
+                std::task::Poll::Ready(Ok(()))
+            } else {
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+        }
+        fn call(&mut self, _: Request<Body>) -> Self::Future {
+            std::future::ready(Ok(Response::new(Body::default())))
+        }
+    }
+    let (_recorder, scrape) = prometheus::builder().build().unwrap();
+    let mut service = scrape.layer(SlowToStart(false));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(tower::Service::poll_ready(&mut service, &mut cx).is_pending());
+    assert!(tower::Service::poll_ready(&mut service, &mut cx).is_ready());
 }
 
 #[tokio::test(start_paused = true)]

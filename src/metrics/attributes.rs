@@ -10,8 +10,10 @@ use crate::grpc::GrpcCode;
 use crate::key::RequestHead;
 use crate::reject::Reason;
 
-/// `http.request.method`: the methods of RFC 9110, PATCH and QUERY by name;
-/// anything else is `_OTHER`, so a client cannot mint new series.
+/// `http.request.method`: the methods of RFC 9110, PATCH and QUERY by name,
+/// and those the user adds with
+/// [`extra_methods`](super::MetricsBuilder::extra_methods); anything else
+/// is `_OTHER`, so a client cannot mint new series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum KnownMethod {
     Get,
@@ -24,6 +26,8 @@ pub(crate) enum KnownMethod {
     Trace,
     Patch,
     Query,
+    /// The user's extra method at this index.
+    Extra(u8),
     Other,
 }
 
@@ -44,7 +48,7 @@ impl KnownMethod {
     ];
 
     #[inline]
-    pub(crate) fn of(method: &Method) -> KnownMethod {
+    pub(crate) fn of(method: &Method, extra: &[Box<str>]) -> KnownMethod {
         match *method {
             Method::GET => KnownMethod::Get,
             Method::POST => KnownMethod::Post,
@@ -56,11 +60,25 @@ impl KnownMethod {
             Method::CONNECT => KnownMethod::Connect,
             Method::TRACE => KnownMethod::Trace,
             _ if method.as_str() == "QUERY" => KnownMethod::Query,
-            _ => KnownMethod::Other,
+            _ => extra
+                .iter()
+                .position(|known| **known == *method.as_str())
+                .and_then(|index| u8::try_from(index).ok())
+                .map_or(KnownMethod::Other, KnownMethod::Extra),
         }
     }
 
-    pub(crate) fn as_str(self) -> &'static str {
+    /// The attribute's value; `extra` is the list the method was found in.
+    pub(crate) fn name(self, extra: &[Box<str>]) -> &str {
+        match self {
+            KnownMethod::Extra(index) => {
+                extra.get(usize::from(index)).map_or("_OTHER", |name| name)
+            }
+            standard => standard.standard_name(),
+        }
+    }
+
+    fn standard_name(self) -> &'static str {
         match self {
             KnownMethod::Get => "GET",
             KnownMethod::Head => "HEAD",
@@ -72,7 +90,7 @@ impl KnownMethod {
             KnownMethod::Trace => "TRACE",
             KnownMethod::Patch => "PATCH",
             KnownMethod::Query => "QUERY",
-            KnownMethod::Other => "_OTHER",
+            KnownMethod::Extra(_) | KnownMethod::Other => "_OTHER",
         }
     }
 }
@@ -255,16 +273,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unknown_methods_are_other() {
+    fn unknown_methods_are_other_unless_added() {
         for method in KnownMethod::ALL {
             if method == KnownMethod::Other {
                 continue;
             }
-            let parsed = Method::from_bytes(method.as_str().as_bytes()).unwrap();
-            assert_eq!(KnownMethod::of(&parsed), method);
+            let parsed = Method::from_bytes(method.name(&[]).as_bytes()).unwrap();
+            assert_eq!(KnownMethod::of(&parsed, &[]), method);
         }
-        let custom = Method::from_bytes(b"PURGE").unwrap();
-        assert_eq!(KnownMethod::of(&custom).as_str(), "_OTHER");
+        let purge = Method::from_bytes(b"PURGE").unwrap();
+        assert_eq!(KnownMethod::of(&purge, &[]).name(&[]), "_OTHER");
+        let extra: Vec<Box<str>> = vec!["PROPFIND".into(), "PURGE".into()];
+        assert_eq!(KnownMethod::of(&purge, &extra), KnownMethod::Extra(1));
+        assert_eq!(KnownMethod::of(&purge, &extra).name(&extra), "PURGE");
+        // Methods are case-sensitive.
+        let lower = Method::from_bytes(b"purge").unwrap();
+        assert_eq!(KnownMethod::of(&lower, &extra).name(&extra), "_OTHER");
     }
 
     #[test]

@@ -210,6 +210,8 @@ pub(crate) struct Instruments {
     pub(crate) side: Side,
     pub(crate) body_sizes: bool,
     pub(crate) max_series: usize,
+    /// Methods recorded by name beyond the standard ones.
+    pub(crate) extra_methods: Box<[Box<str>]>,
     pub(crate) target: Target,
     /// `armor.metrics.label_overflow{name}`: requests recorded into the
     /// overflow series because the cap was reached.
@@ -249,7 +251,7 @@ impl Instruments {
                 .entry(series.clone())
                 .or_insert_with(|| {
                     let mut labels = vec![
-                        self.names.label(Attr::Method, series.method.as_str()),
+                        self.method(series.method),
                         self.names.label(Attr::Scheme, series.scheme.as_str()),
                     ];
                     if let Some(server) = &series.server {
@@ -348,6 +350,16 @@ impl Instruments {
         recorder.register_counter(&key, &METADATA).increment(1);
     }
 
+    fn method(&self, method: KnownMethod) -> Label {
+        let name = match method {
+            KnownMethod::Extra(_) => {
+                SharedString::from_owned(method.name(&self.extra_methods).to_owned())
+            }
+            known => SharedString::const_str(known.name(&[])),
+        };
+        self.names.label(Attr::Method, name)
+    }
+
     fn server_address(&self, server: &Server) -> Label {
         self.names
             .label(Attr::ServerAddress, server.address.shared())
@@ -371,7 +383,7 @@ impl Instruments {
                 labels.push(names.label(Attr::RpcStatus, code.name()));
             }
             None => {
-                labels.push(names.label(Attr::Method, series.method.as_str()));
+                labels.push(self.method(series.method));
                 labels.push(names.label(Attr::Scheme, series.scheme.as_str()));
                 if let Some(route) = &series.route {
                     labels.push(names.label(Attr::Route, route.shared()));

@@ -6,7 +6,7 @@ use metrics::{Recorder, SharedString};
 use tower_layer::Layer;
 
 use super::Metrics;
-use super::attributes::{DefaultRoute, RouteExtractor};
+use super::attributes::{DefaultRoute, KnownMethod, RouteExtractor};
 use super::instruments::{Instruments, Names, Naming, Routes, Server, Side, Target};
 use super::settings::Settings;
 use crate::classify::{Classify, DefaultClassifier};
@@ -101,6 +101,7 @@ struct Options {
     body_sizes: bool,
     max_label_sets: usize,
     grpc_methods: Option<Vec<String>>,
+    extra_methods: Vec<String>,
     recorder: Option<Arc<dyn Recorder + Send + Sync>>,
     spans: bool,
     server: Option<(String, u16)>,
@@ -127,6 +128,7 @@ impl MetricsBuilder {
                 body_sizes: false,
                 max_label_sets: DEFAULT_MAX_LABEL_SETS,
                 grpc_methods: None,
+                extra_methods: Vec::new(),
                 recorder: None,
                 spans: false,
                 server: None,
@@ -173,6 +175,19 @@ impl<R, C> MetricsBuilder<R, C> {
         M: Into<String>,
     {
         self.options.grpc_methods = Some(methods.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Methods beyond RFC 9110's, PATCH and QUERY that `http.request.method`
+    /// names rather than calling `_OTHER` (`PURGE`, WebDAV's `PROPFIND`...),
+    /// as OpenTelemetry asks instrumentations to allow. Case-sensitive, at
+    /// most 64; each must be a valid method token.
+    pub fn extra_methods<I, M>(mut self, methods: I) -> Self
+    where
+        I: IntoIterator<Item = M>,
+        M: Into<String>,
+    {
+        self.options.extra_methods = methods.into_iter().map(Into::into).collect();
         self
     }
 
@@ -259,6 +274,7 @@ impl<R, C> MetricsBuilder<R, C> {
                     .collect::<Result<Box<[_]>, _>>()?,
             ),
         };
+        let extra_methods = extra_methods(options.extra_methods)?;
         let target = match options.recorder {
             Some(recorder) => Target::Fixed {
                 recorder,
@@ -273,6 +289,7 @@ impl<R, C> MetricsBuilder<R, C> {
                     side: options.side,
                     body_sizes: options.body_sizes,
                     max_series: options.max_label_sets,
+                    extra_methods,
                     target,
                     name: options.name,
                 }),
@@ -289,4 +306,31 @@ impl<R, C> MetricsBuilder<R, C> {
             }),
         })
     }
+}
+
+/// The most extra methods: enough for WebDAV and a cache's verbs, and few
+/// enough that each is a label value of its own without worry.
+const MAX_EXTRA_METHODS: usize = 64;
+
+/// Checks the user's extra methods: valid tokens, not too many; standard
+/// methods and repeats are dropped.
+fn extra_methods(methods: Vec<String>) -> Result<Box<[Box<str>]>, ConfigError> {
+    let mut kept: Vec<Box<str>> = Vec::new();
+    for method in methods {
+        let parsed = http::Method::from_bytes(method.as_bytes()).map_err(|_| {
+            ConfigError::new("metrics", format!("{method:?} is not an HTTP method"))
+        })?;
+        if KnownMethod::of(&parsed, &[]) == KnownMethod::Other
+            && !kept.iter().any(|m| **m == *method)
+        {
+            kept.push(method.into());
+        }
+    }
+    if kept.len() > MAX_EXTRA_METHODS {
+        return Err(ConfigError::new(
+            "metrics",
+            format!("{} extra methods; at most {MAX_EXTRA_METHODS}", kept.len()),
+        ));
+    }
+    Ok(kept.into())
 }

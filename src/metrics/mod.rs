@@ -4,7 +4,8 @@
 //! [`MetricsLayer::server`] records, for every request:
 //!
 //! * `http.server.request.duration` (seconds, histogram) with
-//!   `http.request.method` (the known methods by name, anything else
+//!   `http.request.method` (the known methods by name, and any you add with
+//!   [`extra_methods`](MetricsBuilder::extra_methods); anything else
 //!   `_OTHER`), `url.scheme`, `http.route` (only when a [`RouteExtractor`]
 //!   supplies one, never the request's own path), `http.response.status_code`,
 //!   `network.protocol.version` and `error.type`;

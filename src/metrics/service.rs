@@ -63,7 +63,7 @@ where
         let instruments = &settings.instruments;
         let protocol = Protocol::of_request(&request);
         let head = RequestHead::of(&request);
-        let method = KnownMethod::of(request.method());
+        let method = KnownMethod::of(request.method(), &instruments.extra_methods);
         let scheme = Scheme::of(&head);
         let server = match instruments.side {
             Side::Client => settings.server_of(&head),

@@ -36,7 +36,11 @@ pub(crate) fn request_span(side: Side, series: &Series, original: &Method, path:
             error.type = Empty,
         )
     } else {
-        let method = series.method.as_str();
+        let method = match series.method {
+            // The user's own method: the request's name is the value.
+            KnownMethod::Extra(_) => original.as_str(),
+            known => known.name(&[]),
+        };
         // OpenTelemetry names a span of an unknown method `HTTP`.
         let verb = match series.method {
             KnownMethod::Other => "HTTP",
