@@ -1081,3 +1081,27 @@ async fn extra_methods_are_named_and_others_stay_other() {
     let many: Vec<String> = (0..65).map(|n| format!("M{n}")).collect();
     assert!(MetricsLayer::server().extra_methods(many).build().is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn active_requests_stay_under_the_cap_too() {
+    let (layer, recording) = recorded(MetricsLayer::server().max_label_sets(2));
+    for method in [Method::GET, Method::POST, Method::PUT, Method::GET] {
+        let request = Request::builder()
+            .method(method)
+            .uri("/")
+            .body(Body::default())
+            .unwrap();
+        read(send(layer.layer(answering(200)), request).await).await;
+    }
+    let gauges: Vec<_> = active(&recording, "http.server.active_requests")
+        .into_iter()
+        .map(|(labels, value)| (labels[0].clone(), value))
+        .collect();
+    assert_eq!(
+        gauges,
+        [
+            ("http.request.method=GET".to_owned(), 0.0),
+            ("http.request.method=POST".to_owned(), 0.0),
+        ]
+    );
+}
