@@ -122,6 +122,9 @@ impl Names {
             pick("server.port", "server_port"),
             pick("rpc.system.name", "rpc_system_name"),
             pick("rpc.method", "rpc_method"),
+            // `rpc.status_code`, not `rpc.response.status_code`: semantic
+            // conventions PR #3921 (July 2026) renamed it back, as a gRPC
+            // status is not always part of a response.
             pick("rpc.status_code", "rpc_status_code"),
             pick("otel.metric.overflow", "otel_metric_overflow"),
         ];
