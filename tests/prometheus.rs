@@ -486,32 +486,13 @@ fn samples_recorded_many_at_once_all_count() {
 
 #[tokio::test(start_paused = true)]
 async fn as_a_layer_readiness_is_the_inner_services() {
-    /// Ready only after its first poll.
-    struct SlowToStart(bool);
-    impl tower::Service<Request<Body>> for SlowToStart {
-        type Response = Response<Body>;
-        type Error = Infallible;
-        type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
-        fn poll_ready(
-            &mut self,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Infallible>> {
-            if std::mem::replace(&mut self.0, true) {
-                std::task::Poll::Ready(Ok(()))
-            } else {
-                cx.waker().wake_by_ref();
-                std::task::Poll::Pending
-            }
-        }
-        fn call(&mut self, _: Request<Body>) -> Self::Future {
-            std::future::ready(Ok(Response::new(Body::default())))
-        }
-    }
     let (_recorder, scrape) = prometheus::builder().build().unwrap();
-    let mut service = scrape.layer(SlowToStart(false));
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    assert!(tower::Service::poll_ready(&mut service, &mut cx).is_pending());
-    assert!(tower::Service::poll_ready(&mut service, &mut cx).is_ready());
+    let (mut service, mut handle) =
+        tower_test::mock::spawn_layer::<Request<Body>, Response<Body>, _>(scrape);
+    handle.allow(0);
+    tokio_test::assert_pending!(service.poll_ready());
+    handle.allow(1);
+    tokio_test::assert_ready_ok!(service.poll_ready());
 }
 
 #[tokio::test(start_paused = true)]
