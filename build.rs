@@ -20,7 +20,7 @@ fn main() {
     let keyed = ["rate-limit", "circuit-breaker", "retry"]
         .into_iter()
         .any(on);
-    let layer = compression || keyed || on("timeout") || on("metrics");
+    let layer = compression || keyed || on("timeout") || on("metrics") || on("health");
     for (name, set) in [
         ("armor_compression", compression),
         ("armor_keyed", keyed),

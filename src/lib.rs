@@ -116,18 +116,22 @@ pub mod classify;
 mod config;
 mod deadline;
 pub mod grpc;
+#[cfg(feature = "health")]
+#[cfg_attr(docsrs, doc(cfg(feature = "health")))]
+pub mod health;
 pub mod key;
 #[cfg(any(
     armor_keyed,
     armor_compression,
     feature = "metrics",
-    feature = "timeout"
+    feature = "timeout",
+    feature = "health"
 ))]
 mod observe;
 #[cfg(any(feature = "circuit-breaker", feature = "retry"))]
 mod random;
 pub mod reject;
-#[cfg(any(armor_keyed, feature = "metrics"))]
+#[cfg(any(armor_keyed, feature = "metrics", feature = "health"))]
 #[allow(dead_code)] // each layer uses some of the three helpers, none all
 mod sync;
 #[cfg_attr(not(any(feature = "timeout", feature = "retry")), allow(dead_code))]

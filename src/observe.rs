@@ -28,10 +28,11 @@ use metrics::{Recorder, Unit};
 enum Kind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 /// Every `armor.*` metric the layers emit: name, kind, unit, meaning.
-const DESCRIPTIONS: [(&str, Kind, Unit, &str); 14] = [
+const DESCRIPTIONS: [(&str, Kind, Unit, &str); 17] = [
     (
         "armor.timeout.expired",
         Kind::Counter,
@@ -111,6 +112,24 @@ const DESCRIPTIONS: [(&str, Kind, Unit, &str); 14] = [
         "Bytes before compression (or after decompression), by direction and encoding.",
     ),
     (
+        "armor.health.status",
+        Kind::Gauge,
+        Unit::Count,
+        "Health of each probe: 1 pass, 0.5 warn, 0 fail.",
+    ),
+    (
+        "armor.health.check.duration",
+        Kind::Histogram,
+        Unit::Seconds,
+        "How long each health check run took.",
+    ),
+    (
+        "armor.health.check.failures",
+        Kind::Counter,
+        Unit::Count,
+        "Health check runs that failed, timed out or panicked.",
+    ),
+    (
         "armor.metrics.label_overflow",
         Kind::Counter,
         Unit::Count,
@@ -124,13 +143,14 @@ pub(crate) fn describe(recorder: &dyn Recorder) {
         match kind {
             Kind::Counter => recorder.describe_counter(name.into(), Some(unit), help.into()),
             Kind::Gauge => recorder.describe_gauge(name.into(), Some(unit), help.into()),
+            Kind::Histogram => recorder.describe_histogram(name.into(), Some(unit), help.into()),
         }
     }
 }
 
 /// [`describe`]s to the current recorder, once per recorder, for metrics
 /// that are registered at each event rather than through a [`PerRecorder`].
-#[cfg(feature = "timeout")]
+#[cfg(any(feature = "timeout", feature = "health"))]
 pub(crate) fn describe_current_once() {
     static DESCRIBED: OnceLock<PerRecorder<()>> = OnceLock::new();
     DESCRIBED
