@@ -36,6 +36,14 @@ use tower_layer::Stack;
 /// tower features that tonic turns on), and an inherent method always wins
 /// over a trait's.
 pub trait ServiceBuilderExt<L>: Sized {
+    /// Adds a [`HealthLayer`](crate::health::HealthLayer).
+    #[cfg(feature = "health")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "health")))]
+    fn armor_health(
+        self,
+        layer: crate::health::HealthLayer,
+    ) -> ServiceBuilder<Stack<crate::health::HealthLayer, L>>;
+
     /// Adds a [`MetricsLayer`](crate::metrics::MetricsLayer).
     #[cfg(feature = "metrics")]
     #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -126,6 +134,14 @@ pub trait ServiceBuilderExt<L>: Sized {
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    #[cfg(feature = "health")]
+    fn armor_health(
+        self,
+        layer: crate::health::HealthLayer,
+    ) -> ServiceBuilder<Stack<crate::health::HealthLayer, L>> {
+        self.layer(layer)
+    }
+
     #[cfg(feature = "metrics")]
     fn armor_metrics<R, C>(
         self,

@@ -1,0 +1,561 @@
+//! The health layer through its service, under paused time: what a
+//! Kubernetes probe, a load balancer or an operator would see.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tower::{Layer, Service, ServiceExt};
+use tower_armor::health::{
+    Check, CheckResult, ComponentType, Details, HealthLayer, Probe, Status, check_fn,
+};
+
+mod support;
+
+use support::recording::{Recording, Value, series};
+
+type Body = Full<Bytes>;
+
+/// The inner service: answers `app` to anything that gets through.
+fn app() -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
+    tower::service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"app"))))
+    })
+}
+
+/// A check counting its runs, taking `takes` and answering `status`.
+fn counted(
+    status: Status,
+    takes: Duration,
+) -> (Arc<AtomicUsize>, impl tower_armor::health::HealthCheck) {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    let check = check_fn(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(takes).await;
+            match status {
+                Status::Pass => CheckResult::pass(),
+                Status::Warn => CheckResult::warn("slow replies"),
+                Status::Fail => CheckResult::fail("connection refused"),
+            }
+        }
+    });
+    (runs, check)
+}
+
+fn check(name: &'static str, status: Status) -> Check {
+    Check::new(name, counted(status, Duration::ZERO).1).timeout(Duration::from_secs(1))
+}
+
+/// GETs `uri` through `service`: the status, content type and body text.
+async fn get<S, B>(service: &S, uri: &str) -> (StatusCode, String, String)
+where
+    S: Service<Request<Body>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    send(service, Request::get(uri).body(Body::default()).unwrap()).await
+}
+
+async fn send<S, B>(service: &S, request: Request<Body>) -> (StatusCode, String, String)
+where
+    S: Service<Request<Body>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let response = service.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        content_type,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn probes_answer_and_everything_else_passes_through() {
+    let service = HealthLayer::builder()
+        .check(check("database", Status::Pass))
+        .build()
+        .unwrap()
+        .layer(app());
+    for path in ["/readyz", "/healthz", "/livez", "/startupz"] {
+        let (status, content_type, body) = get(&service, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert_eq!(content_type, "text/plain; charset=utf-8");
+        assert_eq!(body, "ok\n");
+    }
+    for path in ["/", "/readyz/", "/readyzz", "/api/livez", "/livez/a/b"] {
+        assert_eq!(get(&service, path).await.2, "app", "{path}");
+    }
+    let response = service
+        .clone()
+        .oneshot(Request::get("/readyz").body(Body::default()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let head = send(
+        &service,
+        Request::head("/readyz").body(Body::default()).unwrap(),
+    )
+    .await;
+    assert_eq!((head.0, head.2.as_str()), (StatusCode::OK, ""));
+    let post = service
+        .clone()
+        .oneshot(Request::post("/readyz").body(Body::default()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(post.headers()["allow"], "GET, HEAD");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_on_demand_check_runs_once_per_ttl_however_many_probes_ask() {
+    let (runs, slow) = counted(Status::Pass, Duration::from_millis(200));
+    let service = HealthLayer::builder()
+        .check(
+            Check::new("database", slow)
+                .timeout(Duration::from_secs(1))
+                .cache_for(Duration::from_secs(1)),
+        )
+        .build()
+        .unwrap()
+        .layer(app());
+    let probes: Vec<_> = (0..1000)
+        .map(|_| {
+            let service = service.clone();
+            tokio::spawn(async move { get(&service, "/readyz").await.0 })
+        })
+        .collect();
+    for probe in probes {
+        assert_eq!(probe.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "one run for 1,000 probes");
+    tokio::time::advance(Duration::from_millis(500)).await;
+    get(&service, "/readyz").await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "still fresh");
+    tokio::time::advance(Duration::from_millis(600)).await;
+    get(&service, "/readyz").await;
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "expired: one more run");
+    // Liveness does not include it, so it never runs it.
+    get(&service, "/livez").await;
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn interval_checks_run_in_the_background_and_go_stale_without_the_prober() {
+    let (runs, check) = counted(Status::Pass, Duration::from_millis(10));
+    let layer = HealthLayer::builder()
+        .check(
+            Check::new("queue", check)
+                .timeout(Duration::from_secs(1))
+                .every(Duration::from_secs(10)),
+        )
+        .details(Details::Full)
+        .build()
+        .unwrap();
+    let service = layer.layer(app());
+    let (status, _, body) = get(&service, "/readyz?verbose").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("[-]queue failed: not run yet"), "{body}");
+
+    let prober = tokio::spawn(layer.handle().prober());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "at once");
+    assert_eq!(get(&service, "/readyz").await.0, StatusCode::OK);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "then every interval");
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 4);
+    for _ in 0..50 {
+        get(&service, "/readyz").await;
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 4, "probes only read");
+
+    prober.abort();
+    tokio::time::sleep(Duration::from_secs(32)).await;
+    let (status, _, body) = get(&service, "/readyz?verbose").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("[-]queue failed: stale"), "{body}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_check_that_hangs_or_panics_fails_with_that_reason() {
+    let hangs = check_fn(|| async {
+        std::future::pending::<()>().await;
+        CheckResult::pass()
+    });
+    let panics = check_fn(|| async {
+        panic!("pool poisoned");
+        #[allow(unreachable_code)]
+        CheckResult::pass()
+    });
+    let service = HealthLayer::builder()
+        .check(Check::new("hangs", hangs).timeout(Duration::from_millis(300)))
+        .check(Check::new("panics", panics).timeout(Duration::from_secs(1)))
+        .details(Details::Full)
+        .build()
+        .unwrap()
+        .layer(app());
+    let started = tokio::time::Instant::now();
+    let (status, _, body) = get(&service, "/readyz?verbose").await;
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(300),
+        "no longer than the timeout"
+    );
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        body,
+        "[-]hangs failed: timed out after 300ms\n\
+         [-]panics failed: the check panicked: pool poisoned\n\
+         readyz check failed\n"
+    );
+    // The process and the layer carry on.
+    assert_eq!(get(&service, "/livez").await.0, StatusCode::OK);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_is_the_worst_of_its_critical_checks() {
+    let probe = |checks: Vec<Check>| async move {
+        let mut builder = HealthLayer::builder();
+        for check in checks {
+            builder = builder.check(check);
+        }
+        let (status, _, body) = get(&builder.build().unwrap().layer(app()), "/readyz").await;
+        (status, body)
+    };
+    assert_eq!(probe(vec![]).await, (StatusCode::OK, "ok\n".into()));
+    assert_eq!(
+        probe(vec![check("a", Status::Pass), check("b", Status::Warn)]).await,
+        (StatusCode::OK, "warn\n".into())
+    );
+    assert_eq!(
+        probe(vec![
+            check("a", Status::Pass),
+            check("b", Status::Fail).critical(false)
+        ])
+        .await,
+        (StatusCode::OK, "warn\n".into())
+    );
+    assert_eq!(
+        probe(vec![check("a", Status::Fail), check("b", Status::Warn)]).await,
+        (StatusCode::SERVICE_UNAVAILABLE, "fail\n".into())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn verbose_exclude_and_one_check_as_kubernetes_has_them() {
+    let service = HealthLayer::builder()
+        .check(check("database", Status::Pass))
+        .check(check("cache", Status::Fail))
+        .check(check("disk", Status::Pass).probes(Probe::Liveness))
+        .details(Details::Names)
+        .build()
+        .unwrap()
+        .layer(app());
+    assert_eq!(
+        get(&service, "/readyz?verbose").await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8".into(),
+            "[+]database ok\n[-]cache failed: reason withheld\nreadyz check failed\n".into()
+        )
+    );
+    assert_eq!(
+        get(&service, "/readyz?verbose&exclude=cache").await.2,
+        "[+]database ok\nreadyz check passed\n"
+    );
+    assert_eq!(
+        get(&service, "/readyz?exclude=cache").await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&service, "/readyz/database").await,
+        (
+            StatusCode::OK,
+            "text/plain; charset=utf-8".into(),
+            "ok\n".into()
+        )
+    );
+    assert_eq!(
+        get(&service, "/readyz/cache").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(get(&service, "/livez/disk").await.0, StatusCode::OK);
+    // A check of another probe, or none at all: 404.
+    assert_eq!(get(&service, "/readyz/disk").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&service, "/readyz/nothing").await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_public_sees_the_status_alone_and_operators_see_why() {
+    let service = HealthLayer::builder()
+        .check(check("database", Status::Fail))
+        .full_details_when(|request| request.headers.contains_key("x-operator"))
+        .build()
+        .unwrap()
+        .layer(app());
+    assert_eq!(get(&service, "/readyz?verbose").await.2, "fail\n");
+    assert_eq!(
+        get(&service, "/readyz?format=json").await.2,
+        "{\"status\":\"fail\"}\n"
+    );
+    let operator = Request::get("/readyz?verbose")
+        .header("x-operator", "1")
+        .body(Body::default())
+        .unwrap();
+    assert_eq!(
+        send(&service, operator).await.2,
+        "[-]database failed: connection refused\nreadyz check failed\n"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_json_document_follows_the_health_check_draft() {
+    let measured = check_fn(|| async { CheckResult::warn("replication lag").observed(2.5, "s") });
+    let service = HealthLayer::builder()
+        .check(
+            Check::new("replica", measured)
+                .timeout(Duration::from_secs(1))
+                .component_type(ComponentType::Datastore),
+        )
+        .check(check("cache", Status::Pass).critical(false))
+        .details(Details::Full)
+        .build()
+        .unwrap()
+        .layer(app());
+    let request = Request::get("/readyz")
+        .header("accept", "application/health+json")
+        .body(Body::default())
+        .unwrap();
+    let (status, content_type, body) = send(&service, request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type, "application/health+json");
+    let document: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(document["status"], "warn");
+    let checks = document["checks"].as_object().unwrap();
+    assert_eq!(checks.keys().collect::<Vec<_>>(), ["cache", "replica"]);
+    let replica = &checks["replica"].as_array().unwrap()[0];
+    assert_eq!(replica["componentType"], "datastore");
+    assert_eq!(replica["status"], "warn");
+    assert_eq!(replica["observedValue"], 2.5);
+    assert_eq!(replica["observedUnit"], "s");
+    assert_eq!(replica["output"], "replication lag");
+    let time = replica["time"].as_str().unwrap();
+    assert!(
+        time.len() == 20 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+        "{time}"
+    );
+    let cache = &checks["cache"].as_array().unwrap()[0];
+    assert_eq!(cache["status"], "pass");
+    assert!(
+        cache.get("output").is_none(),
+        "no output on a pass: {cache}"
+    );
+
+    // Names only: no output, no values.
+    let names = HealthLayer::builder()
+        .check(
+            Check::new(
+                "replica",
+                check_fn(|| async { CheckResult::fail("secret dsn in here") }),
+            )
+            .timeout(Duration::from_secs(1)),
+        )
+        .details(Details::Names)
+        .build()
+        .unwrap()
+        .layer(app());
+    let (status, _, body) = get(&names, "/readyz?format=json").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        body,
+        "{\"status\":\"fail\",\"checks\":{\"replica\":[{\"componentType\":\"component\",\"status\":\"fail\"}]}}\n"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn draining_fails_readiness_and_keeps_liveness() {
+    let layer = HealthLayer::builder()
+        .check(check("database", Status::Pass).probes(Probe::Readiness | Probe::Liveness))
+        .details(Details::Names)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let service = layer.layer(app());
+    assert_eq!(handle.status(Probe::Readiness).await, Status::Pass);
+    assert!(!handle.is_draining());
+    handle.drain();
+    assert!(handle.is_draining());
+    assert_eq!(
+        get(&service, "/readyz?verbose").await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8".into(),
+            "[+]database ok\n[-]shutdown failed: reason withheld\nreadyz check failed\n".into()
+        )
+    );
+    assert_eq!(
+        get(&service, "/readyz/shutdown").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(get(&service, "/livez").await.0, StatusCode::OK);
+    assert_eq!(get(&service, "/startupz").await.0, StatusCode::OK);
+    assert_eq!(handle.status(Probe::Liveness).await, Status::Pass);
+    // Other traffic still flows while draining.
+    assert_eq!(get(&service, "/orders").await.2, "app");
+}
+
+#[tokio::test(start_paused = true)]
+async fn paths_and_aliases_are_configurable() {
+    let service = HealthLayer::builder()
+        .path(Probe::Readiness, "/health/ready")
+        .path(Probe::Liveness, "/health/live")
+        .no_aliases()
+        .alias("/ping", Probe::Liveness)
+        .build()
+        .unwrap()
+        .layer(app());
+    assert_eq!(get(&service, "/health/ready").await.2, "ok\n");
+    assert_eq!(get(&service, "/health/live").await.2, "ok\n");
+    assert_eq!(get(&service, "/ping").await.2, "ok\n");
+    assert_eq!(get(&service, "/readyz").await.2, "app");
+    assert_eq!(get(&service, "/healthz").await.2, "app");
+    assert_eq!(get(&service, "/startupz").await.2, "ok\n");
+}
+
+#[test]
+fn bad_settings_are_refused_at_build() {
+    let fine = || check_fn(|| async { CheckResult::pass() });
+    let refused =
+        |builder: tower_armor::health::HealthBuilder| builder.build().unwrap_err().to_string();
+    let timed = |name: &'static str| Check::new(name, fine()).timeout(Duration::from_secs(1));
+    assert!(refused(HealthLayer::builder().check(Check::new("db", fine()))).contains("no timeout"));
+    for name in ["", "a b", "db:latency", "a/b", "shutdown"] {
+        assert!(
+            HealthLayer::builder().check(timed(name)).build().is_err(),
+            "{name:?}"
+        );
+    }
+    assert!(
+        refused(HealthLayer::builder().check(timed("db")).check(timed("db"))).contains("taken")
+    );
+    assert!(
+        refused(
+            HealthLayer::builder().check(timed("db").probes(tower_armor::health::Probes::NONE))
+        )
+        .contains("no probe")
+    );
+    assert!(
+        HealthLayer::builder()
+            .check(timed("db").every(Duration::ZERO))
+            .build()
+            .is_err()
+    );
+    assert!(
+        HealthLayer::builder()
+            .check(timed("db").timeout(Duration::ZERO))
+            .build()
+            .is_err()
+    );
+    assert!(
+        HealthLayer::builder()
+            .check(timed("db").cache_for(Duration::from_secs(2 * 86_400)))
+            .build()
+            .is_err()
+    );
+    assert!(
+        HealthLayer::builder()
+            .check(timed("db").cache_for(Duration::ZERO))
+            .build()
+            .is_ok()
+    );
+    for path in ["ready", "/", "/ready/"] {
+        assert!(
+            HealthLayer::builder()
+                .path(Probe::Readiness, path)
+                .build()
+                .is_err(),
+            "{path}"
+        );
+    }
+    assert!(refused(HealthLayer::builder().alias("/livez", Probe::Readiness)).contains("twice"));
+}
+
+#[test]
+fn statuses_reach_the_recorder() {
+    let recording = Recording::new();
+    metrics::with_local_recorder(&recording, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+            .block_on(async {
+                let layer = HealthLayer::builder()
+                    .name("api")
+                    .check(check("database", Status::Fail).critical(false))
+                    .build()
+                    .unwrap();
+                let service = layer.layer(app());
+                get(&service, "/readyz").await;
+                layer.handle().drain();
+            })
+    });
+    let all = series(&recording);
+    let level = |probe: &str| {
+        all.iter()
+            .find(|s| {
+                s.name == "armor.health.status" && s.labels.contains(&format!("probe={probe}"))
+            })
+            .map(|s| s.value.clone())
+    };
+    assert_eq!(level("liveness"), Some(Value::Level(1.0)));
+    assert_eq!(level("readiness"), Some(Value::Level(0.0)), "drained");
+    let failures = all
+        .iter()
+        .find(|s| s.name == "armor.health.check.failures")
+        .unwrap();
+    assert_eq!(failures.labels, ["name=api", "check=database"]);
+    assert_eq!(failures.value, Value::Count(1));
+    assert!(all.iter().any(|s| s.name == "armor.health.check.duration"
+        && matches!(&s.value, Value::Samples(samples) if samples.len() == 1)));
+}
+
+proptest::proptest! {
+    #[test]
+    fn odd_paths_and_queries_never_panic(path in "/[a-z/]{0,12}", query in "[ -~]{0,40}") {
+        let service = HealthLayer::builder()
+            .check(check("db", Status::Pass))
+            .build()
+            .unwrap()
+            .layer(app());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let uri = format!("{path}?{}", query.replace(['#', ' '], ""));
+        if let Ok(request) = Request::get(uri.as_str()).body(Body::default()) {
+            let (status, _, _) = runtime.block_on(send(&service, request));
+            proptest::prop_assert!(status.is_success() || status == StatusCode::NOT_FOUND || status == StatusCode::SERVICE_UNAVAILABLE);
+        }
+    }
+}
