@@ -559,3 +559,138 @@ proptest::proptest! {
         }
     }
 }
+
+#[cfg(feature = "circuit-breaker")]
+#[tokio::test(start_paused = true)]
+async fn a_circuit_breaker_warns_when_open_and_fails_only_if_asked() {
+    use tower_armor::circuit_breaker::CircuitBreakerLayer;
+    use tower_armor::health::checks;
+
+    let breaker = CircuitBreakerLayer::default();
+    let handle = breaker.handle();
+    let layer = |open_is: Status| {
+        HealthLayer::builder()
+            .check(
+                Check::new("payments", checks::breaker(handle.clone()).open_is(open_is))
+                    .timeout(Duration::from_millis(10))
+                    .cache_for(Duration::ZERO),
+            )
+            .details(Details::Full)
+            .build()
+            .unwrap()
+            .layer(app())
+    };
+    let (default, strict) = (layer(Status::Warn), layer(Status::Fail));
+    assert_eq!(get(&default, "/readyz").await.2, "ok\n");
+    handle.force_open();
+    assert_eq!(
+        get(&default, "/readyz?verbose").await,
+        (
+            StatusCode::OK,
+            "text/plain; charset=utf-8".into(),
+            "[!]payments warn: the breaker is forced_open\nreadyz check passed\n".into()
+        )
+    );
+    assert_eq!(
+        get(&strict, "/readyz").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    handle.force_closed();
+    assert_eq!(get(&strict, "/readyz").await.0, StatusCode::OK);
+}
+
+#[cfg(feature = "circuit-breaker")]
+#[tokio::test(start_paused = true)]
+async fn keyed_breakers_warn_per_key_and_fail_past_the_share() {
+    use tower_armor::circuit_breaker::CircuitBreakerLayer;
+    use tower_armor::health::checks;
+    use tower_armor::key::Authority;
+
+    let breaker = CircuitBreakerLayer::builder()
+        .key(Authority)
+        .build()
+        .unwrap();
+    let handle = breaker.handle();
+    let service = HealthLayer::builder()
+        .check(
+            Check::new(
+                "upstreams",
+                checks::breaker(handle.clone())
+                    .open_is(Status::Fail)
+                    .open_share(0.5),
+            )
+            .timeout(Duration::from_millis(10))
+            .cache_for(Duration::ZERO),
+        )
+        .details(Details::Full)
+        .build()
+        .unwrap()
+        .layer(app());
+    let keys: Vec<_> = ["a:80", "b:80", "c:80"]
+        .into_iter()
+        .map(|authority| handle.for_key(&authority.parse().unwrap()))
+        .collect();
+    assert_eq!(get(&service, "/readyz").await.0, StatusCode::OK);
+    keys[0].force_open();
+    assert_eq!(
+        get(&service, "/readyz?verbose").await.2,
+        "[!]upstreams warn: 1 of 3 breakers open, 0 half-open\nreadyz check passed\n"
+    );
+    keys[1].force_open();
+    assert_eq!(
+        get(&service, "/readyz").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn tcp_and_http_checks_reach_their_targets() {
+    use tower_armor::health::checks;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let open = listener.local_addr().unwrap().to_string();
+    let closed = {
+        let spare = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        spare.local_addr().unwrap().to_string()
+    };
+    let upstream = |status: u16| {
+        tower::service_fn(move |request: Request<Body>| async move {
+            assert_eq!(request.uri().path(), "/livez");
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .status(status)
+                    .body(Body::default())
+                    .unwrap(),
+            )
+        })
+    };
+    let uri: http::Uri = "http://inventory/livez".parse().unwrap();
+    let service = HealthLayer::builder()
+        .check(Check::new("open", checks::tcp(open)).timeout(Duration::from_secs(5)))
+        .check(Check::new("closed", checks::tcp(closed)).timeout(Duration::from_secs(5)))
+        .check(
+            Check::new("up", checks::http_get(upstream(204), uri.clone()))
+                .timeout(Duration::from_secs(1)),
+        )
+        .check(
+            Check::new("down", checks::http_get(upstream(502), uri))
+                .timeout(Duration::from_secs(1)),
+        )
+        .details(Details::Full)
+        .build()
+        .unwrap()
+        .layer(app());
+    let (status, _, body) = get(&service, "/readyz?verbose").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let lines: Vec<_> = body.lines().collect();
+    assert_eq!(lines[0], "[+]open ok");
+    assert!(
+        lines[1].starts_with("[-]closed failed: connect to 127.0.0.1:"),
+        "{body}"
+    );
+    assert_eq!(lines[2], "[+]up ok");
+    assert_eq!(
+        lines[3],
+        "[-]down failed: GET http://inventory/livez answered 502 Bad Gateway"
+    );
+}

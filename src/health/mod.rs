@@ -63,6 +63,7 @@
 //! ```
 
 mod check;
+pub mod checks;
 mod handle;
 mod layer;
 mod registry;
