@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::check::Schedule;
+use super::grpc::GrpcHealthService;
 use super::registry::{Registry, join_all};
 use super::status::{Probe, Status};
 
@@ -39,6 +40,13 @@ impl HealthHandle {
     /// Whether [`drain`](Self::drain) was called.
     pub fn is_draining(&self) -> bool {
         self.registry.is_draining()
+    }
+
+    /// `grpc.health.v1.Health` over these checks; see [`GrpcHealthService`].
+    pub fn grpc(&self) -> GrpcHealthService {
+        GrpcHealthService {
+            registry: self.registry.clone(),
+        }
     }
 
     /// `probe`'s status now, as its route would answer (on-demand checks

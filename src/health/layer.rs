@@ -12,7 +12,7 @@ use tower_layer::Layer;
 use super::HealthService;
 use super::check::{Check, Schedule};
 use super::handle::HealthHandle;
-use super::registry::{Registry, SHUTDOWN_CHECK};
+use super::registry::{GrpcService, Registry, SHUTDOWN_CHECK};
 use super::render::Details;
 use super::status::Probe;
 use crate::config::{ConfigError, instance_name};
@@ -64,6 +64,7 @@ impl HealthLayer {
             ],
             details: Details::StatusOnly,
             full_details_when: None,
+            grpc_services: Vec::new(),
         }
     }
 
@@ -101,6 +102,7 @@ pub struct HealthBuilder {
     paths: Vec<(String, Probe)>,
     details: Details,
     full_details_when: Option<Box<DetailsFn>>,
+    grpc_services: Vec<GrpcService>,
 }
 
 impl fmt::Debug for HealthBuilder {
@@ -168,6 +170,26 @@ impl HealthBuilder {
         self
     }
 
+    /// Names a gRPC service for `grpc.health.v1` (`package.Service`), whose
+    /// status is that of the named readiness checks: `SERVING` while they
+    /// pass or warn, `NOT_SERVING` when one fails or while draining. The
+    /// empty name is always there (readiness as a whole), and so are
+    /// `liveness`, `readiness` and `startup` for Kubernetes' gRPC probes.
+    pub fn grpc_service<I, N>(mut self, service: impl Into<String>, checks: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: Into<String>,
+    {
+        self.grpc_services.push(GrpcService {
+            name: service.into().into_boxed_str(),
+            checks: checks
+                .into_iter()
+                .map(|check| check.into().into_boxed_str())
+                .collect(),
+        });
+        self
+    }
+
     /// Checks the settings and builds the layer. Fails on a check without
     /// a timeout, a zero or over-a-day duration, a bad or repeated check
     /// name, a check in no probe, or a path that does not start with `/`
@@ -188,9 +210,32 @@ impl HealthBuilder {
                 return Err(error(format!("the path {path:?} is used twice")));
             }
         }
+        for (index, service) in self.grpc_services.iter().enumerate() {
+            let name = &*service.name;
+            if name.is_empty()
+                || super::grpc::PROBE_SERVICES.contains(&name)
+                || self.grpc_services[..index]
+                    .iter()
+                    .any(|other| other.name == service.name)
+            {
+                return Err(error(format!(
+                    "the gRPC service name {name:?} is empty or taken"
+                )));
+            }
+            for check in &service.checks {
+                let known = checks.iter().any(|(known, _): &(Check, Duration)| {
+                    *known.name == **check && known.probes.contains(Probe::Readiness)
+                });
+                if !known {
+                    return Err(error(format!(
+                        "the gRPC service {name:?} depends on {check:?}, which is not a readiness check"
+                    )));
+                }
+            }
+        }
         Ok(HealthLayer {
             shared: Arc::new(Shared {
-                registry: Arc::new(Registry::new(self.name, checks)),
+                registry: Arc::new(Registry::new(self.name, checks, self.grpc_services)),
                 routes: self
                     .paths
                     .into_iter()

@@ -64,6 +64,7 @@
 
 mod check;
 pub mod checks;
+mod grpc;
 mod handle;
 mod layer;
 mod registry;
@@ -72,6 +73,7 @@ mod service;
 mod status;
 
 pub use check::{Check, CheckFn, CheckFuture, CheckResult, ComponentType, HealthCheck, check_fn};
+pub use grpc::{GrpcHealthBody, GrpcHealthFuture, GrpcHealthService, SERVICE_NAME};
 pub use handle::HealthHandle;
 pub use layer::{HealthBuilder, HealthLayer};
 pub use render::Details;

@@ -85,10 +85,19 @@ pub(crate) fn aggregate(checks: &[CheckReport]) -> Status {
         .unwrap_or(Status::Pass)
 }
 
+/// A gRPC service name and the readiness checks its status comes from.
+#[derive(Debug, Clone)]
+pub(crate) struct GrpcService {
+    pub(crate) name: Box<str>,
+    pub(crate) checks: Box<[Box<str>]>,
+}
+
 /// The checks of one layer, shared by its clones, its handle and the prober.
 pub(crate) struct Registry {
     pub(crate) name: SharedString,
     pub(crate) checks: Box<[CheckState]>,
+    /// gRPC service names and the readiness checks each depends on.
+    pub(crate) grpc_services: Box<[GrpcService]>,
     draining: AtomicBool,
     /// Bumped whenever a probe's status may have changed (a check's status
     /// changed, or draining began): what gRPC `Watch` streams wait on.
@@ -97,9 +106,14 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// A registry of `checks`, already validated (each has a timeout).
-    pub(crate) fn new(name: SharedString, checks: Vec<(Check, Duration)>) -> Registry {
+    pub(crate) fn new(
+        name: SharedString,
+        checks: Vec<(Check, Duration)>,
+        grpc_services: Vec<GrpcService>,
+    ) -> Registry {
         Registry {
             name,
+            grpc_services: grpc_services.into(),
             checks: checks
                 .into_iter()
                 .map(|(check, timeout)| CheckState {
@@ -125,6 +139,11 @@ impl Registry {
 
     pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+
+    /// A receiver that sees every possible change of a probe's status.
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     fn changed(&self) {
