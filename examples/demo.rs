@@ -24,6 +24,7 @@ use tokio::time::{Instant, sleep};
 use tower_armor::Deadline;
 use tower_armor::circuit_breaker::{CircuitBreakerLayer, CircuitHandle};
 use tower_armor::compression::{CompressionLayer, RequestDecompressionLayer};
+use tower_armor::health::{Check, CheckResult, HealthHandle, HealthLayer, Probe, check_fn, checks};
 use tower_armor::metrics::{Metrics, MetricsLayer, prometheus};
 use tower_armor::rate_limit::{Header, MissingKey, Quota, RateLimitLayer};
 use tower_armor::retry::{ReplayBody, Retry, RetryLayer};
@@ -67,7 +68,11 @@ const EVENT_EVERY: Duration = Duration::from_millis(300);
 /// Whether the flaky route's pretend upstream is healthy.
 static UPSTREAM_HEALTHY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-fn app(addr: SocketAddr, scrape: prometheus::Scrape) -> Result<Router, BoxError> {
+/// How long the demo keeps serving after it starts draining, so load
+/// balancers see readiness fail before it stops.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+fn app(addr: SocketAddr, scrape: prometheus::Scrape) -> Result<(Router, HealthHandle), BoxError> {
     // Request metrics for every route, recorded when each response body
     // ends, with the route axum matched as `http.route`.
     let metrics = MetricsLayer::server().name("demo").build()?;
@@ -97,6 +102,25 @@ fn app(addr: SocketAddr, scrape: prometheus::Scrape) -> Result<Router, BoxError>
         .jitter(0.0)
         .build()?;
     let breaker_handle = breaker.handle();
+
+    // Health routes: /livez, /readyz (with the flaky route's breaker: open
+    // warns, it never takes the instance out), /startupz, /healthz, and
+    // grpc.health.v1. Operators (`x-operator` header) see why.
+    let health = HealthLayer::builder()
+        .name("demo")
+        .check(
+            Check::new("process", check_fn(|| async { CheckResult::pass() }))
+                .probes(Probe::Liveness | Probe::Readiness)
+                .timeout(Duration::from_millis(50)),
+        )
+        .check(
+            Check::new("flaky-upstream", checks::breaker(breaker_handle.clone()))
+                .timeout(Duration::from_millis(50))
+                .cache_for(Duration::ZERO),
+        )
+        .full_details_when(|request| request.headers.contains_key("x-operator"))
+        .build()?;
+    let health_handle = health.handle();
 
     // A client that retries: up to 3 attempts, jittered backoff, budgeted.
     let retry = RetryLayer::builder()
@@ -129,10 +153,9 @@ fn app(addr: SocketAddr, scrape: prometheus::Scrape) -> Result<Router, BoxError>
         );
 
     // A real gRPC service (grpc.health.v1), served by the same axum router.
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    let grpc = tonic::service::Routes::new(health).into_axum_router();
+    let grpc = tonic::service::Routes::new(health_handle.grpc()).into_axum_router();
 
-    Ok(Router::new()
+    let router = Router::new()
         .route("/fast", get(|| async { "fast\n" }))
         .route("/sleep/{ms}", get(sleep_then_answer))
         .route("/deadline", get(time_left))
@@ -178,8 +201,11 @@ fn app(addr: SocketAddr, scrape: prometheus::Scrape) -> Result<Router, BoxError>
             ),
         )
         .route_service("/metrics", scrape)
-        // Outermost, so refusals of every other layer are counted too.
-        .layer(metrics))
+        // Metrics around everything else, so refusals of every other layer
+        // are counted too; health outermost, so probes are never counted.
+        .layer(metrics)
+        .layer(health);
+    Ok((router, health_handle))
 }
 
 /// A pretend upstream: 500 while broken (it starts broken).
@@ -407,6 +433,13 @@ compression (zstd, br, gzip, deflate; uploads decoded up to 1 MiB):
   curl -s {base}/orders | gzip | curl -s --data-binary @- -H 'content-encoding: gzip' {base}/orders
   head -c 16777216 /dev/zero | gzip | curl -si --data-binary @- -H 'content-encoding: gzip' {base}/orders | head -1   # 413
 
+health (probes answered before any other layer, never counted as traffic):
+  curl -i {base}/readyz                     # ok; warn (still 200) while the flaky breaker is open
+  curl -H 'x-operator: 1' '{base}/readyz?verbose'   # each check, with reasons for operators
+  curl -H 'accept: application/health+json' -H 'x-operator: 1' {base}/readyz
+  curl -i {base}/livez                      # liveness: the process alone
+  Ctrl-C                                    # drains: /readyz 503 and gRPC NOT_SERVING for 2 s, then stops
+
 retry (a client inside the demo calls /shaky, which fails 2 calls of every 3):
   curl -i {base}/shaky                      # 503 twice, then 200
   curl -i {base}/retried                    # 200: the client retried /shaky until it answered
@@ -450,13 +483,24 @@ async fn main() -> Result<(), BoxError> {
     // renders it at `/metrics`.
     let (recorder, scrape) = prometheus::builder().build()?;
     metrics::set_global_recorder(recorder)?;
-    let server = axum::serve(listener, app(addr, scrape)?);
+    let (router, health) = app(addr, scrape)?;
+    let server = axum::serve(listener, router);
     if !check {
         print_tour(addr);
-        return Ok(server.await?);
+        // Ctrl-C: fail readiness, keep serving while load balancers notice,
+        // then stop accepting and finish what is in flight.
+        let draining = health.clone();
+        return Ok(server
+            .with_graceful_shutdown(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                draining.drain();
+                println!("draining: /readyz now fails; stopping in {DRAIN_GRACE:?}");
+                sleep(DRAIN_GRACE).await;
+            })
+            .await?);
     }
     tokio::spawn(async move { server.await });
-    run_checks(addr, save_metrics).await
+    run_checks(addr, save_metrics, health).await
 }
 
 type Http1 =
@@ -649,6 +693,11 @@ async fn check_metrics(
         format!("{client_side:?}"),
     );
     expect(
+        "health probes are not counted as traffic",
+        !text.contains("/readyz") && !text.contains("/livez"),
+        String::new(),
+    );
+    expect(
         "histograms with buckets",
         text.contains("http_server_request_duration_seconds_bucket{")
             && text.contains("le=\"+Inf\""),
@@ -657,9 +706,56 @@ async fn check_metrics(
     Ok(text)
 }
 
+/// Draining, last: readiness and every gRPC service fail at once, liveness
+/// and the rest of the traffic carry on.
+async fn check_drain(
+    http1: &Http1,
+    http2: &Http1,
+    url: &impl Fn(&str) -> String,
+    health: &HealthHandle,
+    expect: &mut impl FnMut(&str, bool, String),
+) -> Result<(), BoxError> {
+    let (ready, _) = statuses_of(http1, url("/readyz"), 1).await?;
+    expect(
+        "ready before the drain",
+        ready == [200],
+        format!("{ready:?}"),
+    );
+    health.drain();
+    let (statuses, _) = statuses_of(http1, url("/readyz"), 1).await?;
+    let (live, _) = statuses_of(http1, url("/livez"), 1).await?;
+    let (other, _) = statuses_of(http1, url("/fast"), 1).await?;
+    expect(
+        "drain: readiness 503, liveness and traffic 200",
+        statuses == [503] && live == [200] && other == [200],
+        format!("readyz {statuses:?}, livez {live:?}, /fast {other:?}"),
+    );
+    let request = http::Request::post(url("/grpc.health.v1.Health/Check"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Body::from(vec![0u8; 5]))?;
+    let body = http2
+        .request(request)
+        .await?
+        .into_body()
+        .collect()
+        .await?
+        .to_bytes();
+    expect(
+        "drain: gRPC health says NOT_SERVING",
+        body.ends_with(&[0x08, 2]),
+        format!("{:?}", &body[..]),
+    );
+    Ok(())
+}
+
 /// What `--check` does: every behaviour the tour prints, checked with a real
 /// client; the `/metrics` it ends with is saved to `save_metrics` if given.
-async fn run_checks(addr: SocketAddr, save_metrics: Option<String>) -> Result<(), BoxError> {
+async fn run_checks(
+    addr: SocketAddr,
+    save_metrics: Option<String>,
+    health: HealthHandle,
+) -> Result<(), BoxError> {
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
 
@@ -807,6 +903,18 @@ async fn run_checks(addr: SocketAddr, save_metrics: Option<String>) -> Result<()
             last.headers().get("retry-after")
         ),
     );
+    let operator = http::Request::get(url("/readyz?verbose"))
+        .header("x-operator", "1")
+        .body(Body::empty())?;
+    let response = http1.request(operator).await?;
+    let status = response.status();
+    let verbose =
+        String::from_utf8_lossy(&response.into_body().collect().await?.to_bytes()).into_owned();
+    expect(
+        "an open breaker makes readiness warn, not fail",
+        status == 200 && verbose.contains("[!]flaky-upstream warn: the breaker is open"),
+        format!("{status} {}", verbose.replace('\n', " | ")),
+    );
     let open = text_of(&http1, url("/breaker")).await?;
     expect(
         "breaker handle reads open",
@@ -837,6 +945,7 @@ async fn run_checks(addr: SocketAddr, save_metrics: Option<String>) -> Result<()
     check_compression(&http1, &url, &mut expect).await?;
 
     let exposition = check_metrics(&http1, &url, &mut expect).await?;
+    check_drain(&http1, &http2, &url, &health, &mut expect).await?;
     if let Some(path) = save_metrics {
         std::fs::write(&path, exposition)?;
         println!("saved the last /metrics to {path}");
