@@ -10,6 +10,7 @@
 //! benches/instructions-per-request.sh target/release/examples/perreq retry:armor    # first attempt succeeds
 //! benches/instructions-per-request.sh target/release/examples/perreq compression:armor  # a small answer left alone
 //! benches/instructions-per-request.sh target/release/examples/perreq metrics:armor  # request metrics, body read to its end
+//! benches/instructions-per-request.sh target/release/examples/perreq health:armor   # a request that is not a probe
 //! ```
 
 #[path = "../benches/support/common.rs"]
@@ -33,6 +34,9 @@ mod retry_stacks;
 
 #[path = "../benches/support/metrics_stacks.rs"]
 mod metrics_stacks;
+
+#[path = "../benches/support/health_stacks.rs"]
+mod health_stacks;
 
 #[path = "../benches/support/compression_driver.rs"]
 mod compression_driver;
@@ -138,7 +142,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(stack), Some(n)) = (args.next(), args.next().and_then(|n| n.parse().ok())) else {
         eprintln!(
-            "usage: perreq STACK N   (timeout stacks: {}; rate-limit stacks: rl:NAME; breakers: cb:NAME; retries: retry:NAME; compression: compression:NAME; metrics: metrics:NAME)",
+            "usage: perreq STACK N   (timeout stacks: {}; rate-limit stacks: rl:NAME; breakers: cb:NAME; retries: retry:NAME; compression: compression:NAME; metrics: metrics:NAME; health: health:NAME)",
             stacks::STACKS.join(", ")
         );
         std::process::exit(2);
@@ -153,6 +157,8 @@ fn main() {
         run_retry(name, n)
     } else if let Some(name) = stack.strip_prefix("compression:") {
         run_compression(name, n)
+    } else if let Some(name) = stack.strip_prefix("health:") {
+        health_stacks::run(name, n)
     } else if let Some(name) = stack.strip_prefix("metrics:") {
         // One global recorder, as axum-prometheus installs; a subscriber
         // that formats tower-http's DEBUG events and discards them.

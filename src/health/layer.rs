@@ -36,7 +36,7 @@ pub struct HealthLayer {
 pub(crate) struct Shared {
     pub(crate) registry: Arc<Registry>,
     /// Each path and the probe it answers, aliases included.
-    pub(crate) routes: Box<[(Box<str>, Probe)]>,
+    pub(crate) routes: super::service::Routes,
     pub(crate) details: Details,
     pub(crate) full_details_when: Option<Box<DetailsFn>>,
 }
@@ -236,11 +236,12 @@ impl HealthBuilder {
         Ok(HealthLayer {
             shared: Arc::new(Shared {
                 registry: Arc::new(Registry::new(self.name, checks, self.grpc_services)),
-                routes: self
-                    .paths
-                    .into_iter()
-                    .map(|(path, probe)| (path.into_boxed_str(), probe))
-                    .collect(),
+                routes: super::service::Routes::new(
+                    self.paths
+                        .into_iter()
+                        .map(|(path, probe)| (path.into_boxed_str(), probe))
+                        .collect(),
+                ),
                 details: self.details,
                 full_details_when: self.full_details_when,
             }),
