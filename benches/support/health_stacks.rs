@@ -28,12 +28,11 @@ pub fn request(path: &'static str) -> Req {
         .expect("a valid request")
 }
 
-pub fn handler() -> impl Service<
-    Req,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future = Ready<Result<Response<Full<Bytes>>, Infallible>>,
-> + Clone {
+type Answer = Result<Response<Full<Bytes>>, Infallible>;
+
+pub fn handler()
+-> impl Service<Req, Response = Response<Full<Bytes>>, Error = Infallible, Future = Ready<Answer>>
++ Clone {
     service_fn(|_req: Req| ready(Ok(Response::new(Full::new(Bytes::from_static(b"hello"))))))
 }
 
