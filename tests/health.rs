@@ -694,3 +694,78 @@ async fn tcp_and_http_checks_reach_their_targets() {
         "[-]down failed: GET http://inventory/livez answered 502 Bad Gateway"
     );
 }
+
+/// Calls the gRPC health service directly: the status in the head (a
+/// trailers-only refusal) or the trailers, and the messages' bytes.
+async fn grpc_call(
+    service: &tower_armor::health::GrpcHealthService,
+    path: &str,
+    body: &'static [u8],
+) -> (String, Vec<u8>) {
+    let request = Request::post(path)
+        .header("content-type", "application/grpc")
+        .body(Full::new(Bytes::from_static(body)))
+        .unwrap();
+    let response = service.clone().oneshot(request).await.unwrap();
+    let head = response.headers().get("grpc-status").cloned();
+    let collected = response.into_body().collect().await.unwrap();
+    let status = head
+        .or_else(|| {
+            collected
+                .trailers()
+                .and_then(|t| t.get("grpc-status").cloned())
+        })
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, collected.to_bytes().to_vec())
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_grpc_service_refuses_what_it_cannot_read() {
+    let grpc = HealthLayer::default().handle().grpc();
+    let check = "/grpc.health.v1.Health/Check";
+    assert_eq!(
+        grpc_call(&grpc, check, &[0, 0, 0, 0, 0]).await,
+        ("0".into(), vec![0, 0, 0, 0, 2, 8, 1])
+    );
+    // Unknown method or service path: UNIMPLEMENTED.
+    assert_eq!(
+        grpc_call(&grpc, "/grpc.health.v1.Health/Poke", &[0, 0, 0, 0, 0])
+            .await
+            .0,
+        "12"
+    );
+    assert_eq!(
+        grpc_call(&grpc, "/other.Service/Check", &[0, 0, 0, 0, 0])
+            .await
+            .0,
+        "12"
+    );
+    // Compressed: UNIMPLEMENTED; not one frame, or a broken message: INTERNAL.
+    assert_eq!(grpc_call(&grpc, check, &[1, 0, 0, 0, 0]).await.0, "12");
+    assert_eq!(grpc_call(&grpc, check, &[0, 0, 0]).await.0, "13");
+    assert_eq!(
+        grpc_call(&grpc, check, &[0, 0, 0, 0, 2, 0x0a, 5]).await.0,
+        "13"
+    );
+    // An unknown service: NOT_FOUND for Check.
+    assert_eq!(
+        grpc_call(&grpc, check, &[0, 0, 0, 0, 3, 0x0a, 1, b'x'])
+            .await
+            .0,
+        "5"
+    );
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_grpc_request_bytes_get_an_answer(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let grpc = HealthLayer::default().handle().grpc();
+        let request = Request::post("/grpc.health.v1.Health/Check")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let response = runtime.block_on(grpc.oneshot(request)).unwrap();
+        proptest::prop_assert_eq!(response.status(), StatusCode::OK);
+    }
+}
