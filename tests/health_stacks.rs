@@ -54,9 +54,7 @@ async fn get(client: &support::Client, url: String) -> (StatusCode, String) {
         .request(Request::get(url).body(Full::new(Bytes::new())).unwrap())
         .await
         .unwrap();
-    let status = response.status();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(body.to_vec()).unwrap())
+    support::status_and_text(response).await
 }
 
 #[tokio::test(start_paused = true)]

@@ -168,3 +168,17 @@ impl http_body::Body for ChannelBody {
             .map(|chunk| chunk.map(|chunk| Ok(http_body::Frame::data(chunk))))
     }
 }
+
+/// A response's status and its whole body as text.
+pub async fn status_and_text<B>(response: http::Response<B>) -> (http::StatusCode, String)
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    use http_body_util::BodyExt;
+
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
