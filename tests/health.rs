@@ -769,3 +769,38 @@ proptest::proptest! {
         proptest::prop_assert_eq!(response.status(), StatusCode::OK);
     }
 }
+
+#[test]
+fn results_and_debug_forms_say_what_they_hold() {
+    let failed = CheckResult::fail("refused").observed(3.0, "ms");
+    assert_eq!(
+        (failed.status(), failed.output()),
+        (Status::Fail, Some("refused"))
+    );
+    assert_eq!(CheckResult::pass().output(), None);
+    assert_eq!(CheckResult::from(Status::Warn).status(), Status::Warn);
+    assert_eq!(
+        CheckResult::from(Err::<(), _>("no route to host")).output(),
+        Some("no route to host")
+    );
+    assert_eq!(CheckResult::from(Ok::<(), String>(())), CheckResult::pass());
+
+    let closure = check_fn(|| async { CheckResult::pass() });
+    assert_eq!(format!("{closure:?}"), "CheckFn");
+    let check = Check::new("database", closure).timeout(Duration::from_secs(1));
+    assert!(format!("{check:?}").contains("database"));
+    let builder = HealthLayer::builder().name("api").check(check);
+    assert!(format!("{builder:?}").contains("database"));
+    let layer = builder.build().unwrap();
+    assert!(format!("{layer:?}").contains("/readyz"));
+    let handle = layer.handle();
+    assert!(format!("{handle:?}").contains("draining: false"));
+    assert!(format!("{:?}", handle.grpc()).contains("api"));
+    #[derive(Debug)]
+    struct Inner;
+    assert!(format!("{:?}", tower::Layer::layer(&layer, Inner)).contains("Inner"));
+    let tcp = tower_armor::health::checks::tcp("db:5432");
+    assert!(format!("{tcp:?}").contains("db:5432"));
+    let get = tower_armor::health::checks::http_get(app(), "http://up/livez".parse().unwrap());
+    assert!(format!("{get:?}").contains("http://up/livez"));
+}
