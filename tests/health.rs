@@ -804,3 +804,137 @@ fn results_and_debug_forms_say_what_they_hold() {
     let get = tower_armor::health::checks::http_get(app(), "http://up/livez".parse().unwrap());
     assert!(format!("{get:?}").contains("http://up/livez"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_http_check_reports_how_long_the_answer_took() {
+    let slow = tower::service_fn(|_request: Request<Body>| async {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        Ok::<_, Infallible>(Response::new(Body::default()))
+    });
+    let service = HealthLayer::builder()
+        .check(
+            Check::new(
+                "upstream",
+                tower_armor::health::checks::http_get(slow, "http://up/livez".parse().unwrap()),
+            )
+            .timeout(Duration::from_secs(1)),
+        )
+        .details(Details::Full)
+        .build()
+        .unwrap()
+        .layer(app());
+    let body = get(&service, "/readyz?format=json").await.2;
+    let document: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let upstream = &document["checks"]["upstream"][0];
+    assert_eq!(upstream["observedValue"], 250.0);
+    assert_eq!(upstream["observedUnit"], "ms");
+}
+
+#[cfg(feature = "circuit-breaker")]
+#[tokio::test(start_paused = true)]
+async fn keyed_breakers_pass_while_all_are_closed_and_warn_half_open() {
+    use tower_armor::circuit_breaker::CircuitBreakerLayer;
+    use tower_armor::health::checks;
+    use tower_armor::key::Authority;
+
+    let breaker = CircuitBreakerLayer::builder()
+        .key(Authority)
+        .consecutive_failures(1)
+        .open_duration(Duration::from_secs(1), Duration::from_secs(1))
+        .jitter(0.0)
+        .build()
+        .unwrap();
+    let handle = breaker.handle();
+    let check = checks::breaker(handle.clone())
+        .open_is(Status::Fail)
+        .open_share(0.0);
+    assert!(format!("{check:?}").contains("open_share"));
+    let service = HealthLayer::builder()
+        .check(
+            Check::new("upstreams", check)
+                .timeout(Duration::from_millis(10))
+                .cache_for(Duration::ZERO),
+        )
+        .details(Details::Full)
+        .build()
+        .unwrap()
+        .layer(app());
+    // The first call fails; later ones hang, so a probe stays in flight.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let failing = tower::Layer::layer(
+        &breaker,
+        tower::service_fn(move |_request: Request<Body>| {
+            let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if !first {
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, Infallible>(
+                    Response::builder()
+                        .status(500)
+                        .body(Body::default())
+                        .unwrap(),
+                )
+            }
+        }),
+    );
+    let closed = handle.for_key(&"a:80".parse().unwrap());
+    assert_eq!(
+        closed.state(),
+        tower_armor::circuit_breaker::CircuitState::Closed
+    );
+    assert_eq!(
+        get(&service, "/readyz").await.2,
+        "ok\n",
+        "all closed, share 0"
+    );
+    // One failure opens b:80; past its open period it lets a probe in.
+    get(&failing, "http://b:80/").await;
+    assert_eq!(
+        get(&service, "/readyz").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    tokio::time::advance(Duration::from_millis(1100)).await;
+    let probe = tokio::spawn({
+        let failing = failing.clone();
+        async move { get(&failing, "http://b:80/").await }
+    });
+    tokio::task::yield_now().await;
+    let b = handle.for_key(&"b:80".parse().unwrap());
+    assert_eq!(
+        b.state(),
+        tower_armor::circuit_breaker::CircuitState::HalfOpen
+    );
+    assert_eq!(
+        get(&service, "/readyz?verbose").await.2,
+        "[!]upstreams warn: 0 of 2 breakers open, 1 half-open\nreadyz check passed\n"
+    );
+    probe.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_requests_up_to_16_kib_are_read() {
+    let grpc = HealthLayer::default().handle().grpc();
+    let request = |length: usize| {
+        // A service name of `length - 3` bytes: 0x0a, a two-byte varint length, the name.
+        let name = length - 3;
+        let mut message = vec![0x0a, (name as u8 & 0x7f) | 0x80, (name >> 7) as u8];
+        message.resize(length, b'x');
+        let mut frame = vec![0];
+        frame.extend_from_slice(&(length as u32).to_be_bytes());
+        frame.extend_from_slice(&message);
+        Request::post("/grpc.health.v1.Health/Check")
+            .body(Full::new(Bytes::from(frame)))
+            .unwrap()
+    };
+    let status = |response: Response<tower_armor::health::GrpcHealthBody>| {
+        response.headers()["grpc-status"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let most = grpc.clone().oneshot(request(16 * 1024)).await.unwrap();
+    assert_eq!(status(most), "5", "read, and no such service");
+    let over = grpc.clone().oneshot(request(16 * 1024 + 1)).await.unwrap();
+    assert_eq!(status(over), "8", "RESOURCE_EXHAUSTED");
+}

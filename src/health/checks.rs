@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use http::{Request, Response, Uri};
 use tower_service::Service;
@@ -140,6 +140,7 @@ where
     }
 }
 
+/// Milliseconds since `started`, on tokio's clock (so paused in tests).
 fn elapsed_ms(started: Instant) -> f64 {
     started.elapsed().as_secs_f64() * 1000.0
 }

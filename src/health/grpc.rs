@@ -503,6 +503,16 @@ mod tests {
         let message = [&[0x0a, 11][..], b"shop.Orders", &[0x10, 7]].concat();
         assert_eq!(decode_service(&message).as_deref(), Some("shop.Orders"));
         assert_eq!(decode_service(&[]).as_deref(), Some(""));
+        // Unknown fields of every wire type are skipped: a fixed64 (field 3),
+        // a length-delimited one (field 4) and a fixed32 (field 5).
+        let padded = [
+            &[0x19, 1, 2, 3, 4, 5, 6, 7, 8][..],
+            &[0x22, 2, b'z', b'z'],
+            &[0x2d, 1, 2, 3, 4],
+            &[0x0a, 1, b's'],
+        ]
+        .concat();
+        assert_eq!(decode_service(&padded).as_deref(), Some("s"));
         for broken in [
             &[0x0a, 5, b'a'][..],
             &[0x0a],
