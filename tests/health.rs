@@ -491,6 +491,15 @@ fn bad_settings_are_refused_at_build() {
             .build()
             .is_ok()
     );
+    // Up to a day is fine.
+    let two_hours = Duration::from_secs(2 * 3600);
+    let day = Duration::from_secs(86_400);
+    assert!(
+        HealthLayer::builder()
+            .check(timed("db").timeout(two_hours).every(day))
+            .build()
+            .is_ok()
+    );
     for path in ["ready", "/", "/ready/"] {
         assert!(
             HealthLayer::builder()
@@ -803,6 +812,52 @@ fn results_and_debug_forms_say_what_they_hold() {
     assert!(format!("{tcp:?}").contains("db:5432"));
     let get = tower_armor::health::checks::http_get(app(), "http://up/livez".parse().unwrap());
     assert!(format!("{get:?}").contains("http://up/livez"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_interval_check_keeps_its_own_interval() {
+    let (fast_runs, fast) = counted(Status::Pass, Duration::ZERO);
+    let (slow_runs, slow) = counted(Status::Pass, Duration::ZERO);
+    let every = |check: Check, seconds| {
+        check
+            .timeout(Duration::from_secs(1))
+            .every(Duration::from_secs(seconds))
+    };
+    let layer = HealthLayer::builder()
+        .check(every(Check::new("fast", fast), 10))
+        .check(every(Check::new("slow", slow), 30))
+        .build()
+        .unwrap();
+    let runs = || {
+        (
+            fast_runs.load(Ordering::SeqCst),
+            slow_runs.load(Ordering::SeqCst),
+        )
+    };
+    let prober = tokio::spawn(layer.handle().prober());
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(runs(), (1, 1));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(runs(), (2, 1));
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(runs(), (4, 2));
+    prober.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_unary_grpc_answer_knows_its_size_and_end() {
+    let grpc = HealthLayer::default().handle().grpc();
+    let request = Request::post("/grpc.health.v1.Health/Check")
+        .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))
+        .unwrap();
+    let mut body = grpc.oneshot(request).await.unwrap().into_body();
+    assert!(format!("{body:?}").starts_with("GrpcHealthBody"));
+    assert_eq!(http_body::Body::size_hint(&body).exact(), Some(7));
+    assert!(!http_body::Body::is_end_stream(&body));
+    body.frame().await.unwrap().unwrap();
+    body.frame().await.unwrap().unwrap();
+    assert!(http_body::Body::is_end_stream(&body));
+    assert!(body.frame().await.is_none());
 }
 
 #[tokio::test(start_paused = true)]
