@@ -190,7 +190,11 @@ async fn interval_checks_run_in_the_background_and_go_stale_without_the_prober()
     assert_eq!(runs.load(Ordering::SeqCst), 4, "probes only read");
 
     prober.abort();
-    tokio::time::sleep(Duration::from_secs(32)).await;
+    // The last run was at 30 s: stale after three intervals and the
+    // timeout, 31 s later.
+    tokio::time::sleep(Duration::from_millis(30_900)).await;
+    assert_eq!(get(&service, "/readyz").await.0, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let (status, _, body) = get(&service, "/readyz?verbose").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("[-]queue failed: stale"), "{body}");
@@ -490,6 +494,59 @@ fn bad_settings_are_refused_at_build() {
             .check(timed("db").cache_for(Duration::ZERO))
             .build()
             .is_ok()
+    );
+    // Names up to 64 bytes; the shortest path.
+    assert!(
+        HealthLayer::builder()
+            .check(timed(&*"n".repeat(64).leak()))
+            .build()
+            .is_ok()
+    );
+    assert!(
+        HealthLayer::builder()
+            .check(timed(&*"n".repeat(65).leak()))
+            .build()
+            .is_err()
+    );
+    assert!(
+        HealthLayer::builder()
+            .path(Probe::Liveness, "/l")
+            .build()
+            .is_ok()
+    );
+    // gRPC services: a new name, depending on readiness checks only.
+    let with_liveness = || {
+        HealthLayer::builder()
+            .check(timed("db"))
+            .check(timed("disk").probes(Probe::Liveness))
+    };
+    assert!(
+        with_liveness()
+            .grpc_service("shop.Orders", ["db"])
+            .build()
+            .is_ok()
+    );
+    for (service, check) in [
+        ("", "db"),
+        ("liveness", "db"),
+        ("readiness", "db"),
+        ("shop.Orders", "disk"),
+        ("shop.Orders", "nothing"),
+    ] {
+        assert!(
+            with_liveness()
+                .grpc_service(service, [check])
+                .build()
+                .is_err(),
+            "{service:?} on {check:?}"
+        );
+    }
+    assert!(
+        with_liveness()
+            .grpc_service("shop.Orders", ["db"])
+            .grpc_service("shop.Orders", ["db"])
+            .build()
+            .is_err()
     );
     // Up to a day is fine.
     let two_hours = Duration::from_secs(2 * 3600);
@@ -992,4 +1049,55 @@ async fn grpc_requests_up_to_16_kib_are_read() {
     assert_eq!(status(most), "5", "read, and no such service");
     let over = grpc.clone().oneshot(request(16 * 1024 + 1)).await.unwrap();
     assert_eq!(status(over), "8", "RESOURCE_EXHAUSTED");
+}
+
+#[test]
+fn the_status_gauge_follows_the_prober_without_any_probe() {
+    let recording = Recording::new();
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = healthy.clone();
+    let readiness = |recording: &Recording| {
+        series(recording)
+            .into_iter()
+            .find(|s| {
+                s.name == "armor.health.status" && s.labels.contains(&"probe=readiness".to_owned())
+            })
+            .map(|s| s.value)
+    };
+    metrics::with_local_recorder(&recording, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+            .block_on(async {
+                let layer = HealthLayer::builder()
+                    .check(
+                        Check::new(
+                            "queue",
+                            check_fn(move || {
+                                let healthy = flag.load(Ordering::SeqCst);
+                                async move {
+                                    if healthy {
+                                        CheckResult::pass()
+                                    } else {
+                                        CheckResult::fail("gone")
+                                    }
+                                }
+                            }),
+                        )
+                        .timeout(Duration::from_secs(1))
+                        .every(Duration::from_secs(10)),
+                    )
+                    .build()
+                    .unwrap();
+                let prober = tokio::spawn(layer.handle().prober());
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                assert_eq!(readiness(&recording), Some(Value::Level(1.0)));
+                healthy.store(false, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                assert_eq!(readiness(&recording), Some(Value::Level(0.0)));
+                prober.abort();
+            })
+    });
 }

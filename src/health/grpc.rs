@@ -383,7 +383,7 @@ fn watch(registry: Arc<Registry>, target: Option<Target>) -> Response<GrpcHealth
 struct Watcher {
     registry: Arc<Registry>,
     target: Option<Target>,
-    changes: tokio::sync::watch::Receiver<u64>,
+    changes: tokio::sync::watch::Receiver<()>,
     last: Option<ServingStatus>,
     ended: bool,
 }

@@ -101,7 +101,7 @@ pub(crate) struct Registry {
     draining: AtomicBool,
     /// Bumped whenever a probe's status may have changed (a check's status
     /// changed, or draining began): what gRPC `Watch` streams wait on.
-    changes: tokio::sync::watch::Sender<u64>,
+    changes: tokio::sync::watch::Sender<()>,
 }
 
 impl Registry {
@@ -125,7 +125,7 @@ impl Registry {
                 })
                 .collect(),
             draining: AtomicBool::new(false),
-            changes: tokio::sync::watch::Sender::new(0),
+            changes: tokio::sync::watch::Sender::new(()),
         }
     }
 
@@ -142,12 +142,13 @@ impl Registry {
     }
 
     /// A receiver that sees every possible change of a probe's status.
-    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<()> {
         self.changes.subscribe()
     }
 
     fn changed(&self) {
-        self.changes.send_modify(|generation| *generation += 1);
+        // Marks the value seen as new for every receiver.
+        self.changes.send_replace(());
         self.record_statuses();
     }
 
