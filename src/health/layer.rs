@@ -14,6 +14,8 @@ use super::check::{Check, Schedule};
 use super::handle::HealthHandle;
 use super::registry::{GrpcService, Registry, SHUTDOWN_CHECK};
 use super::render::Details;
+use super::routes::Routes;
+use super::settings::{DetailsFn, Shared};
 use super::status::Probe;
 use crate::config::{ConfigError, instance_name};
 use crate::key::RequestHead;
@@ -21,24 +23,12 @@ use crate::key::RequestHead;
 /// The longest timeout, interval or TTL a check may have.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// A predicate on the request head choosing who sees full details.
-pub(crate) type DetailsFn = dyn Fn(&RequestHead<'_>) -> bool + Send + Sync;
-
 /// Answers `/livez`, `/readyz`, `/startupz` and `/healthz` from its checks
 /// and passes every other request through untouched. Built with
 /// [`HealthLayer::builder`]; see the [module docs](super).
 #[derive(Clone)]
 pub struct HealthLayer {
     pub(crate) shared: Arc<Shared>,
-}
-
-/// What every clone of a layer and its services share.
-pub(crate) struct Shared {
-    pub(crate) registry: Arc<Registry>,
-    /// Each path and the probe it answers, aliases included.
-    pub(crate) routes: super::service::Routes,
-    pub(crate) details: Details,
-    pub(crate) full_details_when: Option<Box<DetailsFn>>,
 }
 
 impl fmt::Debug for HealthLayer {
@@ -83,6 +73,16 @@ impl Default for HealthLayer {
         HealthLayer::builder()
             .build()
             .expect("the default settings are valid")
+    }
+}
+
+impl<S> HealthService<S> {
+    /// Wraps `inner` with the probe routes of `layer`.
+    pub fn new(inner: S, layer: HealthLayer) -> Self {
+        HealthService {
+            inner,
+            shared: layer.shared,
+        }
     }
 }
 
@@ -237,7 +237,7 @@ impl HealthBuilder {
         Ok(HealthLayer {
             shared: Arc::new(Shared {
                 registry: Arc::new(Registry::new(self.name, checks, self.grpc_services)),
-                routes: super::service::Routes::new(
+                routes: Routes::new(
                     self.paths
                         .into_iter()
                         .map(|(path, probe)| (path.into_boxed_str(), probe))

@@ -69,7 +69,9 @@ mod handle;
 mod layer;
 mod registry;
 mod render;
+mod routes;
 mod service;
+mod settings;
 mod status;
 
 pub use check::{Check, CheckFn, CheckFuture, CheckResult, ComponentType, HealthCheck, check_fn};
