@@ -425,6 +425,10 @@ async fn draining_fails_readiness_and_keeps_liveness() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(get(&service, "/livez").await.0, StatusCode::OK);
+    assert_eq!(
+        get(&service, "/livez/shutdown").await.0,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(get(&service, "/startupz").await.0, StatusCode::OK);
     assert_eq!(handle.status(Probe::Liveness).await, Status::Pass);
     // Other traffic still flows while draining.
@@ -447,6 +451,30 @@ async fn paths_and_aliases_are_configurable() {
     assert_eq!(get(&service, "/readyz").await.2, "app");
     assert_eq!(get(&service, "/healthz").await.2, "app");
     assert_eq!(get(&service, "/startupz").await.2, "ok\n");
+
+    // Paths whose second bytes fall in different quarters of the byte set.
+    let spread = HealthLayer::builder()
+        .path(Probe::Readiness, "/ready")
+        .path(Probe::Liveness, "/0live")
+        .path(Probe::Startup, "/~start")
+        .no_aliases()
+        .build()
+        .unwrap()
+        .layer(app());
+    for path in ["/ready", "/0live", "/~start"] {
+        assert_eq!(get(&spread, path).await.2, "ok\n", "{path}");
+    }
+    assert_eq!(get(&spread, "/1live").await.2, "app");
+}
+
+#[tokio::test(start_paused = true)]
+async fn readiness_to_take_requests_is_the_inner_services() {
+    let (mut service, mut handle) =
+        tower_test::mock::spawn_layer::<Request<Body>, Response<Body>, _>(HealthLayer::default());
+    handle.allow(0);
+    tokio_test::assert_pending!(service.poll_ready());
+    handle.allow(1);
+    tokio_test::assert_ready_ok!(service.poll_ready());
 }
 
 #[test]

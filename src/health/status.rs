@@ -157,6 +157,9 @@ mod tests {
         assert!(!set.contains(Probe::Liveness));
         assert!(!(set | Probe::Liveness).is_empty());
         assert!(Probes::NONE.is_empty());
+        let twice = Probe::Liveness | Probe::Liveness;
+        assert!(twice.contains(Probe::Liveness) && !twice.contains(Probe::Startup));
+        assert!((twice | Probes::from(Probe::Liveness)).contains(Probe::Liveness));
         assert_eq!(format!("{set:?}"), "{Startup, Readiness}");
         let names: Vec<_> = Probe::ALL.map(Probe::as_str).into();
         assert_eq!(names, ["startup", "liveness", "readiness"]);
