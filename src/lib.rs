@@ -112,6 +112,9 @@ macro_rules! inner_service_accessors {
 
 pub mod body;
 mod builder;
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub mod cache;
 pub mod classify;
 mod config;
 mod deadline;
