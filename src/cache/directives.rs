@@ -326,7 +326,11 @@ mod tests {
             "a token, not digits: stale"
         );
         assert_eq!(max_age("max-age=\"3600\""), Some(3600));
-        assert_eq!(max_age("max-age=3600.0"), Some(0), "a token, not digits: stale");
+        assert_eq!(
+            max_age("max-age=3600.0"),
+            Some(0),
+            "a token, not digits: stale"
+        );
         assert_eq!(max_age("max-age=a3600"), Some(0));
         assert_eq!(
             max_age("max-age=1800, max-age=1"),
@@ -381,6 +385,37 @@ mod tests {
         );
         assert!(!response.public() && !response.no_store() && !response.only_if_cached());
         assert_eq!(response.max_age(), None);
+    }
+
+    #[test]
+    fn each_flag_reads_its_own_directive_only() {
+        type Flag = fn(&CacheControl) -> bool;
+        let flags: [(&str, Flag); 10] = [
+            ("no-store", CacheControl::no_store),
+            ("no-cache", CacheControl::no_cache),
+            ("private", CacheControl::private),
+            ("public", CacheControl::public),
+            ("must-revalidate", CacheControl::must_revalidate),
+            ("proxy-revalidate", CacheControl::proxy_revalidate),
+            ("must-understand", CacheControl::must_understand),
+            ("immutable", CacheControl::immutable),
+            ("only-if-cached", CacheControl::only_if_cached),
+            ("x-unknown", |directives| directives.has("x-unknown")),
+        ];
+        for (name, _) in flags {
+            let directives = CacheControl::parse(name);
+            for (other, flag) in flags {
+                assert_eq!(flag(&directives), other == name, "{other} in {name:?}");
+            }
+        }
+        let fields = CacheControl::parse("no-cache=\"Set-Cookie\", stale-if-error=7");
+        assert_eq!(
+            fields.no_cache_fields(),
+            Some(vec![HeaderName::from_static("set-cookie")])
+        );
+        assert_eq!(fields.stale_if_error(), Some(7));
+        assert_eq!(fields.value("no-cache"), Some(Some("Set-Cookie")));
+        assert_eq!(fields.value("public"), None);
     }
 
     proptest::proptest! {
