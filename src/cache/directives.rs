@@ -339,6 +339,12 @@ mod tests {
         );
         assert_eq!(max_age("max-age"), Some(0), "no value: stale");
         assert_eq!(max_age("max-age=\"3600"), None, "an unclosed quote");
+        assert_eq!(
+            max_age("max-age="),
+            None,
+            "no value after '=': not a directive"
+        );
+        assert_eq!(max_age("public, max-age=\""), None);
         assert_eq!(max_age("max-age=99999999999999"), Some(MAX_DELTA_SECONDS));
     }
 
