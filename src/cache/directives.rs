@@ -345,6 +345,10 @@ mod tests {
             "no value after '=': not a directive"
         );
         assert_eq!(max_age("public, max-age=\""), None);
+        // A malformed element is skipped to its end, commas in its quoted
+        // strings included.
+        let skipped = CacheControl::parse("x=1 \"a,no-store,b\", public");
+        assert!(!skipped.no_store() && skipped.public());
         assert_eq!(max_age("max-age=99999999999999"), Some(MAX_DELTA_SECONDS));
     }
 
