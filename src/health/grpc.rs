@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use super::registry::Registry;
+use super::registry::{Registry, SHUTDOWN_CHECK};
 use super::status::{Probe, Status};
 use crate::BoxError;
 use crate::grpc::{GRPC_MESSAGE, GRPC_STATUS, GrpcCode};
@@ -78,23 +78,15 @@ fn target(registry: &Registry, name: &str) -> Option<Target> {
 /// The serving status of `target` now (on-demand checks run if expired).
 async fn serving(registry: &Registry, target: Target) -> ServingStatus {
     let status = match target {
-        Target::Overall => registry.report(Probe::Readiness, None, &[]).await.status,
-        Target::Probe(probe) => registry.report(probe, None, &[]).await.status,
+        Target::Overall => registry.report(Probe::Readiness, |_| true).await.status,
+        Target::Probe(probe) => registry.report(probe, |_| true).await.status,
         Target::Service(index) => {
-            if registry.is_draining() {
-                return ServingStatus::NotServing;
-            }
+            // Its own checks, and `shutdown`: draining fails it too.
             let service = &registry.grpc_services[index];
-            let others: Vec<&str> = registry
-                .checks
-                .iter()
-                .map(|state| &*state.check.name)
-                .filter(|name| !service.checks.iter().any(|check| &**check == *name))
-                .collect();
-            registry
-                .report(Probe::Readiness, None, &others)
-                .await
-                .status
+            let include = |name: &str| {
+                name == SHUTDOWN_CHECK || service.checks.iter().any(|check| &**check == name)
+            };
+            registry.report(Probe::Readiness, include).await.status
         }
     };
     ServingStatus::of(status)

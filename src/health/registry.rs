@@ -152,32 +152,29 @@ impl Registry {
         self.record_statuses();
     }
 
-    /// The check named `name` counting in `probe`, if there is one.
-    pub(crate) fn find(&self, probe: Probe, name: &str) -> Option<&CheckState> {
-        self.checks
-            .iter()
-            .find(|state| state.check.name == name && state.check.probes.contains(probe))
+    /// Whether `probe` has the failing `shutdown` check: readiness, while
+    /// draining. The one place that says so.
+    fn shutdown_applies(&self, probe: Probe) -> bool {
+        probe == Probe::Readiness && self.is_draining()
     }
 
-    /// Works out `probe`'s status: on-demand checks whose result has
-    /// expired run first (at most once however many probes ask at once),
-    /// interval checks give their latest result. `only` narrows it to one
-    /// check; `exclude` leaves checks out by name.
-    pub(crate) async fn report(
-        &self,
-        probe: Probe,
-        only: Option<&str>,
-        exclude: &[&str],
-    ) -> ProbeReport {
-        let selected: Vec<&CheckState> = self
+    /// Whether `probe` has a check named `name`, `shutdown` included.
+    pub(crate) fn has_check(&self, probe: Probe, name: &str) -> bool {
+        self.checks
+            .iter()
+            .any(|state| state.check.name == name && state.check.probes.contains(probe))
+            || (name == SHUTDOWN_CHECK && self.shutdown_applies(probe))
+    }
+
+    /// Works out `probe`'s status from the checks whose names `include`
+    /// accepts: on-demand checks whose result has expired run first (at
+    /// most once however many probes ask at once), interval checks give
+    /// their latest result.
+    pub(crate) async fn report(&self, probe: Probe, include: impl Fn(&str) -> bool) -> ProbeReport {
+        let runs = self
             .checks
             .iter()
-            .filter(|state| state.check.probes.contains(probe))
-            .filter(|state| only.is_none_or(|name| state.check.name == name))
-            .filter(|state| !exclude.contains(&&*state.check.name))
-            .collect();
-        let runs = selected
-            .iter()
+            .filter(|state| state.check.probes.contains(probe) && include(&state.check.name))
             .map(
                 |state| -> Pin<Box<dyn Future<Output = CheckReport> + Send + '_>> {
                     Box::pin(async move { state.report(self.fresh(state).await) })
@@ -185,19 +182,15 @@ impl Registry {
             )
             .collect();
         let mut checks = join_all(runs).await;
-        if probe == Probe::Readiness
-            && self.is_draining()
-            && only.is_none_or(|name| name == SHUTDOWN_CHECK)
-            && !exclude.contains(&SHUTDOWN_CHECK)
-        {
+        if self.shutdown_applies(probe) && include(SHUTDOWN_CHECK) {
             checks.push(shutdown_report());
         }
         ProbeReport::of(checks)
     }
 
     /// `probe`'s status from the results at hand, running nothing: for the
-    /// status gauges and gRPC. An on-demand check that has never run does
-    /// not count yet.
+    /// status gauges. An on-demand check that has never run does not count
+    /// yet.
     pub(crate) fn current(&self, probe: Probe) -> Status {
         let mut checks: Vec<CheckReport> = self
             .checks
@@ -208,7 +201,7 @@ impl Registry {
                 Schedule::Every(interval) => Some(state.report(state.interval_result(interval))),
             })
             .collect();
-        if probe == Probe::Readiness && self.is_draining() {
+        if self.shutdown_applies(probe) {
             checks.push(shutdown_report());
         }
         aggregate(&checks)

@@ -13,7 +13,6 @@ use tower_service::Service;
 
 use super::render::{self, Details, Query};
 use super::settings::Shared;
-use super::status::Probe;
 use crate::body::ArmorBody;
 use crate::key::RequestHead;
 
@@ -74,17 +73,15 @@ where
                     let query = Query::parse(query.as_deref());
                     let registry = &shared.registry;
                     if let Some(name) = &check {
-                        if registry.find(probe, name).is_none()
-                            && !(probe == Probe::Readiness
-                                && name == super::registry::SHUTDOWN_CHECK
-                                && registry.is_draining())
-                        {
+                        if !registry.has_check(probe, name) {
                             return not_found();
                         }
                     }
-                    let report = registry
-                        .report(probe, check.as_deref(), &query.exclude)
-                        .await;
+                    let include = |name: &str| {
+                        check.as_deref().is_none_or(|only| only == name)
+                            && !query.exclude.contains(&name)
+                    };
+                    let report = registry.report(probe, include).await;
                     render::answer(
                         probe,
                         &report,
