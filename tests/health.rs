@@ -469,12 +469,7 @@ async fn paths_and_aliases_are_configurable() {
 
 #[tokio::test(start_paused = true)]
 async fn readiness_to_take_requests_is_the_inner_services() {
-    let (mut service, mut handle) =
-        tower_test::mock::spawn_layer::<Request<Body>, Response<Body>, _>(HealthLayer::default());
-    handle.allow(0);
-    tokio_test::assert_pending!(service.poll_ready());
-    handle.allow(1);
-    tokio_test::assert_ready_ok!(service.poll_ready());
+    support::readiness_follows_the_inner_service(HealthLayer::default());
 }
 
 #[test]
@@ -600,31 +595,18 @@ fn bad_settings_are_refused_at_build() {
 #[test]
 fn statuses_reach_the_recorder() {
     let recording = Recording::new();
-    metrics::with_local_recorder(&recording, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
+    support::run_recorded(&recording, || async {
+        let layer = HealthLayer::builder()
+            .name("api")
+            .check(check("database", Status::Fail).critical(false))
             .build()
-            .unwrap()
-            .block_on(async {
-                let layer = HealthLayer::builder()
-                    .name("api")
-                    .check(check("database", Status::Fail).critical(false))
-                    .build()
-                    .unwrap();
-                let service = layer.layer(app());
-                get(&service, "/readyz").await;
-                layer.handle().drain();
-            })
+            .unwrap();
+        let service = layer.layer(app());
+        get(&service, "/readyz").await;
+        layer.handle().drain();
     });
     let all = series(&recording);
-    let level = |probe: &str| {
-        all.iter()
-            .find(|s| {
-                s.name == "armor.health.status" && s.labels.contains(&format!("probe={probe}"))
-            })
-            .map(|s| s.value.clone())
-    };
+    let level = |probe: &str| probe_status(&recording, probe);
     assert_eq!(level("liveness"), Some(Value::Level(1.0)));
     assert_eq!(level("readiness"), Some(Value::Level(0.0)), "drained");
     let failures = all
@@ -1084,48 +1066,42 @@ fn the_status_gauge_follows_the_prober_without_any_probe() {
     let recording = Recording::new();
     let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let flag = healthy.clone();
-    let readiness = |recording: &Recording| {
-        series(recording)
-            .into_iter()
-            .find(|s| {
-                s.name == "armor.health.status" && s.labels.contains(&"probe=readiness".to_owned())
-            })
-            .map(|s| s.value)
-    };
-    metrics::with_local_recorder(&recording, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
+    let readiness = |recording: &Recording| probe_status(recording, "readiness");
+    support::run_recorded(&recording, || async {
+        let layer = HealthLayer::builder()
+            .check(
+                Check::new(
+                    "queue",
+                    check_fn(move || {
+                        let healthy = flag.load(Ordering::SeqCst);
+                        async move {
+                            if healthy {
+                                CheckResult::pass()
+                            } else {
+                                CheckResult::fail("gone")
+                            }
+                        }
+                    }),
+                )
+                .timeout(Duration::from_secs(1))
+                .every(Duration::from_secs(10)),
+            )
             .build()
-            .unwrap()
-            .block_on(async {
-                let layer = HealthLayer::builder()
-                    .check(
-                        Check::new(
-                            "queue",
-                            check_fn(move || {
-                                let healthy = flag.load(Ordering::SeqCst);
-                                async move {
-                                    if healthy {
-                                        CheckResult::pass()
-                                    } else {
-                                        CheckResult::fail("gone")
-                                    }
-                                }
-                            }),
-                        )
-                        .timeout(Duration::from_secs(1))
-                        .every(Duration::from_secs(10)),
-                    )
-                    .build()
-                    .unwrap();
-                let prober = tokio::spawn(layer.handle().prober());
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                assert_eq!(readiness(&recording), Some(Value::Level(1.0)));
-                healthy.store(false, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_secs(10)).await;
-                assert_eq!(readiness(&recording), Some(Value::Level(0.0)));
-                prober.abort();
-            })
+            .unwrap();
+        let prober = tokio::spawn(layer.handle().prober());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(readiness(&recording), Some(Value::Level(1.0)));
+        healthy.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(readiness(&recording), Some(Value::Level(0.0)));
+        prober.abort();
     });
+}
+
+/// The `armor.health.status` gauge of `probe`.
+fn probe_status(recording: &Recording, probe: &str) -> Option<Value> {
+    series(recording)
+        .into_iter()
+        .find(|s| s.name == "armor.health.status" && s.labels.contains(&format!("probe={probe}")))
+        .map(|s| s.value)
 }

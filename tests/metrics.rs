@@ -922,12 +922,7 @@ async fn the_body_passes_its_size_and_end_through() {
 
 #[tokio::test(start_paused = true)]
 async fn readiness_is_the_inner_services() {
-    let (mut service, mut handle) =
-        tower_test::mock::spawn_layer::<Request<Body>, Response<Body>, _>(MetricsLayer::default());
-    handle.allow(0);
-    tokio_test::assert_pending!(service.poll_ready());
-    handle.allow(1);
-    tokio_test::assert_ready_ok!(service.poll_ready());
+    support::readiness_follows_the_inner_service(MetricsLayer::default());
 }
 
 #[tokio::test(start_paused = true)]

@@ -10,6 +10,8 @@ use http_body_util::{BodyExt, Full};
 use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_armor::metrics::{MetricsLayer, NoRoute, prometheus, route_fn};
 
+mod support;
+
 type Body = Full<Bytes>;
 
 /// One sample of the exposition: its name, labels and value.
@@ -487,12 +489,7 @@ fn samples_recorded_many_at_once_all_count() {
 #[tokio::test(start_paused = true)]
 async fn as_a_layer_readiness_is_the_inner_services() {
     let (_recorder, scrape) = prometheus::builder().build().unwrap();
-    let (mut service, mut handle) =
-        tower_test::mock::spawn_layer::<Request<Body>, Response<Body>, _>(scrape);
-    handle.allow(0);
-    tokio_test::assert_pending!(service.poll_ready());
-    handle.allow(1);
-    tokio_test::assert_ready_ok!(service.poll_ready());
+    support::readiness_follows_the_inner_service(scrape);
 }
 
 #[tokio::test(start_paused = true)]

@@ -69,7 +69,7 @@ pub type Counters = Vec<(String, Vec<String>, u64)>;
 /// Runs `test` on a paused current-thread runtime with `recorder` as the
 /// thread's local recorder (never a global one).
 pub fn run_recorded<F: std::future::Future>(
-    recorder: &metrics_util::debugging::DebuggingRecorder,
+    recorder: &dyn metrics::Recorder,
     test: impl FnOnce() -> F,
 ) {
     metrics::with_local_recorder(recorder, || {
@@ -180,4 +180,25 @@ where
     let status = response.status();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+/// Asserts that `layer`'s service is ready exactly when its inner service
+/// is: pending while the inner one is, ready once it is.
+pub fn readiness_follows_the_inner_service<L, S>(layer: L)
+where
+    L: tower::Layer<
+            tower_test::mock::Mock<Request<Full<Bytes>>, http::Response<Full<Bytes>>>,
+            Service = S,
+        >,
+    S: tower::Service<Request<Full<Bytes>>>,
+    S::Error: std::fmt::Debug,
+{
+    let (mut service, mut handle) =
+        tower_test::mock::spawn_layer::<Request<Full<Bytes>>, http::Response<Full<Bytes>>, _>(
+            layer,
+        );
+    handle.allow(0);
+    tokio_test::assert_pending!(service.poll_ready());
+    handle.allow(1);
+    tokio_test::assert_ready_ok!(service.poll_ready());
 }
