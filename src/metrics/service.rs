@@ -12,7 +12,7 @@ use super::instruments::{ActiveSeries, Series, Server, Side};
 use super::settings::Settings;
 use crate::classify::Classify;
 use crate::grpc::{GrpcCode, Protocol};
-use crate::key::RequestHead;
+use crate::key::{Authority, KeyExtractor, RequestHead};
 
 /// The service made by [`MetricsLayer`](super::MetricsLayer); built with
 /// [`Metrics::new`] or by the layer.
@@ -131,13 +131,7 @@ impl<R, C> Settings<R, C> {
         if let Some(server) = &self.server {
             return Some(server.clone());
         }
-        let authority = match head.uri.authority() {
-            Some(authority) => authority.clone(),
-            None => {
-                let host = head.headers.get(http::header::HOST)?;
-                http::uri::Authority::try_from(host.as_bytes()).ok()?
-            }
-        };
+        let authority = Authority.extract(head)?;
         let secure = head.uri.scheme_str() == Some("https");
         let port = authority
             .port_u16()
