@@ -296,6 +296,18 @@ fn clamp_u64(value: u128) -> u64 {
     u64::try_from(value).unwrap_or(u64::MAX)
 }
 
+/// 405 with `Allow: GET, HEAD`: what the routes this crate answers itself
+/// (`/metrics`, the health probes) say to any other method.
+#[cfg(any(feature = "health", feature = "prometheus"))]
+pub(crate) fn only_get_and_head() -> Response<Bytes> {
+    let mut response = Response::new(Bytes::new());
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+        .headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
 pub(crate) fn push_json_string(out: &mut String, value: &str) {
     out.push('"');
     for c in value.chars() {

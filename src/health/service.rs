@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::ALLOW;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
@@ -92,7 +91,7 @@ where
                     )
                 })
             }
-            _ => Box::pin(std::future::ready(method_not_allowed())),
+            _ => Box::pin(std::future::ready(crate::reject::only_get_and_head())),
         };
         ResponseFuture {
             kind: Kind::Answer { future: answer },
@@ -103,15 +102,6 @@ where
 fn not_found() -> Response<Bytes> {
     let mut response = Response::new(Bytes::from_static(b"no such check\n"));
     *response.status_mut() = StatusCode::NOT_FOUND;
-    response
-}
-
-fn method_not_allowed() -> Response<Bytes> {
-    let mut response = Response::new(Bytes::new());
-    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    response
-        .headers_mut()
-        .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
     response
 }
 

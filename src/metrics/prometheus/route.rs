@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Method, Request, Response};
 use http_body_util::Full;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pin_project_lite::pin_project;
@@ -76,14 +76,7 @@ impl Scrape {
         let mut response = match *method {
             Method::GET => Response::new(self.render()),
             Method::HEAD => Response::new(Bytes::new()),
-            _ => {
-                let mut refused = Response::new(Bytes::new());
-                *refused.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-                refused
-                    .headers_mut()
-                    .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-                return refused;
-            }
+            _ => return crate::reject::only_get_and_head(),
         };
         response
             .headers_mut()
