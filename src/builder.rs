@@ -36,6 +36,14 @@ use tower_layer::Stack;
 /// tower features that tonic turns on), and an inherent method always wins
 /// over a trait's.
 pub trait ServiceBuilderExt<L>: Sized {
+    /// Adds a [`CacheLayer`](crate::cache::CacheLayer).
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+    fn armor_cache(
+        self,
+        layer: crate::cache::CacheLayer,
+    ) -> ServiceBuilder<Stack<crate::cache::CacheLayer, L>>;
+
     /// Adds a [`HealthLayer`](crate::health::HealthLayer).
     #[cfg(feature = "health")]
     #[cfg_attr(docsrs, doc(cfg(feature = "health")))]
@@ -134,6 +142,14 @@ pub trait ServiceBuilderExt<L>: Sized {
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    #[cfg(feature = "cache")]
+    fn armor_cache(
+        self,
+        layer: crate::cache::CacheLayer,
+    ) -> ServiceBuilder<Stack<crate::cache::CacheLayer, L>> {
+        self.layer(layer)
+    }
+
     #[cfg(feature = "health")]
     fn armor_health(
         self,

@@ -134,7 +134,12 @@ mod observe;
 #[cfg(any(feature = "circuit-breaker", feature = "retry"))]
 mod random;
 pub mod reject;
-#[cfg(any(armor_keyed, feature = "metrics", feature = "health"))]
+#[cfg(any(
+    armor_keyed,
+    feature = "metrics",
+    feature = "health",
+    feature = "cache"
+))]
 #[allow(dead_code)] // each layer uses some of the three helpers, none all
 mod sync;
 #[cfg_attr(not(any(feature = "timeout", feature = "retry")), allow(dead_code))]

@@ -69,6 +69,9 @@ pub enum Reason {
     /// The request body could not be decoded (corrupt or truncated):
     /// 400 / `INVALID_ARGUMENT`.
     MalformedBody,
+    /// The request allows only a cached answer (`only-if-cached`) and the
+    /// cache has none it may use: 504 / `UNAVAILABLE`.
+    NotCached,
 }
 
 impl Reason {
@@ -77,7 +80,7 @@ impl Reason {
         match self {
             Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Reason::CircuitOpen | Reason::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            Reason::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+            Reason::TimedOut | Reason::NotCached => StatusCode::GATEWAY_TIMEOUT,
             Reason::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Reason::Unidentified | Reason::MalformedBody => StatusCode::BAD_REQUEST,
@@ -90,7 +93,7 @@ impl Reason {
     pub fn grpc_code(self) -> GrpcCode {
         match self {
             Reason::RateLimited | Reason::PayloadTooLarge => GrpcCode::ResourceExhausted,
-            Reason::CircuitOpen | Reason::Overloaded => GrpcCode::Unavailable,
+            Reason::CircuitOpen | Reason::Overloaded | Reason::NotCached => GrpcCode::Unavailable,
             Reason::TimedOut | Reason::RequestBodyTimeout => GrpcCode::DeadlineExceeded,
             Reason::Unidentified | Reason::NotAcceptable | Reason::MalformedBody => {
                 GrpcCode::InvalidArgument
@@ -112,6 +115,7 @@ impl Reason {
             Reason::NotAcceptable => "not_acceptable",
             Reason::UnsupportedEncoding => "unsupported_encoding",
             Reason::MalformedBody => "malformed_body",
+            Reason::NotCached => "not_cached",
         }
     }
 
@@ -127,6 +131,7 @@ impl Reason {
             Reason::NotAcceptable => "no acceptable content coding is available",
             Reason::UnsupportedEncoding => "the request body's content coding is not supported",
             Reason::MalformedBody => "the request body could not be decoded",
+            Reason::NotCached => "the request allows only a cached response and none is usable",
         }
     }
 }

@@ -190,6 +190,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// Writes `seconds` as an IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
+#[cfg(test)]
 pub(crate) fn format(seconds: i64) -> String {
     let days = seconds.div_euclid(86_400);
     let in_day = seconds.rem_euclid(86_400);

@@ -82,6 +82,8 @@ pub(crate) enum NotStorable {
     SetCookie,
     /// No freshness, no validator: storing it could never save a request.
     NoFreshness,
+    /// Larger than the cache's entry size limit.
+    TooLarge,
 }
 
 impl NotStorable {
@@ -95,6 +97,7 @@ impl NotStorable {
             NotStorable::VaryAny => "vary-any",
             NotStorable::SetCookie => "set-cookie",
             NotStorable::NoFreshness => "no-freshness",
+            NotStorable::TooLarge => "too-large",
         }
     }
 }
@@ -380,7 +383,7 @@ impl Freshness {
     /// Whether `stale-if-error` lets it answer for a failed origin now.
     pub(crate) fn usable_on_error(&self, now: Millis) -> bool {
         let staleness = -self.fresh_left(now);
-        !self.no_stale && !self.always_validate && staleness < self.stale_if_error
+        !self.no_stale && !self.always_validate && staleness >= 0 && staleness < self.stale_if_error
     }
 
     /// When the entry stops being useful, even to validate: the end of its

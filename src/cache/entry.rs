@@ -1,0 +1,366 @@
+//! A stored response: the head as it will be replayed, its body and
+//! trailers, its freshness and variant, and the tags it may be purged by.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{
+    AGE, CONNECTION, CONTENT_LENGTH, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
+    PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, SET_COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use super::date;
+use super::directives::CacheControl;
+use super::policy::{Freshness, Millis};
+use super::vary::Variant;
+
+/// The version of the entry layout; a store that persists entries keeps
+/// it, and an entry of another version reads as a miss.
+pub const ENTRY_FORMAT: u16 = 1;
+
+/// One stored response.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub(crate) status: StatusCode,
+    /// The header fields replayed, already without hop-by-hop fields,
+    /// `Age`, `Set-Cookie`, and the fields `no-cache`/`private` name.
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Arc<[Bytes]>,
+    pub(crate) trailers: Option<HeaderMap>,
+    pub(crate) freshness: Freshness,
+    pub(crate) variant: Variant,
+    pub(crate) tags: Arc<[Box<str>]>,
+    /// Set by a soft purge: stale from then on, whatever its freshness.
+    pub(crate) invalidated: bool,
+}
+
+/// Fields never stored (RFC 9111 §3.1): hop-by-hop ones and those we make.
+const NOT_STORED: [HeaderName; 9] = [
+    CONNECTION,
+    TE,
+    TRANSFER_ENCODING,
+    UPGRADE,
+    TRAILER,
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    AGE,
+    SET_COOKIE,
+];
+
+/// Obsolete hop-by-hop fields, by name.
+const OBSOLETE_HOP_BY_HOP: [&str; 2] = ["keep-alive", "proxy-connection"];
+
+/// The header fields of a response as a cache stores them (§3.1): without
+/// hop-by-hop fields and those `Connection` names, without `Age` (made on
+/// each use) and `Set-Cookie` (never replayed), without the fields that
+/// `no-cache="…"` (and in a shared cache `private="…"`) name, and without
+/// the tag fields (kept aside).
+pub(crate) fn stored_headers(
+    headers: &HeaderMap,
+    directives: &CacheControl,
+    shared: bool,
+    tag_fields: &[HeaderName],
+) -> HeaderMap {
+    let mut stored = headers.clone();
+    let named_by_connection: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|text| text.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in NOT_STORED
+        .iter()
+        .chain(&named_by_connection)
+        .chain(tag_fields)
+    {
+        stored.remove(name);
+    }
+    for name in OBSOLETE_HOP_BY_HOP {
+        stored.remove(name);
+    }
+    for name in directives.no_cache_fields().into_iter().flatten() {
+        stored.remove(name);
+    }
+    if shared {
+        for name in directives.private_fields().into_iter().flatten() {
+            stored.remove(name);
+        }
+    }
+    stored
+}
+
+/// The tags of a response: the space-separated values of its tag fields
+/// (`Surrogate-Key`, or comma-separated for `Cache-Tag`).
+pub(crate) fn tags(headers: &HeaderMap, tag_fields: &[HeaderName]) -> Vec<Box<str>> {
+    let mut tags: Vec<Box<str>> = Vec::new();
+    for name in tag_fields {
+        for value in headers.get_all(name) {
+            let Ok(text) = value.to_str() else { continue };
+            for tag in text.split([' ', ',', '\t']).filter(|tag| !tag.is_empty()) {
+                if !tags.iter().any(|known| &**known == tag) {
+                    tags.push(tag.into());
+                }
+            }
+        }
+    }
+    tags
+}
+
+/// RFC 9111 §3.2 and §4.3.4: a stored response's fields updated with a
+/// 304's, but for `Content-Length` and the fields never stored.
+pub(crate) fn updated_headers(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
+    let mut headers = stored.clone();
+    let mut replaced: Vec<&HeaderName> = Vec::new();
+    for (name, value) in not_modified {
+        if name == CONTENT_LENGTH
+            || NOT_STORED.contains(name)
+            || OBSOLETE_HOP_BY_HOP.contains(&name.as_str())
+        {
+            continue;
+        }
+        if !replaced.contains(&name) {
+            headers.remove(name);
+            replaced.push(name);
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    headers
+}
+
+impl Entry {
+    /// Size in the store's byte budget: fields, body and trailers.
+    pub(crate) fn weight(&self) -> usize {
+        let fields = |headers: &HeaderMap| -> usize {
+            headers
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len() + 32)
+                .sum()
+        };
+        let body: usize = self.body.iter().map(Bytes::len).sum();
+        fields(&self.headers)
+            + body
+            + self.trailers.as_ref().map_or(0, fields)
+            + self.variant.weight()
+            + 128
+    }
+
+    /// The body's length.
+    #[cfg(test)]
+    pub(crate) fn body_len(&self) -> usize {
+        self.body.iter().map(Bytes::len).sum()
+    }
+
+    /// `Age` for a use at `now`, in whole seconds, capped at 2^31.
+    pub(crate) fn age_header(&self, now: Millis) -> HeaderValue {
+        let seconds =
+            (self.freshness.age(now) / 1000).clamp(0, i64::from(super::MAX_DELTA_SECONDS));
+        HeaderValue::from(seconds)
+    }
+
+    pub(crate) fn etag(&self) -> Option<&HeaderValue> {
+        self.headers.get(ETAG)
+    }
+
+    pub(crate) fn last_modified(&self) -> Option<&HeaderValue> {
+        self.headers.get(LAST_MODIFIED)
+    }
+
+    /// Whether the origin can answer a conditional request about it.
+    pub(crate) fn has_validator(&self) -> bool {
+        self.etag().is_some() || self.last_modified().is_some()
+    }
+
+    /// Whether the client's own conditional request (RFC 9110 §13.1.1,
+    /// §13.1.3) is satisfied by this entry, so a 304 answers it.
+    pub(crate) fn satisfies_conditional(&self, request: &HeaderMap) -> bool {
+        let mut if_none_match = request.get_all(IF_NONE_MATCH).iter().peekable();
+        if if_none_match.peek().is_some() {
+            // Weak comparison (§13.1.2).
+            let Some(etag) = self.etag().and_then(|etag| etag.to_str().ok()) else {
+                return if_none_match.any(|value| value.as_bytes().trim_ascii() == b"*");
+            };
+            let ours = opaque_tag(etag);
+            return if_none_match
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|text| text.split(','))
+                .any(|tag| tag.trim() == "*" || opaque_tag(tag.trim()) == ours);
+        }
+        let Some(since) = request
+            .get(IF_MODIFIED_SINCE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(date::parse)
+        else {
+            return false;
+        };
+        let modified = self
+            .last_modified()
+            .or_else(|| self.headers.get(http::header::DATE))
+            .and_then(|value| value.to_str().ok())
+            .and_then(date::parse);
+        modified.is_some_and(|modified| modified <= since)
+    }
+}
+
+/// An entity tag without its weakness indicator, for weak comparison.
+fn opaque_tag(tag: &str) -> &str {
+    tag.strip_prefix("W/").unwrap_or(tag)
+}
+
+/// The fields of a 304 made from a stored response (RFC 9110 §15.4.5):
+/// those a 200 would carry, without the ones describing its content length.
+pub(crate) fn not_modified_headers(stored: &HeaderMap) -> HeaderMap {
+    let mut headers = stored.clone();
+    headers.remove(CONTENT_LENGTH);
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        map
+    }
+
+    fn names(map: &HeaderMap) -> Vec<&str> {
+        let mut names: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn hop_by_hop_connection_named_and_directive_named_fields_are_not_stored() {
+        let response = headers(&[
+            ("connection", "close, x-hop"),
+            ("x-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("age", "10"),
+            ("set-cookie", "id=1"),
+            ("x-secret", "s"),
+            ("x-user", "u"),
+            ("surrogate-key", "a b"),
+            ("content-type", "text/plain"),
+            (
+                "cache-control",
+                "max-age=60, no-cache=\"x-secret\", private=\"x-user\"",
+            ),
+        ]);
+        let cc = CacheControl::from_headers(&response);
+        let tag_fields = [HeaderName::from_static("surrogate-key")];
+        let shared = stored_headers(&response, &cc, true, &tag_fields);
+        assert_eq!(names(&shared), ["cache-control", "content-type"]);
+        let private = stored_headers(&response, &cc, false, &tag_fields);
+        assert_eq!(names(&private), ["cache-control", "content-type", "x-user"]);
+    }
+
+    #[test]
+    fn tags_come_from_the_tag_fields() {
+        let response = headers(&[
+            ("surrogate-key", "a  b"),
+            ("cache-tag", "b,c"),
+            ("other", "x"),
+        ]);
+        let fields = [
+            HeaderName::from_static("surrogate-key"),
+            HeaderName::from_static("cache-tag"),
+        ];
+        let found = tags(&response, &fields);
+        let found: Vec<&str> = found.iter().map(|tag| &**tag).collect();
+        assert_eq!(found, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_304_replaces_fields_it_carries_but_not_content_length() {
+        let stored = headers(&[
+            ("content-length", "5"),
+            ("etag", "\"1\""),
+            ("x-a", "old"),
+            ("x-b", "kept"),
+        ]);
+        let not_modified = headers(&[
+            ("content-length", "0"),
+            ("x-a", "new1"),
+            ("x-a", "new2"),
+            ("age", "3"),
+            ("connection", "close"),
+        ]);
+        let updated = updated_headers(&stored, &not_modified);
+        assert_eq!(updated.get("content-length").unwrap(), "5");
+        let a: Vec<_> = updated.get_all("x-a").iter().collect();
+        assert_eq!(a, ["new1", "new2"]);
+        assert_eq!(updated.get("x-b").unwrap(), "kept");
+        assert!(updated.get("age").is_none());
+        assert!(updated.get("connection").is_none());
+    }
+
+    fn entry(pairs: &[(&str, &str)]) -> Entry {
+        Entry {
+            status: StatusCode::OK,
+            headers: headers(pairs),
+            body: Arc::from(vec![Bytes::from_static(b"hello")]),
+            trailers: None,
+            freshness: Freshness {
+                request_time: 0,
+                response_time: 0,
+                initial_age: 0,
+                lifetime: 0,
+                stale_while_revalidate: 0,
+                stale_if_error: 0,
+                always_validate: false,
+                no_stale: false,
+            },
+            variant: Variant::default(),
+            tags: Arc::from(Vec::new()),
+            invalidated: false,
+        }
+    }
+
+    #[test]
+    fn client_conditionals_compare_weakly_and_by_date() {
+        let tagged = entry(&[
+            ("etag", "W/\"v1\""),
+            ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ]);
+        assert!(tagged.satisfies_conditional(&headers(&[("if-none-match", "\"v1\"")])));
+        assert!(tagged.satisfies_conditional(&headers(&[("if-none-match", "\"x\", W/\"v1\"")])));
+        assert!(tagged.satisfies_conditional(&headers(&[("if-none-match", "*")])));
+        assert!(!tagged.satisfies_conditional(&headers(&[("if-none-match", "\"v2\"")])));
+        // If-None-Match decides alone when present.
+        assert!(!tagged.satisfies_conditional(&headers(&[
+            ("if-none-match", "\"v2\""),
+            ("if-modified-since", "Sun, 06 Nov 1994 08:49:37 GMT")
+        ])));
+        assert!(tagged.satisfies_conditional(&headers(&[(
+            "if-modified-since",
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        )])));
+        assert!(!tagged.satisfies_conditional(&headers(&[(
+            "if-modified-since",
+            "Sun, 06 Nov 1994 08:49:36 GMT"
+        )])));
+        assert!(!tagged.satisfies_conditional(&headers(&[("if-modified-since", "garbage")])));
+        assert!(!tagged.satisfies_conditional(&HeaderMap::new()));
+        let untagged = entry(&[]);
+        assert!(!untagged.satisfies_conditional(&headers(&[("if-none-match", "\"v1\"")])));
+        assert!(untagged.satisfies_conditional(&headers(&[("if-none-match", "*")])));
+    }
+
+    #[test]
+    fn age_is_whole_seconds() {
+        let mut stored = entry(&[]);
+        stored.freshness.initial_age = 1_500;
+        assert_eq!(stored.age_header(2_999), "4");
+        assert!(stored.weight() > 5);
+        assert_eq!(stored.body_len(), 5);
+    }
+}

@@ -1,0 +1,654 @@
+//! What the cache does once a request needs more than a stored answer
+//! found at once: waiting for the store or for another request's fetch,
+//! asking the origin (conditionally when something is stored), and turning
+//! the origin's answer into a stored entry, a refreshed one, or a stale
+//! one served in place of an error.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
+
+use http::header::{
+    AGE, CONTENT_LENGTH, CONTENT_LOCATION, IF_MODIFIED_SINCE, IF_NONE_MATCH, LOCATION, RANGE,
+};
+use http::request::Parts;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::body::{CacheBody, Recording};
+use super::directives::CacheControl;
+use super::entry::{self, Entry, not_modified_headers, stored_headers, updated_headers};
+use super::flight::{self, Flight, Join};
+use super::key::{self, CacheKey};
+use super::policy::{Millis, NotStorable, RequestDirectives, StaleUse, Usable};
+use super::settings::Shared;
+use super::status::{CacheStatus, Forward};
+use super::store::{StoreCall, Variants};
+use super::vary::vary_names;
+use crate::BoxError;
+use crate::grpc::Protocol;
+use crate::reject::{Reason, Rejection, render_default};
+
+type BoxResponseFuture<B, E> =
+    Pin<Box<dyn Future<Output = Result<Response<CacheBody<B>>, E>> + Send>>;
+
+pin_project! {
+    /// The response future of [`CacheService`](super::CacheService).
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        kind: Kind<F, B, E>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B, E> {
+        Ready { response: Option<Response<CacheBody<B>>> },
+        Forward { #[pin] future: F, after: Option<Box<AfterForward>> },
+        Boxed { future: BoxResponseFuture<B, E> },
+    }
+}
+
+impl<F, B, E> ResponseFuture<F, B, E> {
+    pub(crate) fn ready(response: Response<CacheBody<B>>) -> Self {
+        ResponseFuture {
+            kind: Kind::Ready {
+                response: Some(response),
+            },
+        }
+    }
+
+    /// The inner service's answer, untouched but for the body type, then
+    /// `after` (invalidation, `Cache-Status`) if given.
+    pub(crate) fn forward(future: F, after: Option<AfterForward>) -> Self {
+        ResponseFuture {
+            kind: Kind::Forward {
+                future,
+                after: after.map(Box::new),
+            },
+        }
+    }
+
+    pub(crate) fn boxed(future: BoxResponseFuture<B, E>) -> Self {
+        ResponseFuture {
+            kind: Kind::Boxed { future },
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<CacheBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Ready { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("ResponseFuture polled after completion"))),
+            KindProj::Forward { future, after } => {
+                let response = ready!(future.poll(cx))?;
+                let (mut head, body) = response.into_parts();
+                if let Some(after) = after.take() {
+                    after.apply(head.status, &mut head.headers);
+                }
+                Poll::Ready(Ok(Response::from_parts(head, CacheBody::upstream(body))))
+            }
+            KindProj::Boxed { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+/// What the cache does with the answer to a request it only forwards.
+pub(crate) struct AfterForward {
+    pub(crate) shared: Arc<Shared>,
+    /// For an unsafe method: the target, whose entries a success removes.
+    pub(crate) invalidate: Option<CacheKey>,
+}
+
+impl AfterForward {
+    fn apply(self, status: StatusCode, headers: &mut HeaderMap) {
+        let shared = &self.shared;
+        // RFC 9111 §4.4: a non-error answer to an unsafe method invalidates
+        // the target URI and same-origin Location / Content-Location.
+        if let Some(target) = self
+            .invalidate
+            .filter(|_| status.is_success() || status.is_redirection())
+        {
+            let normalizer = shared.key_normalizer.as_ref();
+            let mut keys = vec![{
+                let mut target = target.clone();
+                if let Some(normalize) = normalizer {
+                    normalize(&mut target);
+                }
+                target.to_shared()
+            }];
+            for name in [LOCATION, CONTENT_LOCATION] {
+                if let Some(location) = headers.get(name).and_then(|value| value.to_str().ok()) {
+                    keys.extend(key::same_origin_key(&target, location, normalizer));
+                }
+            }
+            for key in keys {
+                run_detached(shared.store.remove(&key));
+            }
+        }
+        if shared.strip_tags {
+            strip_tags(shared, headers);
+        }
+        CacheStatus::new(&shared.status_name)
+            .forward(Forward::Method)
+            .forward_status(status)
+            .write_to(headers);
+    }
+}
+
+/// Runs a store call that nobody waits for.
+pub(crate) fn run_detached<T: Send + 'static>(call: StoreCall<T>) {
+    if let Err(later) = call.now() {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(later);
+        }
+    }
+}
+
+fn strip_tags(shared: &Shared, headers: &mut HeaderMap) {
+    for name in &shared.tag_fields {
+        headers.remove(name);
+    }
+}
+
+/// The newest stored variant that matches the request.
+pub(crate) fn find(
+    shared: &Shared,
+    variants: &Variants,
+    request: &HeaderMap,
+) -> Option<Arc<Entry>> {
+    variants
+        .iter()
+        .rev()
+        .find(|entry| shared.vary.matches(&entry.variant, request))
+        .cloned()
+}
+
+/// A response made from a stored entry: a 304 when the client's own
+/// conditional is satisfied, no body for HEAD, `Age` and `Cache-Status`.
+pub(crate) fn from_entry<B>(
+    shared: &Shared,
+    entry: &Entry,
+    request: &Parts,
+    status: CacheStatus,
+) -> Response<CacheBody<B>> {
+    let now = shared.clock.now();
+    let status = status.ttl(shared.freshness(entry).fresh_left(now));
+    let (code, mut headers, body) = if entry.satisfies_conditional(&request.headers) {
+        (
+            StatusCode::NOT_MODIFIED,
+            not_modified_headers(&entry.headers),
+            CacheBody::empty(),
+        )
+    } else if request.method == Method::HEAD {
+        (entry.status, entry.headers.clone(), CacheBody::empty())
+    } else {
+        (
+            entry.status,
+            entry.headers.clone(),
+            CacheBody::stored(entry.body.clone(), entry.trailers.clone()),
+        )
+    };
+    headers.insert(AGE, entry.age_header(now));
+    status.write_to(&mut headers);
+    let mut response = Response::new(body);
+    *response.status_mut() = code;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// The first `Cache-Status` member of a response, with the key if shown.
+pub(crate) fn status_of(shared: &Shared, key: &str) -> CacheStatus {
+    let status = CacheStatus::new(&shared.status_name);
+    if shared.show_key {
+        status.key(key)
+    } else {
+        status
+    }
+}
+
+/// Where a request that could not be answered at once stands.
+pub(crate) struct Pending {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) parts: Parts,
+    pub(crate) key: Arc<str>,
+    pub(crate) directives: RequestDirectives,
+    pub(crate) lookup: Lookup,
+}
+
+/// The store's answer, known or to come.
+pub(crate) enum Lookup {
+    Known(Option<Variants>),
+    Later(StoreCall<Option<Variants>>),
+}
+
+/// Answers a request that needs the store's later answer, another
+/// request's fetch, or the origin. `inner` is ready to be called.
+pub(crate) async fn answer<S, ReqBody, ResBody>(
+    pending: Pending,
+    mut inner: S,
+    body: ReqBody,
+) -> Result<Response<CacheBody<ResBody>>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: Body + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    let Pending {
+        shared,
+        parts,
+        key,
+        directives,
+        lookup,
+    } = pending;
+    let variants = match lookup {
+        Lookup::Known(variants) => variants,
+        Lookup::Later(call) => call.await,
+    };
+    let range = parts.headers.contains_key(RANGE);
+    let found = if range {
+        None
+    } else {
+        variants
+            .as_ref()
+            .and_then(|variants| find(&shared, variants, &parts.headers))
+    };
+    let mut why = match (&variants, range) {
+        (_, true) => Forward::Bypass,
+        (Some(variants), false) if !variants.is_empty() => Forward::VaryMiss,
+        _ => Forward::UriMiss,
+    };
+    if let Some(entry) = &found {
+        match shared.usable(entry, &directives) {
+            Usable::Fresh | Usable::Stale(StaleUse::MaxStale) => {
+                return Ok(from_entry(
+                    &shared,
+                    entry,
+                    &parts,
+                    status_of(&shared, &key).hit(),
+                ));
+            }
+            Usable::Stale(StaleUse::WhileRevalidate) => {
+                let response = from_entry(&shared, entry, &parts, status_of(&shared, &key).hit());
+                revalidate_behind(&shared, &mut inner, parts, body, key, entry.clone());
+                return Ok(response);
+            }
+            Usable::Validate => {
+                why = if directives.no_cache || directives.cache_control.max_age().is_some() {
+                    Forward::Request
+                } else {
+                    Forward::Stale
+                };
+            }
+        }
+    }
+    if directives.cache_control.only_if_cached() {
+        return Ok(not_cached(&shared, &key));
+    }
+    // A HEAD request is answered from a stored GET, never used to refresh one.
+    let validating = found.filter(|_| parts.method == Method::GET);
+    let mut flight = None;
+    if parts.method == Method::GET && !range {
+        match shared.flights.join(&key) {
+            Join::Lead(leading) => flight = Some(leading),
+            Join::Wait(receiver) => {
+                let _ = tokio::time::timeout(shared.lock_timeout, flight::landed(receiver)).await;
+                let again = shared.store.get(&key).await;
+                if let Some(entry) = again
+                    .as_ref()
+                    .and_then(|variants| find(&shared, variants, &parts.headers))
+                {
+                    if matches!(
+                        shared.usable(&entry, &directives),
+                        Usable::Fresh | Usable::Stale(StaleUse::MaxStale)
+                    ) {
+                        return Ok(from_entry(
+                            &shared,
+                            &entry,
+                            &parts,
+                            status_of(&shared, &key).hit().collapsed(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let exchange = Exchange {
+        shared,
+        key,
+        directives,
+        why,
+        flight,
+    };
+    exchange.fetch(&mut inner, parts, body, validating).await
+}
+
+/// One trip to the origin for a GET or HEAD.
+struct Exchange {
+    shared: Arc<Shared>,
+    key: Arc<str>,
+    directives: RequestDirectives,
+    why: Forward,
+    flight: Option<Flight>,
+}
+
+impl Exchange {
+    async fn fetch<S, ReqBody, ResBody>(
+        self,
+        inner: &mut S,
+        parts: Parts,
+        body: ReqBody,
+        validating: Option<Arc<Entry>>,
+    ) -> Result<Response<CacheBody<ResBody>>, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        ResBody: Body + Send + 'static,
+        ResBody::Error: Into<BoxError>,
+    {
+        let shared = self.shared.clone();
+        let client = parts.clone();
+        let mut upstream = parts;
+        if let Some(entry) = &validating {
+            make_conditional(&mut upstream.headers, entry);
+        }
+        let request_time = shared.clock.now();
+        let result = inner.call(Request::from_parts(upstream, body)).await;
+        let now = shared.clock.now();
+        let stale_on_error = validating.as_ref().filter(|entry| {
+            self.why == Forward::Stale && shared.freshness(entry).usable_on_error(now)
+        });
+        let response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                return match stale_on_error {
+                    Some(entry) => Ok(from_entry(
+                        &shared,
+                        entry,
+                        &client,
+                        status_of(&shared, &self.key).forward(Forward::Stale),
+                    )),
+                    None => Err(error),
+                };
+            }
+        };
+        let status = response.status();
+        if let Some(entry) = &validating {
+            if status == StatusCode::NOT_MODIFIED {
+                let refreshed = Arc::new(refresh(
+                    &shared,
+                    entry,
+                    response.headers(),
+                    request_time,
+                    now,
+                ));
+                run_detached(shared.store.put(self.key.clone(), refreshed.clone()));
+                let status = status_of(&shared, &self.key)
+                    .forward(self.why)
+                    .forward_status(status);
+                return Ok(from_entry(&shared, &refreshed, &client, status));
+            }
+        }
+        if let Some(entry) = stale_on_error {
+            if matches!(status.as_u16(), 500 | 502 | 503 | 504) {
+                let status = status_of(&shared, &self.key)
+                    .forward(Forward::Stale)
+                    .forward_status(status);
+                return Ok(from_entry(&shared, entry, &client, status));
+            }
+        }
+        Ok(self.store_or_pass(response, &client, request_time, now))
+    }
+
+    /// Passes the origin's answer on, storing it as it streams when it may
+    /// be stored.
+    fn store_or_pass<B>(
+        self,
+        response: Response<B>,
+        request: &Parts,
+        request_time: Millis,
+        now: Millis,
+    ) -> Response<CacheBody<B>> {
+        let shared = &self.shared;
+        let (mut head, body) = response.into_parts();
+        let directives = CacheControl::from_headers(&head.headers);
+        let mut status = status_of(shared, &self.key)
+            .forward(self.why)
+            .forward_status(head.status);
+        let verdict = shared
+            .policy
+            .storable(
+                &request.method,
+                &request.headers,
+                &self.directives,
+                head.status,
+                &head.headers,
+                &directives,
+            )
+            .and_then(|()| {
+                let too_large = head
+                    .headers
+                    .get(CONTENT_LENGTH)
+                    .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+                    .is_some_and(|length| length > shared.max_entry_bytes as u64);
+                if too_large {
+                    Err(NotStorable::TooLarge)
+                } else {
+                    Ok(())
+                }
+            })
+            .and_then(|()| {
+                let freshness = shared.policy.freshness(
+                    head.status,
+                    &head.headers,
+                    &directives,
+                    request_time,
+                    now,
+                );
+                let validator = head.headers.contains_key(http::header::ETAG)
+                    || head.headers.contains_key(http::header::LAST_MODIFIED);
+                let useful = freshness.lifetime > freshness.initial_age
+                    || validator
+                    || freshness.stale_while_revalidate > 0
+                    || freshness.stale_if_error > 0;
+                if useful {
+                    Ok(freshness)
+                } else {
+                    Err(NotStorable::NoFreshness)
+                }
+            });
+        let body = match verdict {
+            Ok(freshness) => {
+                status = status.stored().ttl(freshness.fresh_left(now));
+                let shared_mode = shared.policy.mode == super::CacheMode::Shared;
+                let entry = Entry {
+                    status: head.status,
+                    headers: stored_headers(
+                        &head.headers,
+                        &directives,
+                        shared_mode,
+                        &shared.tag_fields,
+                    ),
+                    body: Arc::from(Vec::new()),
+                    trailers: None,
+                    freshness,
+                    variant: shared
+                        .vary
+                        .variant(vary_names(&head.headers), &request.headers),
+                    tags: Arc::from(entry::tags(&head.headers, &shared.tag_fields)),
+                    invalidated: false,
+                };
+                let expected = head
+                    .headers
+                    .get(CONTENT_LENGTH)
+                    .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+                CacheBody::recorded(
+                    body,
+                    Recording {
+                        entry,
+                        key: self.key.clone(),
+                        store: shared.store.clone(),
+                        limit: shared.max_entry_bytes,
+                        expected,
+                        chunks: Vec::new(),
+                        size: 0,
+                        trailers: None,
+                        flight: self.flight,
+                    },
+                )
+            }
+            Err(reason) => {
+                status = status.detail(reason.as_str());
+                CacheBody::upstream(body)
+            }
+        };
+        if shared.strip_tags {
+            strip_tags(shared, &mut head.headers);
+        }
+        status.write_to(&mut head.headers);
+        Response::from_parts(head, body)
+    }
+}
+
+/// Asks the origin whether the stored response is still current: our
+/// validators replace the client's (whose own conditional we answer).
+fn make_conditional(headers: &mut HeaderMap, entry: &Entry) {
+    headers.remove(IF_NONE_MATCH);
+    headers.remove(IF_MODIFIED_SINCE);
+    if let Some(etag) = entry.etag() {
+        headers.insert(IF_NONE_MATCH, etag.clone());
+    }
+    if let Some(modified) = entry.last_modified() {
+        headers.insert(IF_MODIFIED_SINCE, modified.clone());
+    }
+}
+
+/// RFC 9111 §4.3.4: the stored response updated by a 304, its freshness
+/// measured afresh (with the 304's own `Age`, not the old one).
+fn refresh(
+    shared: &Shared,
+    entry: &Entry,
+    not_modified: &HeaderMap,
+    request_time: Millis,
+    now: Millis,
+) -> Entry {
+    let merged = updated_headers(&entry.headers, not_modified);
+    let directives = CacheControl::from_headers(&merged);
+    let mut measured = merged.clone();
+    if let Some(age) = not_modified.get(AGE) {
+        measured.insert(AGE, age.clone());
+    }
+    let freshness =
+        shared
+            .policy
+            .freshness(entry.status, &measured, &directives, request_time, now);
+    let shared_mode = shared.policy.mode == super::CacheMode::Shared;
+    Entry {
+        headers: stored_headers(&merged, &directives, shared_mode, &shared.tag_fields),
+        freshness,
+        invalidated: false,
+        ..entry.clone()
+    }
+}
+
+/// The answer to `only-if-cached` when nothing usable is stored (504).
+fn not_cached<B>(shared: &Shared, key: &str) -> Response<CacheBody<B>> {
+    let rejection = Rejection::new("cache", Reason::NotCached);
+    let (mut head, body) = render_default(&rejection, Protocol::Http).into_parts();
+    head.extensions.insert(rejection);
+    status_of(shared, key)
+        .detail("only-if-cached")
+        .write_to(&mut head.headers);
+    Response::from_parts(head, CacheBody::full(body))
+}
+
+/// Serves stale now and revalidates in the background (RFC 5861): one
+/// revalidation per URL at a time, at most `max_background` in all; past
+/// either, the stale answer is served without one.
+pub(crate) fn revalidate_behind<S, ReqBody, ResBody>(
+    shared: &Arc<Shared>,
+    inner: &mut S,
+    parts: Parts,
+    body: ReqBody,
+    key: Arc<str>,
+    entry: Arc<Entry>,
+) where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: Body + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let Some(flight) = shared.flights.try_lead(&key) else {
+        return;
+    };
+    if shared.background.fetch_add(1, Ordering::AcqRel) >= shared.max_background {
+        shared.background.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let slot = BackgroundSlot(shared.clone());
+    let mut upstream = parts.clone();
+    make_conditional(&mut upstream.headers, &entry);
+    let request_time = shared.clock.now();
+    let future = inner.call(Request::from_parts(upstream, body));
+    let exchange = Exchange {
+        shared: shared.clone(),
+        key,
+        directives: RequestDirectives::from_headers(&parts.headers),
+        why: Forward::Stale,
+        flight: Some(flight),
+    };
+    runtime.spawn(async move {
+        let _slot = slot;
+        let Ok(response) = future.await else { return };
+        let now = exchange.shared.clock.now();
+        if response.status() == StatusCode::NOT_MODIFIED {
+            let refreshed = refresh(
+                &exchange.shared,
+                &entry,
+                response.headers(),
+                request_time,
+                now,
+            );
+            run_detached(
+                exchange
+                    .shared
+                    .store
+                    .put(exchange.key.clone(), Arc::new(refreshed)),
+            );
+            return;
+        }
+        // Read the new response to its end, storing it if it may be.
+        let body = exchange
+            .store_or_pass(response, &parts, request_time, now)
+            .into_body();
+        let mut body = std::pin::pin!(body);
+        while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+            if frame.is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// A place among the background revalidations, given back on drop.
+struct BackgroundSlot(Arc<Shared>);
+
+impl Drop for BackgroundSlot {
+    fn drop(&mut self) {
+        self.0.background.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,148 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{CONNECTION, RANGE, UPGRADE};
+use http::{Method, Request, Response};
+use http_body::Body;
+use tower_service::Service;
+
+use super::body::CacheBody;
+use super::future::{
+    AfterForward, Lookup, Pending, ResponseFuture, answer, find, from_entry, revalidate_behind,
+    status_of,
+};
+use super::key::{CacheKey, primary_key};
+use super::policy::{RequestDirectives, StaleUse, Usable};
+use super::settings::Shared;
+use crate::BoxError;
+use crate::grpc::Protocol;
+
+/// The service made by [`CacheLayer`](super::CacheLayer); built with
+/// [`CacheService::new`] or by the layer.
+///
+/// It needs `S: Clone`: a request that waits (for its store, or for another
+/// request fetching the same URL) calls the service from its response
+/// future, so it takes the service `poll_ready` made ready and leaves a
+/// clone in its place. Every axum, tonic and hyper service is `Clone`.
+pub struct CacheService<S> {
+    pub(crate) inner: S,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl<S: Clone> Clone for CacheService<S> {
+    fn clone(&self) -> Self {
+        CacheService {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for CacheService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheService")
+            .field("inner", &self.inner)
+            .field("name", &self.shared.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> CacheService<S> {
+    inner_service_accessors!();
+}
+
+/// Requests the cache leaves entirely alone: gRPC calls and protocol
+/// upgrades (WebSocket) are not HTTP resources to cache.
+fn untouched<B>(request: &Request<B>) -> bool {
+    Protocol::of_request(request).is_grpc()
+        || request.method() == Method::CONNECT
+        || (request.headers().contains_key(UPGRADE)
+            && request.headers().get_all(CONNECTION).iter().any(|value| {
+                value
+                    .to_str()
+                    .is_ok_and(|text| text.to_ascii_lowercase().contains("upgrade"))
+            }))
+}
+
+/// RFC 9110 §9.2.1: methods that do not change the resource.
+fn safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CacheService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Body + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<CacheBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        if untouched(&request) {
+            return ResponseFuture::forward(self.inner.call(request), None);
+        }
+        let method = request.method();
+        if method != Method::GET && method != Method::HEAD {
+            let invalidate =
+                (!safe(method)).then(|| CacheKey::of(request.uri(), request.headers()));
+            let after = AfterForward {
+                shared: self.shared.clone(),
+                invalidate,
+            };
+            return ResponseFuture::forward(self.inner.call(request), Some(after));
+        }
+        let shared = &self.shared;
+        let (parts, body) = request.into_parts();
+        let key = primary_key(&parts, shared.key_normalizer.as_ref());
+        let directives = RequestDirectives::from_headers(&parts.headers);
+        let lookup = if parts.headers.contains_key(RANGE) {
+            Lookup::Known(None)
+        } else {
+            match shared.store.get(&key).now() {
+                Ok(variants) => Lookup::Known(variants),
+                Err(later) => Lookup::Later(later),
+            }
+        };
+        // The fast path: a stored answer usable now, found without waiting.
+        if let Lookup::Known(Some(variants)) = &lookup {
+            if let Some(entry) = find(shared, variants, &parts.headers) {
+                match shared.usable(&entry, &directives) {
+                    Usable::Fresh | Usable::Stale(StaleUse::MaxStale) => {
+                        let status = status_of(shared, &key).hit();
+                        return ResponseFuture::ready(from_entry(shared, &entry, &parts, status));
+                    }
+                    Usable::Stale(StaleUse::WhileRevalidate) => {
+                        let status = status_of(shared, &key).hit();
+                        let response = from_entry(shared, &entry, &parts, status);
+                        let shared = shared.clone();
+                        revalidate_behind(&shared, &mut self.inner, parts, body, key, entry);
+                        return ResponseFuture::ready(response);
+                    }
+                    Usable::Validate => {}
+                }
+            }
+        }
+        let pending = Pending {
+            shared: shared.clone(),
+            parts,
+            key,
+            directives,
+            lookup,
+        };
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::boxed(Box::pin(answer(pending, ready, body)))
+    }
+}

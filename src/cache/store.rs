@@ -1,0 +1,329 @@
+//! Where entries live: the [`CacheStore`] trait and the in-memory
+//! [`MemoryStore`] (moka: TinyLFU admission, a byte budget, per-entry
+//! expiry at the end of each entry's usable life).
+//!
+//! Calls return a [`StoreCall`]: an answer already known (the memory store,
+//! no allocation, no await) or a future (a networked store), so the cache
+//! takes its fast path whenever the store allows it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use super::clock::Clock;
+use super::entry::Entry;
+
+/// Every stored variant of one URL.
+pub type Variants = Arc<[Arc<Entry>]>;
+
+/// The answer of a store call: ready now, or later.
+#[must_use = "a store call does nothing unless awaited or checked with `ready`"]
+pub struct StoreCall<T>(Call<T>);
+
+enum Call<T> {
+    Ready(Option<T>),
+    Later(Pin<Box<dyn Future<Output = T> + Send>>),
+}
+
+impl<T> StoreCall<T> {
+    /// An answer known now.
+    pub fn ready(value: T) -> StoreCall<T> {
+        StoreCall(Call::Ready(Some(value)))
+    }
+
+    /// An answer a future gives.
+    pub fn later(future: impl Future<Output = T> + Send + 'static) -> StoreCall<T> {
+        StoreCall(Call::Later(Box::pin(future)))
+    }
+
+    /// The answer if it is known now, else the call back.
+    pub(crate) fn now(self) -> Result<T, StoreCall<T>> {
+        match self.0 {
+            Call::Ready(Some(value)) => Ok(value),
+            other => Err(StoreCall(other)),
+        }
+    }
+}
+
+impl<T> Unpin for StoreCall<T> {}
+
+impl<T> Future for StoreCall<T> {
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match &mut self.get_mut().0 {
+            Call::Ready(value) => {
+                Poll::Ready(value.take().expect("StoreCall polled after completion"))
+            }
+            Call::Later(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for StoreCall<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Call::Ready(_) => "StoreCall::Ready",
+            Call::Later(_) => "StoreCall::Later",
+        })
+    }
+}
+
+/// What a purge selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purge {
+    /// One URL's key, every variant.
+    Key(String),
+    /// Every key that starts with this text (e.g. `https://shop.example/items/`).
+    Prefix(String),
+    /// Every entry whose response carried this tag.
+    Tag(String),
+}
+
+impl Purge {
+    fn selects(&self, key: &str, entry: &Entry) -> bool {
+        match self {
+            Purge::Key(wanted) => key == wanted,
+            Purge::Prefix(prefix) => key.starts_with(prefix.as_str()),
+            Purge::Tag(tag) => entry.tags.iter().any(|known| **known == **tag),
+        }
+    }
+}
+
+/// Storage for a cache's entries.
+///
+/// A store never fails a request: an entry it cannot read (lost, from
+/// another format version, corrupt) is a miss, and a write it cannot make
+/// is dropped. Errors are the store's to log and count.
+pub trait CacheStore: Send + Sync + 'static {
+    /// Every stored variant of `key`, if any.
+    fn get(&self, key: &str) -> StoreCall<Option<Variants>>;
+
+    /// Stores `entry` under `key`, replacing the variant it is the same as
+    /// (same `Vary` fields and values).
+    fn put(&self, key: Arc<str>, entry: Arc<Entry>) -> StoreCall<()>;
+
+    /// Removes every variant of `key`.
+    fn remove(&self, key: &str) -> StoreCall<()>;
+
+    /// Removes the selected entries, or with `soft` marks them stale so
+    /// they can still be served while revalidating or on errors. Returns
+    /// how many entries were affected.
+    fn purge(&self, selector: Purge, soft: bool) -> StoreCall<usize>;
+}
+
+/// The in-memory store: a [moka](https://docs.rs/moka) cache with a byte
+/// budget.
+///
+/// Each URL's variants are one item weighted by their fields, bodies and
+/// trailers; an item expires when the last of its variants has outlived its
+/// freshness and stale windows (plus [`keep`](MemoryStoreBuilder::keep)
+/// for entries that can be revalidated).
+///
+/// ```
+/// use tower_armor::cache::MemoryStore;
+///
+/// let store = MemoryStore::builder().max_bytes(64 << 20).build();
+/// # drop(store);
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    items: moka::sync::Cache<Arc<str>, Variants>,
+    max_variants: usize,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("urls", &self.items.entry_count())
+            .field("bytes", &self.items.weighted_size())
+            .finish()
+    }
+}
+
+/// Settings of a [`MemoryStore`].
+#[derive(Debug, Clone)]
+pub struct MemoryStoreBuilder {
+    max_bytes: u64,
+    keep: Duration,
+    max_variants: usize,
+}
+
+impl MemoryStore {
+    /// A store with the defaults: 256 MiB, entries with a validator kept
+    /// an hour past their stale windows, 16 variants per URL.
+    pub fn new() -> MemoryStore {
+        MemoryStore::builder().build()
+    }
+
+    /// Settings for a store.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder {
+            max_bytes: 256 << 20,
+            keep: Duration::from_secs(3600),
+            max_variants: 16,
+        }
+    }
+
+    /// Bytes held now (after pending maintenance).
+    pub fn weighted_size(&self) -> u64 {
+        self.items.run_pending_tasks();
+        self.items.weighted_size()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
+}
+
+impl MemoryStoreBuilder {
+    /// The byte budget of all entries together (default 256 MiB).
+    pub fn max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// How long an entry with a validator is kept past its freshness and
+    /// stale windows, to be revalidated with a cheap 304 (default 1 h).
+    pub fn keep(mut self, keep: Duration) -> Self {
+        self.keep = keep;
+        self
+    }
+
+    /// Variants kept per URL; the oldest goes first (default 16, at least 1).
+    pub fn max_variants(mut self, variants: usize) -> Self {
+        self.max_variants = variants.max(1);
+        self
+    }
+
+    /// The store.
+    pub fn build(self) -> MemoryStore {
+        let expiry = UsableLife {
+            clock: Clock::new(),
+            keep: self.keep.as_millis() as i64,
+        };
+        let items = moka::sync::Cache::builder()
+            .max_capacity(self.max_bytes)
+            .weigher(|_key: &Arc<str>, variants: &Variants| {
+                let weight: usize = variants.iter().map(|entry| entry.weight()).sum();
+                u32::try_from(weight).unwrap_or(u32::MAX)
+            })
+            .expire_after(expiry)
+            .build();
+        MemoryStore {
+            items,
+            max_variants: self.max_variants,
+        }
+    }
+}
+
+/// moka's per-item expiry: the end of the last variant's usable life.
+struct UsableLife {
+    clock: Clock,
+    keep: i64,
+}
+
+impl UsableLife {
+    fn life(&self, variants: &Variants) -> Option<Duration> {
+        let now = self.clock.now();
+        let until = variants
+            .iter()
+            .map(|entry| {
+                let keep = if entry.has_validator() { self.keep } else { 0 };
+                entry.freshness.usable_until(keep)
+            })
+            .max()?;
+        Some(Duration::from_millis((until - now).max(0) as u64))
+    }
+}
+
+impl moka::Expiry<Arc<str>, Variants> for UsableLife {
+    fn expire_after_create(
+        &self,
+        _key: &Arc<str>,
+        value: &Variants,
+        _at: std::time::Instant,
+    ) -> Option<Duration> {
+        self.life(value)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &Arc<str>,
+        value: &Variants,
+        _at: std::time::Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
+        self.life(value)
+    }
+}
+
+impl CacheStore for MemoryStore {
+    fn get(&self, key: &str) -> StoreCall<Option<Variants>> {
+        StoreCall::ready(self.items.get(key))
+    }
+
+    fn put(&self, key: Arc<str>, entry: Arc<Entry>) -> StoreCall<()> {
+        let max_variants = self.max_variants;
+        self.items.entry(key).and_compute_with(|existing| {
+            let mut variants: Vec<Arc<Entry>> = existing
+                .map(|item| item.into_value().iter().cloned().collect())
+                .unwrap_or_default();
+            variants.retain(|stored| !stored.variant.same_as(&entry.variant));
+            if variants.len() >= max_variants {
+                variants.drain(..=variants.len() - max_variants);
+            }
+            variants.push(entry);
+            moka::ops::compute::Op::Put(Variants::from(variants))
+        });
+        StoreCall::ready(())
+    }
+
+    fn remove(&self, key: &str) -> StoreCall<()> {
+        self.items.invalidate(key);
+        StoreCall::ready(())
+    }
+
+    fn purge(&self, selector: Purge, soft: bool) -> StoreCall<usize> {
+        use moka::ops::compute::Op;
+        let mut affected = 0;
+        let candidates: Vec<Arc<str>> = self
+            .items
+            .iter()
+            .filter(|(key, variants)| variants.iter().any(|entry| selector.selects(key, entry)))
+            .map(|(key, _)| Arc::clone(&*key))
+            .collect();
+        for key in candidates {
+            // Decided again on the current value, so a concurrent put is
+            // neither lost nor left unpurged.
+            self.items.entry(key.clone()).and_compute_with(|existing| {
+                let Some(item) = existing else { return Op::Nop };
+                let variants = item.into_value();
+                let mut kept: Vec<Arc<Entry>> = Vec::with_capacity(variants.len());
+                for entry in variants.iter() {
+                    if !selector.selects(&key, entry) {
+                        kept.push(entry.clone());
+                        continue;
+                    }
+                    affected += 1;
+                    if soft {
+                        kept.push(Arc::new(Entry {
+                            invalidated: true,
+                            ..Entry::clone(entry)
+                        }));
+                    }
+                }
+                if kept.is_empty() {
+                    Op::Remove
+                } else {
+                    Op::Put(Variants::from(kept))
+                }
+            });
+        }
+        StoreCall::ready(affected)
+    }
+}

@@ -1,0 +1,806 @@
+//! The cache layer as a client of it sees it: what is stored, when it is
+//! served, validated or refetched, and what `Cache-Status` and `Age` say.
+//! Paused Tokio time drives every freshness window.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tower::{Service, ServiceExt};
+use tower_armor::cache::{CacheLayer, CacheMode, CacheService, Purge, VaryNormalizer};
+
+type Handler = Arc<dyn Fn(&Request<Full<Bytes>>, usize) -> Response<Full<Bytes>> + Send + Sync>;
+
+/// An origin that answers with `handler` and records what reached it.
+#[derive(Clone)]
+struct Origin {
+    handler: Handler,
+    seen: Arc<Mutex<Vec<(Method, String, HeaderMap)>>>,
+    delay: Duration,
+}
+
+impl Origin {
+    fn new(
+        handler: impl Fn(&Request<Full<Bytes>>, usize) -> Response<Full<Bytes>> + Send + Sync + 'static,
+    ) -> Self {
+        Origin {
+            handler: Arc::new(handler),
+            seen: Arc::default(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// Every response has these headers and the body `body <n>`, where n
+    /// counts requests from 1.
+    fn with_headers(pairs: &'static [(&'static str, &'static str)]) -> Self {
+        Origin::new(move |_, n| {
+            let mut response = Response::builder();
+            for (name, value) in pairs {
+                response = response.header(*name, *value);
+            }
+            response.body(Full::from(format!("body {n}"))).unwrap()
+        })
+    }
+
+    fn calls(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    fn last_headers(&self) -> HeaderMap {
+        self.seen.lock().unwrap().last().unwrap().2.clone()
+    }
+}
+
+impl Service<Request<Full<Bytes>>> for Origin {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
+        let n = {
+            let mut seen = self.seen.lock().unwrap();
+            seen.push((
+                request.method().clone(),
+                request.uri().to_string(),
+                request.headers().clone(),
+            ));
+            seen.len()
+        };
+        let response = (self.handler)(&request, n);
+        let delay = self.delay;
+        Box::pin(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Ok(response)
+        })
+    }
+}
+
+fn cached(origin: &Origin) -> CacheService<Origin> {
+    CacheService::new(origin.clone(), &CacheLayer::new())
+}
+
+fn cached_with(origin: &Origin, layer: &CacheLayer) -> CacheService<Origin> {
+    CacheService::new(origin.clone(), layer)
+}
+
+fn get(path: &str) -> Request<Full<Bytes>> {
+    request(Method::GET, path, &[])
+}
+
+fn request(method: Method, path: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "example.com");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Full::default()).unwrap()
+}
+
+/// Status, headers and body text, the body read to its end (which is
+/// when a miss is stored).
+async fn send<S>(service: &mut S, request: Request<Full<Bytes>>) -> (StatusCode, HeaderMap, String)
+where
+    S: Service<
+            Request<Full<Bytes>>,
+            Response = Response<tower_armor::cache::CacheBody<Full<Bytes>>>,
+            Error = Infallible,
+        >,
+{
+    let response = service.ready().await.unwrap().call(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
+fn cache_status(headers: &HeaderMap) -> &str {
+    headers
+        .get("cache-status")
+        .map_or("", |value| value.to_str().unwrap())
+}
+
+async fn advance(seconds: u64) {
+    tokio::time::advance(Duration::from_secs(seconds)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fresh_response_is_stored_then_served_with_age() {
+    let origin = Origin::with_headers(&[("cache-control", "max-age=100"), ("x-from", "origin")]);
+    let mut service = cached(&origin);
+    let (status, headers, body) = send(&mut service, get("/a")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "body 1"));
+    assert_eq!(
+        cache_status(&headers),
+        "tower-armor; fwd=uri-miss; fwd-status=200; stored; ttl=100"
+    );
+
+    advance(30).await;
+    let (status, headers, body) = send(&mut service, get("/a")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "body 1"));
+    assert_eq!(headers["age"], "30");
+    assert_eq!(headers["x-from"], "origin");
+    assert_eq!(cache_status(&headers), "tower-armor; hit; ttl=70");
+    assert_eq!(origin.calls(), 1);
+
+    // Another URL is another entry.
+    let (_, _, body) = send(&mut service, get("/b")).await;
+    assert_eq!(body, "body 2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_response_is_validated_and_a_304_refreshes_it() {
+    let origin = Origin::new(|request, n| {
+        let builder = Response::builder()
+            .header("cache-control", "max-age=10")
+            .header("etag", "\"v1\"")
+            .header("x-version", n.to_string());
+        if request
+            .headers()
+            .get("if-none-match")
+            .is_some_and(|tag| tag == "\"v1\"")
+        {
+            builder.status(304).body(Full::default()).unwrap()
+        } else {
+            builder.body(Full::from("content")).unwrap()
+        }
+    });
+    let mut service = cached(&origin);
+    send(&mut service, get("/r")).await;
+    advance(11).await;
+    let (status, headers, body) = send(&mut service, get("/r")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "content"));
+    assert_eq!(origin.last_headers()["if-none-match"], "\"v1\"");
+    assert_eq!(
+        cache_status(&headers),
+        "tower-armor; fwd=stale; fwd-status=304; ttl=10"
+    );
+    // The 304's fields replaced the stored ones.
+    assert_eq!(headers["x-version"], "2");
+    assert_eq!(headers["age"], "0");
+    // Fresh again: no third request.
+    advance(5).await;
+    let (_, headers, _) = send(&mut service, get("/r")).await;
+    assert_eq!(cache_status(&headers), "tower-armor; hit; ttl=5");
+    assert_eq!(origin.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_304_age_replaces_the_old_one() {
+    let origin = Origin::new(|request, _| {
+        if request.headers().contains_key("if-modified-since") {
+            Response::builder()
+                .status(304)
+                .header("cache-control", "max-age=100")
+                .header("age", "40")
+                .body(Full::default())
+                .unwrap()
+        } else {
+            Response::builder()
+                .header("cache-control", "max-age=100")
+                .header("age", "99")
+                .header("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")
+                .body(Full::from("x"))
+                .unwrap()
+        }
+    });
+    let mut service = cached(&origin);
+    send(&mut service, get("/")).await;
+    advance(2).await;
+    let (_, headers, _) = send(&mut service, get("/")).await;
+    assert_eq!(
+        origin.last_headers()["if-modified-since"],
+        "Sun, 06 Nov 1994 08:49:37 GMT"
+    );
+    assert_eq!(headers["age"], "40");
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_must_not_be_stored_is_not() {
+    for (headers, detail) in [
+        (
+            &[("cache-control", "no-store, max-age=100")][..],
+            "no-store",
+        ),
+        (&[("cache-control", "private, max-age=100")][..], "private"),
+        (
+            &[
+                ("cache-control", "max-age=100"),
+                ("set-cookie", "session=alice"),
+            ][..],
+            "set-cookie",
+        ),
+        (
+            &[("cache-control", "max-age=100"), ("vary", "*")][..],
+            "vary-any",
+        ),
+        (&[("x-nothing", "1")][..], "no-freshness"),
+    ] {
+        let pairs: &'static [(&'static str, &'static str)] =
+            Box::leak(headers.to_vec().into_boxed_slice());
+        let origin = Origin::with_headers(pairs);
+        let mut service = cached(&origin);
+        let (_, first, _) = send(&mut service, get("/")).await;
+        assert_eq!(
+            cache_status(&first),
+            format!("tower-armor; fwd=uri-miss; fwd-status=200; detail={detail}")
+        );
+        let (_, _, body) = send(&mut service, get("/")).await;
+        assert_eq!(body, "body 2", "{headers:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_private_cache_stores_private_responses() {
+    let origin = Origin::with_headers(&[("cache-control", "private, max-age=100")]);
+    let layer = CacheLayer::builder()
+        .mode(CacheMode::Private)
+        .build()
+        .unwrap();
+    let mut service = cached_with(&origin, &layer);
+    send(&mut service, get("/")).await;
+    let (_, _, body) = send(&mut service, get("/")).await;
+    assert_eq!(body, "body 1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_users_cookie_or_authorised_answer_never_reaches_another() {
+    // Stored with Set-Cookie allowed: the cookie itself is never replayed,
+    // not even to a request that accepts any staleness.
+    let origin = Origin::with_headers(&[
+        ("cache-control", "max-age=1"),
+        ("set-cookie", "session=alice"),
+    ]);
+    let layer = CacheLayer::builder()
+        .store_set_cookie(true)
+        .build()
+        .unwrap();
+    let mut service = cached_with(&origin, &layer);
+    let (_, first, _) = send(&mut service, get("/")).await;
+    assert_eq!(first["set-cookie"], "session=alice");
+    advance(100).await;
+    let (_, headers, body) = send(
+        &mut service,
+        request(Method::GET, "/", &[("cache-control", "max-stale")]),
+    )
+    .await;
+    assert_eq!(body, "body 1");
+    assert!(headers.get("set-cookie").is_none());
+
+    // An Authorization request's answer is kept only when it says so.
+    let origin = Origin::with_headers(&[("cache-control", "max-age=100")]);
+    let mut service = cached(&origin);
+    let alice = || request(Method::GET, "/me", &[("authorization", "Bearer alice")]);
+    let (_, first, _) = send(&mut service, alice()).await;
+    assert!(cache_status(&first).ends_with("detail=authorization"));
+    let (_, _, body) = send(&mut service, get("/me")).await;
+    assert_eq!(body, "body 2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_stale_cannot_override_what_forbids_stale() {
+    for directive in [
+        "max-age=1, must-revalidate",
+        "s-maxage=1",
+        "max-age=1, proxy-revalidate",
+    ] {
+        let pairs: &'static [(&'static str, &'static str)] =
+            Box::leak(vec![("cache-control", directive)].into_boxed_slice());
+        let origin = Origin::with_headers(pairs);
+        let mut service = cached(&origin);
+        send(&mut service, get("/")).await;
+        advance(10).await;
+        let (_, _, body) = send(
+            &mut service,
+            request(Method::GET, "/", &[("cache-control", "max-stale=1000")]),
+        )
+        .await;
+        assert_eq!(body, "body 2", "{directive}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn vary_keeps_one_variant_per_request_kind() {
+    let origin = Origin::new(|request, n| {
+        let language = request
+            .headers()
+            .get("accept-language")
+            .map_or("none", |v| v.to_str().unwrap())
+            .to_owned();
+        Response::builder()
+            .header("cache-control", "max-age=100")
+            .header("vary", "Accept-Language")
+            .body(Full::from(format!("{language} {n}")))
+            .unwrap()
+    });
+    let mut service = cached(&origin);
+    let en = || request(Method::GET, "/", &[("accept-language", "en")]);
+    let fr = || request(Method::GET, "/", &[("accept-language", "fr")]);
+    assert_eq!(send(&mut service, en()).await.2, "en 1");
+    let (_, headers, body) = send(&mut service, fr()).await;
+    assert_eq!(body, "fr 2");
+    assert!(cache_status(&headers).contains("fwd=vary-miss"));
+    // Both variants stay.
+    assert_eq!(send(&mut service, en()).await.2, "en 1");
+    assert_eq!(send(&mut service, fr()).await.2, "fr 2");
+    assert_eq!(send(&mut service, get("/")).await.2, "none 3");
+    assert_eq!(origin.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn vary_normalisers_merge_equivalent_requests() {
+    let origin = Origin::with_headers(&[
+        ("cache-control", "max-age=100"),
+        ("vary", "accept-encoding"),
+    ]);
+    let layer = CacheLayer::builder()
+        .vary_normalizer(
+            http::header::ACCEPT_ENCODING,
+            VaryNormalizer::accept_encoding(),
+        )
+        .build()
+        .unwrap();
+    let mut service = cached_with(&origin, &layer);
+    send(
+        &mut service,
+        request(Method::GET, "/", &[("accept-encoding", "gzip, br")]),
+    )
+    .await;
+    let (_, _, body) = send(
+        &mut service,
+        request(Method::GET, "/", &[("accept-encoding", "br,GZIP")]),
+    )
+    .await;
+    assert_eq!(body, "body 1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn head_is_answered_from_a_stored_get() {
+    let origin = Origin::with_headers(&[("cache-control", "max-age=100"), ("content-length", "6")]);
+    let mut service = cached(&origin);
+    send(&mut service, get("/")).await;
+    let (status, headers, body) = send(&mut service, request(Method::HEAD, "/", &[])).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, ""));
+    assert_eq!(headers["content-length"], "6");
+    assert!(cache_status(&headers).contains("hit"));
+    assert_eq!(origin.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clients_conditional_is_answered_304_from_a_fresh_entry() {
+    let origin = Origin::with_headers(&[("cache-control", "max-age=100"), ("etag", "\"abc\"")]);
+    let mut service = cached(&origin);
+    send(&mut service, get("/")).await;
+    let (status, headers, body) = send(
+        &mut service,
+        request(Method::GET, "/", &[("if-none-match", "W/\"abc\"")]),
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (StatusCode::NOT_MODIFIED, ""));
+    assert_eq!(headers["etag"], "\"abc\"");
+    let (status, _, _) = send(
+        &mut service,
+        request(Method::GET, "/", &[("if-none-match", "\"other\"")]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(origin.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_if_cached_gets_504_when_nothing_usable_is_stored() {
+    let origin = Origin::with_headers(&[("cache-control", "max-age=10")]);
+    let mut service = cached(&origin);
+    let only_cached = || request(Method::GET, "/", &[("cache-control", "only-if-cached")]);
+    let (status, headers, _) = send(&mut service, only_cached()).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(cache_status(&headers), "tower-armor; detail=only-if-cached");
+    assert_eq!(origin.calls(), 0);
+    send(&mut service, get("/")).await;
+    assert_eq!(send(&mut service, only_cached()).await.0, StatusCode::OK);
+    advance(20).await;
+    assert_eq!(
+        send(&mut service, only_cached()).await.0,
+        StatusCode::GATEWAY_TIMEOUT
+    );
+    assert_eq!(origin.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn request_no_cache_and_pragma_force_a_trip_to_the_origin() {
+    let origin = Origin::with_headers(&[("cache-control", "max-age=100")]);
+    let mut service = cached(&origin);
+    send(&mut service, get("/")).await;
+    let (_, headers, body) = send(
+        &mut service,
+        request(Method::GET, "/", &[("cache-control", "no-cache")]),
+    )
+    .await;
+    assert_eq!(body, "body 2");
+    assert!(cache_status(&headers).contains("fwd=request"));
+    let (_, _, body) = send(
+        &mut service,
+        request(Method::GET, "/", &[("pragma", "no-cache")]),
+    )
+    .await;
+    assert_eq!(body, "body 3");
+    // The newest response replaced the old one.
+    assert_eq!(send(&mut service, get("/")).await.2, "body 3");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_while_revalidate_serves_stale_and_refreshes_once_behind() {
+    let mut origin =
+        Origin::with_headers(&[("cache-control", "max-age=10, stale-while-revalidate=60")]);
+    origin.delay = Duration::from_secs(1);
+    let mut service = cached(&origin);
+    send(&mut service, get("/")).await;
+    advance(15).await;
+    // Three requests inside the window: all served stale at once, one
+    // revalidation between them.
+    for _ in 0..3 {
+        let (_, headers, body) = send(&mut service, get("/")).await;
+        assert_eq!(body, "body 1");
+        // Age counts the second the first answer took to arrive.
+        assert_eq!(cache_status(&headers), "tower-armor; hit; ttl=-6");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(origin.calls(), 2);
+    let (_, _, body) = send(&mut service, get("/")).await;
+    assert_eq!(body, "body 2");
+    // Past the window, the request waits for the origin.
+    advance(200).await;
+    let (_, headers, body) = send(&mut service, get("/")).await;
+    assert_eq!(body, "body 3");
+    assert!(cache_status(&headers).contains("fwd=stale"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_if_error_serves_stale_on_5xx_inside_its_window_only() {
+    let failing = Arc::new(AtomicUsize::new(0));
+    let switch = failing.clone();
+    let origin = Origin::new(move |_, n| {
+        let status = if switch.load(Ordering::SeqCst) == 1 {
+            503
+        } else {
+            200
+        };
+        Response::builder()
+            .status(status)
+            .header("cache-control", "max-age=10, stale-if-error=30")
+            .body(Full::from(format!("body {n}")))
+            .unwrap()
+    });
+    let mut service = cached(&origin);
+    send(&mut service, get("/")).await;
+    failing.store(1, Ordering::SeqCst);
+    advance(20).await;
+    let (status, headers, body) = send(&mut service, get("/")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "body 1"));
+    assert_eq!(
+        cache_status(&headers),
+        "tower-armor; fwd=stale; fwd-status=503; ttl=-10"
+    );
+    advance(30).await;
+    let (status, _, _) = send(&mut service, get("/")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test(start_paused = true)]
+async fn must_revalidate_forbids_stale_if_error() {
+    let failing = Arc::new(AtomicUsize::new(0));
+    let switch = failing.clone();
+    let origin = Origin::new(move |_, _| {
+        let status = if switch.load(Ordering::SeqCst) == 1 {
+            500
+        } else {
+            200
+        };
+        Response::builder()
+            .status(status)
+            .header(
+                "cache-control",
+                "max-age=10, stale-if-error=300, must-revalidate",
+            )
+            .body(Full::default())
+            .unwrap()
+    });
+    let mut service = cached(&origin);
+    send(&mut service, get("/")).await;
+    failing.store(1, Ordering::SeqCst);
+    advance(20).await;
+    assert_eq!(
+        send(&mut service, get("/")).await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unsafe_methods_invalidate_the_target_and_same_origin_locations() {
+    let origin = Origin::new(|request, n| {
+        let mut response = Response::builder().header("cache-control", "max-age=100");
+        if request.method() == Method::POST {
+            response = response
+                .header("location", "/other")
+                .header("content-location", "http://elsewhere.example/third");
+        }
+        response.body(Full::from(format!("body {n}"))).unwrap()
+    });
+    let mut service = cached(&origin);
+    send(&mut service, get("/target")).await;
+    send(&mut service, get("/other")).await;
+    let (_, headers, _) = send(&mut service, request(Method::POST, "/target", &[])).await;
+    assert_eq!(
+        cache_status(&headers),
+        "tower-armor; fwd=method; fwd-status=200"
+    );
+    assert_eq!(send(&mut service, get("/target")).await.2, "body 4");
+    assert_eq!(send(&mut service, get("/other")).await.2, "body 5");
+    // A failed unsafe request invalidates nothing.
+    let failing = Origin::new(|request, n| {
+        let status = if request.method() == Method::DELETE {
+            500
+        } else {
+            200
+        };
+        Response::builder()
+            .status(status)
+            .header("cache-control", "max-age=100")
+            .body(Full::from(format!("body {n}")))
+            .unwrap()
+    });
+    let mut service = cached(&failing);
+    send(&mut service, get("/kept")).await;
+    send(&mut service, request(Method::DELETE, "/kept", &[])).await;
+    assert_eq!(send(&mut service, get("/kept")).await.2, "body 1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn purges_by_key_prefix_and_tag_hard_and_soft() {
+    let origin = Origin::new(|request, n| {
+        let tag = if request.uri().path().starts_with("/items") {
+            "items"
+        } else {
+            "other"
+        };
+        Response::builder()
+            .header("cache-control", "max-age=100, stale-while-revalidate=100")
+            .header("surrogate-key", format!("all {tag}"))
+            .body(Full::from(format!("body {n}")))
+            .unwrap()
+    });
+    let layer = CacheLayer::new();
+    let handle = layer.handle();
+    let mut service = cached_with(&origin, &layer);
+    for path in ["/items/1", "/items/2", "/page"] {
+        let (_, headers, _) = send(&mut service, get(path)).await;
+        assert!(
+            headers.get("surrogate-key").is_none(),
+            "tags are not shown to clients"
+        );
+    }
+    assert_eq!(handle.purge(Purge::Tag("items".into()), false).await, 2);
+    assert_eq!(send(&mut service, get("/items/1")).await.2, "body 4");
+    assert_eq!(send(&mut service, get("/page")).await.2, "body 3");
+
+    let key = handle.key_of(&"http://example.com/page".parse().unwrap());
+    assert_eq!(key, "http://example.com/page");
+    assert_eq!(handle.purge(Purge::Key(key), false).await, 1);
+    assert_eq!(send(&mut service, get("/page")).await.2, "body 5");
+
+    assert_eq!(
+        handle
+            .purge(Purge::Prefix("http://example.com/items/".into()), false)
+            .await,
+        1
+    );
+    assert_eq!(send(&mut service, get("/items/1")).await.2, "body 6");
+
+    // Soft: the entry is stale at once, served while it is fetched again.
+    assert_eq!(handle.purge(Purge::Tag("all".into()), true).await, 2);
+    let (_, headers, body) = send(&mut service, get("/page")).await;
+    assert_eq!(body, "body 5");
+    assert!(cache_status(&headers).contains("hit"));
+    tokio::task::yield_now().await;
+    assert_eq!(send(&mut service, get("/page")).await.2, "body 7");
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_misses_make_one_upstream_request() {
+    let mut origin = Origin::with_headers(&[("cache-control", "max-age=100")]);
+    origin.delay = Duration::from_millis(100);
+    let service = cached(&origin);
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let mut service = service.clone();
+        tasks.push(tokio::spawn(async move {
+            send(&mut service, get("/hot")).await
+        }));
+    }
+    let mut collapsed = 0;
+    for task in tasks {
+        let (status, headers, body) = task.await.unwrap();
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "body 1"));
+        collapsed += usize::from(cache_status(&headers).contains("collapsed"));
+    }
+    assert_eq!(origin.calls(), 1);
+    assert_eq!(collapsed, 99);
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiters_recover_when_the_leader_is_dropped_or_uncacheable() {
+    let mut origin = Origin::with_headers(&[("cache-control", "max-age=100")]);
+    origin.delay = Duration::from_millis(100);
+    let service = cached(&origin);
+    // The leader's future is dropped mid-flight.
+    let mut leader_service = service.clone();
+    let leader = tokio::spawn(async move { send(&mut leader_service, get("/")).await });
+    tokio::task::yield_now().await;
+    let mut waiter_service = service.clone();
+    let waiter = tokio::spawn(async move { send(&mut waiter_service, get("/")).await });
+    tokio::task::yield_now().await;
+    leader.abort();
+    let (status, _, body) = waiter.await.unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "body 2"));
+
+    // The leader's answer cannot be stored: every waiter goes upstream.
+    let mut origin = Origin::with_headers(&[("cache-control", "no-store")]);
+    origin.delay = Duration::from_millis(100);
+    let service = cached(&origin);
+    let mut tasks = Vec::new();
+    for _ in 0..5 {
+        let mut service = service.clone();
+        tasks.push(tokio::spawn(
+            async move { send(&mut service, get("/")).await },
+        ));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().0, StatusCode::OK);
+    }
+    assert_eq!(origin.calls(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bodies_over_the_limit_or_cut_short_are_passed_on_and_not_stored() {
+    let origin = Origin::new(|_, n| {
+        Response::builder()
+            .header("cache-control", "max-age=100")
+            .body(Full::from(format!("{n}").repeat(100)))
+            .unwrap()
+    });
+    let layer = CacheLayer::builder().max_entry_bytes(50).build().unwrap();
+    let mut service = cached_with(&origin, &layer);
+    let (_, _, body) = send(&mut service, get("/")).await;
+    assert_eq!(body.len(), 100);
+    assert_eq!(send(&mut service, get("/")).await.2, "2".repeat(100));
+
+    // Content-Length promises more than the body holds.
+    let lying =
+        Origin::with_headers(&[("cache-control", "max-age=100"), ("content-length", "100")]);
+    let mut service = cached(&lying);
+    let response = service.ready().await.unwrap().call(get("/")).await.unwrap();
+    let _ = response.into_body().collect().await;
+    assert_eq!(send(&mut service, get("/")).await.2, "body 2");
+
+    // A client that goes away mid-body leaves nothing behind.
+    let origin = Origin::with_headers(&[("cache-control", "max-age=100")]);
+    let mut service = cached(&origin);
+    let response = service.ready().await.unwrap().call(get("/")).await.unwrap();
+    drop(response);
+    assert_eq!(send(&mut service, get("/")).await.2, "body 2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_calls_and_upgrades_pass_through_untouched() {
+    let origin = Origin::with_headers(&[("cache-control", "max-age=100")]);
+    let mut service = cached(&origin);
+    let grpc = || {
+        request(
+            Method::POST,
+            "/pkg.Svc/Call",
+            &[("content-type", "application/grpc")],
+        )
+    };
+    let (_, headers, _) = send(&mut service, grpc()).await;
+    assert!(headers.get("cache-status").is_none());
+    let upgrade = || {
+        request(
+            Method::GET,
+            "/ws",
+            &[("connection", "Upgrade"), ("upgrade", "websocket")],
+        )
+    };
+    send(&mut service, upgrade()).await;
+    let (_, headers, body) = send(&mut service, upgrade()).await;
+    assert!(headers.get("cache-status").is_none());
+    assert_eq!(body, "body 3");
+}
+
+#[tokio::test(start_paused = true)]
+async fn hop_by_hop_fields_are_not_replayed() {
+    let origin = Origin::with_headers(&[
+        ("cache-control", "max-age=100"),
+        ("connection", "x-hop"),
+        ("x-hop", "1"),
+        ("keep-alive", "timeout=5"),
+        ("x-end", "kept"),
+    ]);
+    let mut service = cached(&origin);
+    send(&mut service, get("/")).await;
+    let (_, headers, _) = send(&mut service, get("/")).await;
+    for name in ["connection", "x-hop", "keep-alive"] {
+        assert!(headers.get(name).is_none(), "{name}");
+    }
+    assert_eq!(headers["x-end"], "kept");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_normaliser_shares_entries_between_equivalent_urls() {
+    let origin = Origin::with_headers(&[("cache-control", "max-age=100")]);
+    let layer = CacheLayer::builder()
+        .key_normalizer(|key| {
+            key.remove_query_params(|name| name.starts_with("utm_"));
+            key.sort_query();
+        })
+        .build()
+        .unwrap();
+    let mut service = cached_with(&origin, &layer);
+    send(&mut service, get("/p?b=2&a=1&utm_source=x")).await;
+    assert_eq!(send(&mut service, get("/p?a=1&b=2")).await.2, "body 1");
+    assert_eq!(send(&mut service, get("/p?a=1")).await.2, "body 2");
+}
+
+#[test]
+fn bad_settings_are_refused_at_build() {
+    assert!(
+        CacheLayer::builder()
+            .heuristic(101, Duration::from_secs(1))
+            .build()
+            .is_err()
+    );
+    assert!(
+        CacheLayer::builder()
+            .lock_timeout(Duration::ZERO)
+            .build()
+            .is_err()
+    );
+}
