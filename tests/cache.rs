@@ -804,3 +804,50 @@ fn bad_settings_are_refused_at_build() {
             .is_err()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_body_is_stored_without_being_read() {
+    let origin = Origin::new(|_, _| {
+        Response::builder()
+            .status(204)
+            .header("cache-control", "max-age=100")
+            .body(Full::default())
+            .unwrap()
+    });
+    let mut service = cached(&origin);
+    // Servers never read a 204's body: drop it unread.
+    let response = service.ready().await.unwrap().call(get("/")).await.unwrap();
+    drop(response);
+    let (status, headers, _) = send(&mut service, get("/")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(cache_status(&headers).contains("hit"));
+    assert_eq!(origin.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_range_is_served_from_a_stored_whole_response() {
+    let origin = Origin::new(|_, _| {
+        Response::builder()
+            .header("cache-control", "max-age=100")
+            .header("etag", "\"e\"")
+            .body(Full::from("0123456789"))
+            .unwrap()
+    });
+    let mut service = cached(&origin);
+    send(&mut service, get("/")).await;
+    let ranged = |range: &'static str| request(Method::GET, "/", &[("range", range)]);
+    let (status, headers, body) = send(&mut service, ranged("bytes=2-4")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::PARTIAL_CONTENT, "234"));
+    assert_eq!(headers["content-range"], "bytes 2-4/10");
+    assert_eq!(headers["content-length"], "3");
+    let (status, _, body) = send(&mut service, ranged("bytes=-3")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::PARTIAL_CONTENT, "789"));
+    let (status, headers, _) = send(&mut service, ranged("bytes=20-")).await;
+    assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(headers["content-range"], "bytes */10");
+    // An If-Range for another version gets the whole response.
+    let other = request(Method::GET, "/", &[("range", "bytes=0-1"), ("if-range", "\"old\"")]);
+    let (status, _, body) = send(&mut service, other).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "0123456789"));
+    assert_eq!(origin.calls(), 1);
+}

@@ -122,8 +122,16 @@ impl<B> CacheBody<B> {
         }
     }
 
-    /// The inner service's body, stored as it streams.
-    pub(crate) fn recorded(body: B, recording: Recording) -> Self {
+    /// The inner service's body, stored as it streams; a body that is
+    /// already over (a 204's, which servers never read) is stored now.
+    pub(crate) fn recorded(body: B, recording: Recording) -> Self
+    where
+        B: Body,
+    {
+        if body.is_end_stream() {
+            recording.finish();
+            return CacheBody::upstream(body);
+        }
         CacheBody {
             kind: Kind::Upstream {
                 body,

@@ -14,7 +14,8 @@ use http::header::{
     AGE, CONTENT_LENGTH, CONTENT_LOCATION, IF_MODIFIED_SINCE, IF_NONE_MATCH, LOCATION, RANGE,
 };
 use http::request::Parts;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::header::CONTENT_RANGE;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -24,6 +25,7 @@ use super::directives::CacheControl;
 use super::entry::{self, Entry, not_modified_headers, stored_headers, updated_headers};
 use super::flight::{self, Flight, Join};
 use super::key::{self, CacheKey};
+use super::range::{self, RangeAnswer};
 use super::policy::{Millis, NotStorable, RequestDirectives, StaleUse, Usable};
 use super::settings::Shared;
 use super::status::{CacheStatus, Forward};
@@ -194,11 +196,32 @@ pub(crate) fn from_entry<B>(
     } else if request.method == Method::HEAD {
         (entry.status, entry.headers.clone(), CacheBody::empty())
     } else {
-        (
-            entry.status,
-            entry.headers.clone(),
-            CacheBody::stored(entry.body.clone(), entry.trailers.clone()),
-        )
+        match range::answer(&request.headers, entry) {
+            RangeAnswer::Whole => (
+                entry.status,
+                entry.headers.clone(),
+                CacheBody::stored(entry.body.clone(), entry.trailers.clone()),
+            ),
+            RangeAnswer::Part { first, last, length } => {
+                let mut headers = entry.headers.clone();
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(last - first + 1));
+                let content_range = format!("bytes {first}-{last}/{length}");
+                if let Ok(value) = HeaderValue::try_from(content_range) {
+                    headers.insert(CONTENT_RANGE, value);
+                }
+                let part = range::slice(&entry.body, first, last);
+                (StatusCode::PARTIAL_CONTENT, headers, CacheBody::stored(Arc::from(part), None))
+            }
+            RangeAnswer::Unsatisfiable { length } => {
+                let mut headers = entry.headers.clone();
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
+                let content_range = format!("bytes */{length}");
+                if let Ok(value) = HeaderValue::try_from(content_range) {
+                    headers.insert(CONTENT_RANGE, value);
+                }
+                (StatusCode::RANGE_NOT_SATISFIABLE, headers, CacheBody::empty())
+            }
+        }
     };
     headers.insert(AGE, entry.age_header(now));
     status.write_to(&mut headers);
@@ -257,17 +280,11 @@ where
         Lookup::Known(variants) => variants,
         Lookup::Later(call) => call.await,
     };
-    let range = parts.headers.contains_key(RANGE);
-    let found = if range {
-        None
-    } else {
-        variants
-            .as_ref()
-            .and_then(|variants| find(&shared, variants, &parts.headers))
-    };
-    let mut why = match (&variants, range) {
-        (_, true) => Forward::Bypass,
-        (Some(variants), false) if !variants.is_empty() => Forward::VaryMiss,
+    let found = variants
+        .as_ref()
+        .and_then(|variants| find(&shared, variants, &parts.headers));
+    let mut why = match &variants {
+        Some(variants) if !variants.is_empty() => Forward::VaryMiss,
         _ => Forward::UriMiss,
     };
     if let Some(entry) = &found {
@@ -297,10 +314,12 @@ where
     if directives.cache_control.only_if_cached() {
         return Ok(not_cached(&shared, &key));
     }
-    // A HEAD request is answered from a stored GET, never used to refresh one.
-    let validating = found.filter(|_| parts.method == Method::GET);
+    // A HEAD or range request is answered from a stored GET, never used
+    // to refresh one: it goes to the origin as it came.
+    let whole_get = parts.method == Method::GET && !parts.headers.contains_key(RANGE);
+    let validating = found.filter(|_| whole_get);
     let mut flight = None;
-    if parts.method == Method::GET && !range {
+    if whole_get {
         match shared.flights.join(&key) {
             Join::Lead(leading) => flight = Some(leading),
             Join::Wait(receiver) => {
@@ -413,7 +432,7 @@ impl Exchange {
 
     /// Passes the origin's answer on, storing it as it streams when it may
     /// be stored.
-    fn store_or_pass<B>(
+    fn store_or_pass<B: Body>(
         self,
         response: Response<B>,
         request: &Parts,

@@ -54,6 +54,7 @@ mod future;
 mod key;
 mod layer;
 mod policy;
+mod range;
 mod service;
 mod settings;
 mod status;

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{CONNECTION, RANGE, UPGRADE};
+use http::header::{CONNECTION, UPGRADE};
 use http::{Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
@@ -107,13 +107,9 @@ where
         let (parts, body) = request.into_parts();
         let key = primary_key(&parts, shared.key_normalizer.as_ref());
         let directives = RequestDirectives::from_headers(&parts.headers);
-        let lookup = if parts.headers.contains_key(RANGE) {
-            Lookup::Known(None)
-        } else {
-            match shared.store.get(&key).now() {
-                Ok(variants) => Lookup::Known(variants),
-                Err(later) => Lookup::Later(later),
-            }
+        let lookup = match shared.store.get(&key).now() {
+            Ok(variants) => Lookup::Known(variants),
+            Err(later) => Lookup::Later(later),
         };
         // The fast path: a stored answer usable now, found without waiting.
         if let Lookup::Known(Some(variants)) = &lookup {

@@ -21,8 +21,6 @@ pub(crate) enum Forward {
     Stale,
     /// The request asked for it (`no-cache`, `max-age=0`...).
     Request,
-    /// The cache was not used for this request (a range request).
-    Bypass,
     /// The method is not one the cache answers.
     Method,
 }
@@ -34,7 +32,6 @@ impl Forward {
             Forward::VaryMiss => "vary-miss",
             Forward::Stale => "stale",
             Forward::Request => "request",
-            Forward::Bypass => "bypass",
             Forward::Method => "method",
         }
     }
@@ -166,7 +163,6 @@ mod tests {
             (Forward::VaryMiss, "vary-miss"),
             (Forward::Stale, "stale"),
             (Forward::Request, "request"),
-            (Forward::Bypass, "bypass"),
             (Forward::Method, "method"),
         ] {
             let mut headers = HeaderMap::new();
