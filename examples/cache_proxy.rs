@@ -15,7 +15,9 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, Uri};
+use std::time::Duration;
+
+use http::{HeaderName, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -44,11 +46,19 @@ fn args() -> Result<Args, String> {
         match flag.as_str() {
             "--listen" => listen = value,
             "--origin" => origin = value,
-            _ => return Err(format!("unknown argument {flag}; use --listen ADDR --origin URL")),
+            _ => {
+                return Err(format!(
+                    "unknown argument {flag}; use --listen ADDR --origin URL"
+                ));
+            }
         }
     }
-    let listen = listen.parse().map_err(|e| format!("--listen {listen}: {e}"))?;
-    let origin: Uri = origin.parse().map_err(|e| format!("--origin {origin}: {e}"))?;
+    let listen = listen
+        .parse()
+        .map_err(|e| format!("--listen {listen}: {e}"))?;
+    let origin: Uri = origin
+        .parse()
+        .map_err(|e| format!("--origin {origin}: {e}"))?;
     if origin.scheme_str() != Some("http") || origin.authority().is_none() {
         return Err(format!("--origin {origin}: expected http://host:port"));
     }
@@ -66,7 +76,8 @@ fn upstream_uri(origin: &Uri, request: &Uri) -> Uri {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = args()?;
-    let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new()).build_http();
+    let client: Client<HttpConnector, Incoming> =
+        Client::builder(TokioExecutor::new()).build_http();
     let origin = args.origin.clone();
     let forward = service_fn(move |mut request: Request<Incoming>| {
         let client = client.clone();
@@ -84,17 +95,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             Ok::<_, Infallible>(response)
         }
     });
-    let cache = CacheLayer::builder().name("cache-proxy").build()?;
+    // A reverse proxy is the cache CDN-Cache-Control targets (RFC 9213),
+    // and it may serve stale for an hour when the origin fails or cannot
+    // be reached and the response forbids nothing of the kind.
+    let cache = CacheLayer::builder()
+        .name("cache-proxy")
+        .targeted_fields([HeaderName::from_static("cdn-cache-control")])
+        .stale_if_error(Duration::from_secs(3600))
+        .build()?;
     let service = ServiceBuilder::new().armor_cache(cache).service(forward);
 
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    eprintln!("caching {} on http://{}", args.origin, listener.local_addr()?);
+    eprintln!(
+        "caching {} on http://{}",
+        args.origin,
+        listener.local_addr()?
+    );
     loop {
         let (stream, _) = listener.accept().await?;
         let service = TowerToHyperService::new(service.clone());
         tokio::spawn(async move {
             let connection = auto::Builder::new(TokioExecutor::new());
-            if let Err(error) = connection.serve_connection(TokioIo::new(stream), service).await {
+            if let Err(error) = connection
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 eprintln!("connection: {error}");
             }
         });

@@ -837,17 +837,70 @@ async fn a_range_is_served_from_a_stored_whole_response() {
     send(&mut service, get("/")).await;
     let ranged = |range: &'static str| request(Method::GET, "/", &[("range", range)]);
     let (status, headers, body) = send(&mut service, ranged("bytes=2-4")).await;
-    assert_eq!((status, body.as_str()), (StatusCode::PARTIAL_CONTENT, "234"));
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::PARTIAL_CONTENT, "234")
+    );
     assert_eq!(headers["content-range"], "bytes 2-4/10");
     assert_eq!(headers["content-length"], "3");
     let (status, _, body) = send(&mut service, ranged("bytes=-3")).await;
-    assert_eq!((status, body.as_str()), (StatusCode::PARTIAL_CONTENT, "789"));
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::PARTIAL_CONTENT, "789")
+    );
     let (status, headers, _) = send(&mut service, ranged("bytes=20-")).await;
     assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(headers["content-range"], "bytes */10");
     // An If-Range for another version gets the whole response.
-    let other = request(Method::GET, "/", &[("range", "bytes=0-1"), ("if-range", "\"old\"")]);
+    let other = request(
+        Method::GET,
+        "/",
+        &[("range", "bytes=0-1"), ("if-range", "\"old\"")],
+    );
     let (status, _, body) = send(&mut service, other).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "0123456789"));
     assert_eq!(origin.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_targeted_field_replaces_cache_control_and_expires_when_valid() {
+    let layer = || {
+        CacheLayer::builder()
+            .targeted_fields([http::HeaderName::from_static("cdn-cache-control")])
+            .build()
+            .unwrap()
+    };
+    // CDN-Cache-Control allows what Cache-Control forbids...
+    let origin = Origin::with_headers(&[
+        ("cache-control", "no-store"),
+        ("cdn-cache-control", "max-age=100"),
+    ]);
+    let mut service = cached_with(&origin, &layer());
+    send(&mut service, get("/")).await;
+    assert_eq!(send(&mut service, get("/")).await.2, "body 1");
+    // ...and forbids what it allows, Expires included.
+    let origin = Origin::with_headers(&[
+        ("cache-control", "max-age=100"),
+        ("expires", "Thu, 01 Jan 2099 00:00:00 GMT"),
+        ("cdn-cache-control", "max-age=0"),
+    ]);
+    let mut service = cached_with(&origin, &layer());
+    send(&mut service, get("/")).await;
+    assert_eq!(send(&mut service, get("/")).await.2, "body 2");
+    // An invalid field is ignored: Cache-Control decides.
+    let origin = Origin::with_headers(&[
+        ("cache-control", "max-age=100"),
+        ("cdn-cache-control", "max-age=\"0\""),
+    ]);
+    let mut service = cached_with(&origin, &layer());
+    send(&mut service, get("/")).await;
+    assert_eq!(send(&mut service, get("/")).await.2, "body 1");
+    // A cache not told to obey it ignores it.
+    let origin = Origin::with_headers(&[
+        ("cache-control", "max-age=100"),
+        ("cdn-cache-control", "no-store"),
+    ]);
+    let mut service = cached(&origin);
+    send(&mut service, get("/")).await;
+    assert_eq!(send(&mut service, get("/")).await.2, "body 1");
 }

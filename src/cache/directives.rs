@@ -31,6 +31,8 @@ pub const MAX_DELTA_SECONDS: u32 = 1 << 31;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CacheControl {
     directives: Vec<(Box<str>, Option<Box<str>>)>,
+    /// Read from a targeted field (RFC 9213): `Expires` no longer counts.
+    targeted: bool,
 }
 
 impl CacheControl {
@@ -43,14 +45,38 @@ impl CacheControl {
                 parse_into(text, &mut directives);
             }
         }
-        CacheControl { directives }
+        CacheControl {
+            directives,
+            targeted: false,
+        }
+    }
+
+    /// Directives read from a targeted field such as `CDN-Cache-Control`.
+    pub(crate) fn from_pairs(pairs: Vec<(String, Option<String>)>) -> CacheControl {
+        let directives = pairs
+            .into_iter()
+            .map(|(name, value)| (name.into_boxed_str(), value.map(String::into_boxed_str)))
+            .collect();
+        CacheControl {
+            directives,
+            targeted: true,
+        }
+    }
+
+    /// Whether these came from a targeted field, which overrides
+    /// `Expires` as well as `Cache-Control`.
+    pub(crate) fn is_targeted(&self) -> bool {
+        self.targeted
     }
 
     /// The directives of one field value.
     pub fn parse(value: &str) -> CacheControl {
         let mut directives = Vec::new();
         parse_into(value, &mut directives);
-        CacheControl { directives }
+        CacheControl {
+            directives,
+            targeted: false,
+        }
     }
 
     /// Whether the directive `name` (lowercase) is present, with or without

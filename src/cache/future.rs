@@ -10,23 +10,22 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 
+use http::header::CONTENT_RANGE;
 use http::header::{
     AGE, CONTENT_LENGTH, CONTENT_LOCATION, IF_MODIFIED_SINCE, IF_NONE_MATCH, LOCATION, RANGE,
 };
 use http::request::Parts;
-use http::header::CONTENT_RANGE;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::{CacheBody, Recording};
-use super::directives::CacheControl;
 use super::entry::{self, Entry, not_modified_headers, stored_headers, updated_headers};
 use super::flight::{self, Flight, Join};
 use super::key::{self, CacheKey};
-use super::range::{self, RangeAnswer};
 use super::policy::{Millis, NotStorable, RequestDirectives, StaleUse, Usable};
+use super::range::{self, RangeAnswer};
 use super::settings::Shared;
 use super::status::{CacheStatus, Forward};
 use super::store::{StoreCall, Variants};
@@ -202,7 +201,11 @@ pub(crate) fn from_entry<B>(
                 entry.headers.clone(),
                 CacheBody::stored(entry.body.clone(), entry.trailers.clone()),
             ),
-            RangeAnswer::Part { first, last, length } => {
+            RangeAnswer::Part {
+                first,
+                last,
+                length,
+            } => {
                 let mut headers = entry.headers.clone();
                 headers.insert(CONTENT_LENGTH, HeaderValue::from(last - first + 1));
                 let content_range = format!("bytes {first}-{last}/{length}");
@@ -210,7 +213,11 @@ pub(crate) fn from_entry<B>(
                     headers.insert(CONTENT_RANGE, value);
                 }
                 let part = range::slice(&entry.body, first, last);
-                (StatusCode::PARTIAL_CONTENT, headers, CacheBody::stored(Arc::from(part), None))
+                (
+                    StatusCode::PARTIAL_CONTENT,
+                    headers,
+                    CacheBody::stored(Arc::from(part), None),
+                )
             }
             RangeAnswer::Unsatisfiable { length } => {
                 let mut headers = entry.headers.clone();
@@ -219,7 +226,11 @@ pub(crate) fn from_entry<B>(
                 if let Ok(value) = HeaderValue::try_from(content_range) {
                     headers.insert(CONTENT_RANGE, value);
                 }
-                (StatusCode::RANGE_NOT_SATISFIABLE, headers, CacheBody::empty())
+                (
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    headers,
+                    CacheBody::empty(),
+                )
             }
         }
     };
@@ -441,7 +452,7 @@ impl Exchange {
     ) -> Response<CacheBody<B>> {
         let shared = &self.shared;
         let (mut head, body) = response.into_parts();
-        let directives = CacheControl::from_headers(&head.headers);
+        let directives = shared.policy.response_directives(&head.headers);
         let mut status = status_of(shared, &self.key)
             .forward(self.why)
             .forward_status(head.status);
@@ -563,7 +574,7 @@ fn refresh(
     now: Millis,
 ) -> Entry {
     let merged = updated_headers(&entry.headers, not_modified);
-    let directives = CacheControl::from_headers(&merged);
+    let directives = shared.policy.response_directives(&merged);
     let mut measured = merged.clone();
     if let Some(age) = not_modified.get(AGE) {
         measured.insert(AGE, age.clone());

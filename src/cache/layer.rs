@@ -175,6 +175,15 @@ impl CacheBuilder {
         self
     }
 
+    /// Obeys targeted cache-control fields (RFC 9213), in order of
+    /// precedence: when a response has a valid one, its directives replace
+    /// `Cache-Control` and `Expires` for this cache. A CDN or reverse proxy
+    /// takes `CDN-Cache-Control`; none by default.
+    pub fn targeted_fields(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        self.policy.targeted_fields = names.into_iter().collect();
+        self
+    }
+
     /// Stores shared-mode responses that carry `Set-Cookie` (default
     /// off). The cookie itself is never stored, so never replayed.
     pub fn store_set_cookie(mut self, store: bool) -> Self {

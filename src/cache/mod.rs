@@ -59,6 +59,7 @@ mod service;
 mod settings;
 mod status;
 mod store;
+mod targeted;
 mod vary;
 
 pub use body::CacheBody;

@@ -11,6 +11,7 @@ use http::{HeaderMap, Method, StatusCode};
 
 use super::date;
 use super::directives::{CacheControl, MAX_DELTA_SECONDS};
+use super::targeted;
 
 /// Milliseconds since the Unix epoch.
 pub(crate) type Millis = i64;
@@ -46,6 +47,8 @@ pub(crate) struct Policy {
     /// none: `stale-while-revalidate` and `stale-if-error` defaults.
     pub(crate) default_stale_while_revalidate: Millis,
     pub(crate) default_stale_if_error: Millis,
+    /// Targeted fields (RFC 9213) this cache obeys, in order of precedence.
+    pub(crate) targeted_fields: Vec<http::HeaderName>,
 }
 
 impl Default for Policy {
@@ -57,6 +60,7 @@ impl Default for Policy {
             store_set_cookie: false,
             default_stale_while_revalidate: 0,
             default_stale_if_error: 0,
+            targeted_fields: Vec::new(),
         }
     }
 }
@@ -149,6 +153,13 @@ impl Policy {
         self.mode == CacheMode::Shared
     }
 
+    /// The directives that govern a response for this cache: the first
+    /// valid targeted field's, else `Cache-Control`'s.
+    pub(crate) fn response_directives(&self, headers: &HeaderMap) -> CacheControl {
+        targeted::directives(headers, &self.targeted_fields)
+            .unwrap_or_else(|| CacheControl::from_headers(headers))
+    }
+
     /// RFC 9111 §3: may this response to this request be stored?
     pub(crate) fn storable(
         &self,
@@ -196,7 +207,7 @@ impl Policy {
         }
         let explicit = response.public()
             || (response.private() && !self.shared())
-            || headers.contains_key(EXPIRES)
+            || (!response.is_targeted() && headers.contains_key(EXPIRES))
             || response.max_age().is_some()
             || (self.shared() && response.s_maxage().is_some());
         if !explicit && !heuristically_cacheable(status) {
@@ -267,7 +278,7 @@ impl Policy {
         if let Some(max_age) = response.max_age() {
             return seconds(max_age);
         }
-        if let Some(expires) = headers.get(EXPIRES) {
+        if let Some(expires) = headers.get(EXPIRES).filter(|_| !response.is_targeted()) {
             // An invalid Expires (e.g. "0") means already expired.
             let expires = expires.to_str().ok().and_then(date::parse);
             return expires.map_or(0, |at| (at.saturating_mul(SECOND) - date_value).max(0));

@@ -55,7 +55,11 @@ fn parse(range: &str, length: u64) -> RangeAnswer {
             return RangeAnswer::Unsatisfiable { length };
         }
         let first = length.saturating_sub(suffix);
-        return RangeAnswer::Part { first, last: length - 1, length };
+        return RangeAnswer::Part {
+            first,
+            last: length - 1,
+            length,
+        };
     }
     let Some(first) = number(first) else {
         return RangeAnswer::Whole;
@@ -69,7 +73,11 @@ fn parse(range: &str, length: u64) -> RangeAnswer {
         return RangeAnswer::Unsatisfiable { length };
     }
     let last = last.map_or(length - 1, |last| last.min(length - 1));
-    RangeAnswer::Part { first, last, length }
+    RangeAnswer::Part {
+        first,
+        last,
+        length,
+    }
 }
 
 /// `If-Range` (RFC 9110 §13.1.5): the range applies only if the stored
@@ -86,7 +94,10 @@ fn if_range_holds(request: &HeaderMap, entry: &Entry) -> bool {
             .and_then(|etag| etag.to_str().ok())
             .is_some_and(|etag| !etag.starts_with("W/") && etag == condition);
     }
-    let modified = entry.last_modified().and_then(|value| value.to_str().ok()).and_then(date::parse);
+    let modified = entry
+        .last_modified()
+        .and_then(|value| value.to_str().ok())
+        .and_then(date::parse);
     modified.is_some() && modified == date::parse(condition)
 }
 
@@ -112,22 +123,79 @@ mod tests {
 
     #[test]
     fn one_range_of_each_form() {
-        assert_eq!(parse("bytes=0-1", 11), RangeAnswer::Part { first: 0, last: 1, length: 11 });
-        assert_eq!(parse("bytes=5-", 11), RangeAnswer::Part { first: 5, last: 10, length: 11 });
-        assert_eq!(parse("bytes=-3", 11), RangeAnswer::Part { first: 8, last: 10, length: 11 });
-        assert_eq!(parse("bytes=-30", 11), RangeAnswer::Part { first: 0, last: 10, length: 11 });
-        assert_eq!(parse("bytes=5-100", 11), RangeAnswer::Part { first: 5, last: 10, length: 11 });
-        assert_eq!(parse("bytes=11-", 11), RangeAnswer::Unsatisfiable { length: 11 });
-        assert_eq!(parse("bytes=-0", 11), RangeAnswer::Unsatisfiable { length: 11 });
-        for whole in ["bytes=0-1,3-4", "items=0-1", "bytes=5-2", "bytes=x-", "bytes=", "bytes=-"] {
+        assert_eq!(
+            parse("bytes=0-1", 11),
+            RangeAnswer::Part {
+                first: 0,
+                last: 1,
+                length: 11
+            }
+        );
+        assert_eq!(
+            parse("bytes=5-", 11),
+            RangeAnswer::Part {
+                first: 5,
+                last: 10,
+                length: 11
+            }
+        );
+        assert_eq!(
+            parse("bytes=-3", 11),
+            RangeAnswer::Part {
+                first: 8,
+                last: 10,
+                length: 11
+            }
+        );
+        assert_eq!(
+            parse("bytes=-30", 11),
+            RangeAnswer::Part {
+                first: 0,
+                last: 10,
+                length: 11
+            }
+        );
+        assert_eq!(
+            parse("bytes=5-100", 11),
+            RangeAnswer::Part {
+                first: 5,
+                last: 10,
+                length: 11
+            }
+        );
+        assert_eq!(
+            parse("bytes=11-", 11),
+            RangeAnswer::Unsatisfiable { length: 11 }
+        );
+        assert_eq!(
+            parse("bytes=-0", 11),
+            RangeAnswer::Unsatisfiable { length: 11 }
+        );
+        for whole in [
+            "bytes=0-1,3-4",
+            "items=0-1",
+            "bytes=5-2",
+            "bytes=x-",
+            "bytes=",
+            "bytes=-",
+        ] {
             assert_eq!(parse(whole, 11), RangeAnswer::Whole, "{whole}");
         }
     }
 
     #[test]
     fn slices_cross_chunks() {
-        let chunks = [Bytes::from_static(b"0123"), Bytes::from_static(b"4567"), Bytes::from_static(b"89")];
-        let joined = |parts: Vec<Bytes>| parts.iter().flat_map(|b| b.iter().copied()).collect::<Vec<u8>>();
+        let chunks = [
+            Bytes::from_static(b"0123"),
+            Bytes::from_static(b"4567"),
+            Bytes::from_static(b"89"),
+        ];
+        let joined = |parts: Vec<Bytes>| {
+            parts
+                .iter()
+                .flat_map(|b| b.iter().copied())
+                .collect::<Vec<u8>>()
+        };
         assert_eq!(joined(slice(&chunks, 2, 5)), b"2345");
         assert_eq!(joined(slice(&chunks, 0, 9)), b"0123456789");
         assert_eq!(joined(slice(&chunks, 8, 9)), b"89");
