@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use std::time::Duration;
 
+use http::header::{ACCEPT_ENCODING, ACCEPT_LANGUAGE};
 use http::{HeaderName, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
@@ -28,7 +29,7 @@ use hyper_util::service::TowerToHyperService;
 use tower::ServiceBuilder;
 use tower::service_fn;
 use tower_armor::ServiceBuilderExt;
-use tower_armor::cache::CacheLayer;
+use tower_armor::cache::{CacheLayer, VaryNormalizer};
 
 type ProxyBody = Either<Incoming, Full<Bytes>>;
 
@@ -102,6 +103,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .name("cache-proxy")
         .targeted_fields([HeaderName::from_static("cdn-cache-control")])
         .stale_if_error(Duration::from_secs(3600))
+        // Requests that accept the same codings or languages share a variant.
+        .vary_normalizer(ACCEPT_ENCODING, VaryNormalizer::accept_encoding())
+        .vary_normalizer(ACCEPT_LANGUAGE, VaryNormalizer::accept_language())
         .build()?;
     let service = ServiceBuilder::new().armor_cache(cache).service(forward);
 

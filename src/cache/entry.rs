@@ -194,12 +194,17 @@ impl Entry {
         else {
             return false;
         };
-        let modified = self
-            .last_modified()
-            .or_else(|| self.headers.get(http::header::DATE))
-            .and_then(|value| value.to_str().ok())
-            .and_then(date::parse);
-        modified.is_some_and(|modified| modified <= since)
+        // RFC 9111 §4.3.2: Last-Modified, else Date, else when it arrived.
+        let header_date = |name| {
+            self.headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .and_then(date::parse)
+        };
+        let modified = header_date(LAST_MODIFIED)
+            .or_else(|| header_date(http::header::DATE))
+            .unwrap_or(self.freshness.response_time.div_euclid(1000));
+        modified <= since
     }
 }
 
@@ -352,6 +357,20 @@ mod tests {
         assert!(!tagged.satisfies_conditional(&HeaderMap::new()));
         let untagged = entry(&[]);
         assert!(!untagged.satisfies_conditional(&headers(&[("if-none-match", "\"v1\"")])));
+        // No Last-Modified or Date: the time it arrived (the epoch here).
+        assert!(untagged.satisfies_conditional(&headers(&[(
+            "if-modified-since",
+            "Thu, 01 Jan 1970 00:00:00 GMT"
+        )])));
+        let dated = entry(&[("date", "Sun, 06 Nov 1994 08:49:37 GMT")]);
+        assert!(!dated.satisfies_conditional(&headers(&[(
+            "if-modified-since",
+            "Sun, 06 Nov 1994 08:49:36 GMT"
+        )])));
+        assert!(dated.satisfies_conditional(&headers(&[(
+            "if-modified-since",
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        )])));
         assert!(untagged.satisfies_conditional(&headers(&[("if-none-match", "*")])));
     }
 

@@ -35,8 +35,9 @@ impl VaryNormalizer {
         VaryNormalizer::new(|value| sorted_accepted(value, false))
     }
 
-    /// `Accept-Language`: the language ranges accepted, lowercase, in the
-    /// client's order of preference (the order decides the answer).
+    /// `Accept-Language`: the language ranges accepted, lowercase, by
+    /// descending weight, ranges of equal weight sorted (HTTP gives their
+    /// order no meaning).
     pub fn accept_language() -> VaryNormalizer {
         VaryNormalizer::new(|value| sorted_accepted(value, true))
     }
@@ -54,7 +55,7 @@ impl std::fmt::Debug for VaryNormalizer {
 }
 
 /// The members of an `Accept-*` list with a weight above 0, lowercase;
-/// sorted by name, or by descending weight (stable) when `by_weight`.
+/// sorted by name, or by descending weight then name when `by_weight`.
 fn sorted_accepted(value: &str, by_weight: bool) -> String {
     let mut members: Vec<(String, u16)> = value
         .split(',')
@@ -74,7 +75,7 @@ fn sorted_accepted(value: &str, by_weight: bool) -> String {
         })
         .collect();
     if by_weight {
-        members.sort_by_key(|member| std::cmp::Reverse(member.1));
+        members.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     } else {
         members.sort();
     }
