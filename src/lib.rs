@@ -128,7 +128,8 @@ pub mod key;
     armor_compression,
     feature = "metrics",
     feature = "timeout",
-    feature = "health"
+    feature = "health",
+    feature = "cache"
 ))]
 mod observe;
 #[cfg(any(feature = "circuit-breaker", feature = "retry"))]

@@ -32,7 +32,7 @@ enum Kind {
 }
 
 /// Every `armor.*` metric the layers emit: name, kind, unit, meaning.
-const DESCRIPTIONS: [(&str, Kind, Unit, &str); 17] = [
+const DESCRIPTIONS: [(&str, Kind, Unit, &str); 21] = [
     (
         "armor.timeout.expired",
         Kind::Counter,
@@ -128,6 +128,30 @@ const DESCRIPTIONS: [(&str, Kind, Unit, &str); 17] = [
         Kind::Counter,
         Unit::Count,
         "Health check runs that failed, timed out or panicked.",
+    ),
+    (
+        "armor.cache.lookups",
+        Kind::Counter,
+        Unit::Count,
+        "Requests seen by the cache, by result: hit, stale, revalidated, miss, uncacheable, bypass.",
+    ),
+    (
+        "armor.cache.stored_bytes",
+        Kind::Gauge,
+        Unit::Bytes,
+        "Bytes held by the cache's store.",
+    ),
+    (
+        "armor.cache.evictions",
+        Kind::Counter,
+        Unit::Count,
+        "Entries the cache's store dropped, by cause: size, expired, explicit.",
+    ),
+    (
+        "armor.cache.coalesced",
+        Kind::Counter,
+        Unit::Count,
+        "Requests that waited for another request fetching the same URL.",
     ),
     (
         "armor.metrics.label_overflow",

@@ -2,6 +2,8 @@
 //! served, validated or refetched, and what `Cache-Status` and `Age` say.
 //! Paused Tokio time drives every freshness window.
 
+mod support;
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -903,4 +905,98 @@ async fn a_targeted_field_replaces_cache_control_and_expires_when_valid() {
     let mut service = cached(&origin);
     send(&mut service, get("/")).await;
     assert_eq!(send(&mut service, get("/")).await.2, "body 1");
+}
+
+#[test]
+fn every_request_is_counted_once_by_what_the_cache_did() {
+    let counters = support::counters_recorded(|| async {
+        let origin = Origin::new(|request, n| {
+            let builder = Response::builder()
+                .header("cache-control", if request.uri().path() == "/no" { "no-store" } else { "max-age=10" })
+                .header("etag", "\"v\"");
+            if request.headers().contains_key("if-none-match") {
+                builder.status(304).body(Full::default()).unwrap()
+            } else {
+                builder.body(Full::from(format!("body {n}"))).unwrap()
+            }
+        });
+        let layer = CacheLayer::builder().name("pages").build().unwrap();
+        let handle = layer.handle();
+        let mut service = cached_with(&origin, &layer);
+        send(&mut service, get("/a")).await; // miss
+        send(&mut service, get("/a")).await; // hit
+        advance(11).await;
+        send(&mut service, get("/a")).await; // revalidated
+        advance(11).await;
+        send(&mut service, request(Method::GET, "/a", &[("cache-control", "max-stale")])).await; // stale
+        send(&mut service, get("/no")).await; // uncacheable
+        send(&mut service, request(Method::POST, "/a", &[])).await; // bypass, and invalidates /a
+        send(&mut service, get("/b")).await; // miss
+        handle.purge(Purge::Key("http://example.com/b".into()), false).await;
+    });
+    let lookup = |result: &str, n: u64| {
+        ("armor.cache.lookups".to_owned(), vec!["name=pages".to_owned(), format!("result={result}")], n)
+    };
+    let evictions: Vec<_> = counters.iter().filter(|(name, _, _)| name == "armor.cache.evictions").collect();
+    assert_eq!(
+        evictions,
+        [&("armor.cache.evictions".to_owned(), vec!["name=pages".to_owned(), "cause=explicit".to_owned()], 2)]
+    );
+    let lookups: Vec<_> = counters.into_iter().filter(|(name, _, _)| name == "armor.cache.lookups").collect();
+    assert_eq!(
+        lookups,
+        [
+            lookup("bypass", 1),
+            lookup("hit", 1),
+            lookup("miss", 2),
+            lookup("revalidated", 1),
+            lookup("stale", 1),
+            lookup("uncacheable", 1),
+        ]
+    );
+}
+
+#[test]
+fn waiting_requests_are_counted_as_coalesced() {
+    let counters = support::counters_recorded(|| async {
+        let mut origin = Origin::with_headers(&[("cache-control", "max-age=100")]);
+        origin.delay = Duration::from_millis(50);
+        let service = cached(&origin);
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let mut service = service.clone();
+            tasks.push(tokio::spawn(async move { send(&mut service, get("/")).await }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    let coalesced = counters.iter().find(|(name, _, _)| name == "armor.cache.coalesced");
+    assert_eq!(coalesced.map(|(_, _, n)| *n), Some(3));
+}
+
+#[test]
+fn the_stored_bytes_gauge_follows_the_store() {
+    use support::recording::{Recording, active};
+    use tower_armor::cache::MemoryStore;
+
+    let recording = Recording::new();
+    let store = MemoryStore::new();
+    let reader = store.clone();
+    let readings = recording.clone();
+    support::run_recorded(&recording, || async move {
+        let origin = Origin::with_headers(&[("cache-control", "max-age=100"), ("surrogate-key", "t")]);
+        let layer = CacheLayer::builder().name("pages").store(store).build().unwrap();
+        let handle = layer.handle();
+        let mut service = cached_with(&origin, &layer);
+        send(&mut service, get("/a")).await;
+        send(&mut service, get("/b")).await;
+        let held = reader.weighted_size();
+        assert!(held > 2 * "body 1".len() as u64);
+        let gauge = active(&readings, "armor.cache.stored_bytes");
+        assert_eq!(gauge, [(vec!["name=pages".to_owned()], held as f64)]);
+        handle.purge(Purge::Tag("t".into()), false).await;
+        let gauge = active(&readings, "armor.cache.stored_bytes");
+        assert_eq!(gauge, [(vec!["name=pages".to_owned()], 0.0)]);
+    });
 }

@@ -24,6 +24,7 @@ use super::body::{CacheBody, Recording};
 use super::entry::{self, Entry, not_modified_headers, stored_headers, updated_headers};
 use super::flight::{self, Flight, Join};
 use super::key::{self, CacheKey};
+use super::metrics::Lookup;
 use super::policy::{Millis, NotStorable, RequestDirectives, StaleUse, Usable};
 use super::range::{self, RangeAnswer};
 use super::settings::Shared;
@@ -258,11 +259,11 @@ pub(crate) struct Pending {
     pub(crate) parts: Parts,
     pub(crate) key: Arc<str>,
     pub(crate) directives: RequestDirectives,
-    pub(crate) lookup: Lookup,
+    pub(crate) lookup: StoreAnswer,
 }
 
 /// The store's answer, known or to come.
-pub(crate) enum Lookup {
+pub(crate) enum StoreAnswer {
     Known(Option<Variants>),
     Later(StoreCall<Option<Variants>>),
 }
@@ -288,8 +289,8 @@ where
         lookup,
     } = pending;
     let variants = match lookup {
-        Lookup::Known(variants) => variants,
-        Lookup::Later(call) => call.await,
+        StoreAnswer::Known(variants) => variants,
+        StoreAnswer::Later(call) => call.await,
     };
     let found = variants
         .as_ref()
@@ -300,7 +301,9 @@ where
     };
     if let Some(entry) = &found {
         match shared.usable(entry, &directives) {
-            Usable::Fresh | Usable::Stale(StaleUse::MaxStale) => {
+            usable @ (Usable::Fresh | Usable::Stale(StaleUse::MaxStale)) => {
+                let result = if usable == Usable::Fresh { Lookup::Hit } else { Lookup::Stale };
+                shared.metrics.lookup(result);
                 return Ok(from_entry(
                     &shared,
                     entry,
@@ -309,6 +312,7 @@ where
                 ));
             }
             Usable::Stale(StaleUse::WhileRevalidate) => {
+                shared.metrics.lookup(Lookup::Stale);
                 let response = from_entry(&shared, entry, &parts, status_of(&shared, &key).hit());
                 revalidate_behind(&shared, &mut inner, parts, body, key, entry.clone());
                 return Ok(response);
@@ -323,6 +327,7 @@ where
         }
     }
     if directives.cache_control.only_if_cached() {
+        shared.metrics.lookup(Lookup::Miss);
         return Ok(not_cached(&shared, &key));
     }
     // A HEAD or range request is answered from a stored GET, never used
@@ -334,6 +339,7 @@ where
         match shared.flights.join(&key) {
             Join::Lead(leading) => flight = Some(leading),
             Join::Wait(receiver) => {
+                shared.metrics.coalesced();
                 let _ = tokio::time::timeout(shared.lock_timeout, flight::landed(receiver)).await;
                 let again = shared.store.get(&key).await;
                 if let Some(entry) = again
@@ -344,6 +350,7 @@ where
                         shared.usable(&entry, &directives),
                         Usable::Fresh | Usable::Stale(StaleUse::MaxStale)
                     ) {
+                        shared.metrics.lookup(Lookup::Hit);
                         return Ok(from_entry(
                             &shared,
                             &entry,
@@ -361,6 +368,7 @@ where
         directives,
         why,
         flight,
+        counted: true,
     };
     exchange.fetch(&mut inner, parts, body, validating).await
 }
@@ -372,6 +380,9 @@ struct Exchange {
     directives: RequestDirectives,
     why: Forward,
     flight: Option<Flight>,
+    /// Whether the outcome counts in `armor.cache.lookups` (not for a
+    /// background revalidation: its client was counted already).
+    counted: bool,
 }
 
 impl Exchange {
@@ -402,6 +413,7 @@ impl Exchange {
         let response = match result {
             Ok(response) => response,
             Err(error) => {
+                self.count(if stale_on_error.is_some() { Lookup::Stale } else { Lookup::Uncacheable });
                 return match stale_on_error {
                     Some(entry) => Ok(from_entry(
                         &shared,
@@ -424,6 +436,7 @@ impl Exchange {
                     now,
                 ));
                 run_detached(shared.store.put(self.key.clone(), refreshed.clone()));
+                self.count(Lookup::Revalidated);
                 let status = status_of(&shared, &self.key)
                     .forward(self.why)
                     .forward_status(status);
@@ -432,6 +445,7 @@ impl Exchange {
         }
         if let Some(entry) = stale_on_error {
             if matches!(status.as_u16(), 500 | 502 | 503 | 504) {
+                self.count(Lookup::Stale);
                 let status = status_of(&shared, &self.key)
                     .forward(Forward::Stale)
                     .forward_status(status);
@@ -439,6 +453,12 @@ impl Exchange {
             }
         }
         Ok(self.store_or_pass(response, &client, request_time, now))
+    }
+
+    fn count(&self, result: Lookup) {
+        if self.counted {
+            self.shared.metrics.lookup(result);
+        }
     }
 
     /// Passes the origin's answer on, storing it as it streams when it may
@@ -498,6 +518,7 @@ impl Exchange {
                     Err(NotStorable::NoFreshness)
                 }
             });
+        self.count(if verdict.is_ok() { Lookup::Miss } else { Lookup::Uncacheable });
         let body = match verdict {
             Ok(freshness) => {
                 status = status.stored().ttl(freshness.fresh_left(now));
@@ -640,6 +661,7 @@ pub(crate) fn revalidate_behind<S, ReqBody, ResBody>(
         directives: RequestDirectives::from_headers(&parts.headers),
         why: Forward::Stale,
         flight: Some(flight),
+        counted: false,
     };
     runtime.spawn(async move {
         let _slot = slot;

@@ -13,7 +13,8 @@ use super::key::{CacheKey, KeyNormalizer};
 use super::policy::{CacheMode, Policy};
 use super::service::CacheService;
 use super::settings::Shared;
-use super::store::{CacheStore, MemoryStore, Purge};
+use super::metrics::CacheMetrics;
+use super::store::{CacheStore, MemoryStore, Purge, StoreEvents};
 use super::vary::{VaryNormalizer, VaryRules};
 use crate::config::{ConfigError, instance_name};
 
@@ -256,8 +257,12 @@ impl CacheBuilder {
             .name
             .as_ref()
             .map_or_else(|| "tower-armor".to_owned(), |name| name.to_string());
+        let name = self.name.unwrap_or(SharedString::const_str("default"));
+        let metrics = Arc::new(CacheMetrics::new(name.clone()));
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        store.attach(StoreEvents::new(metrics.clone()));
         let shared = Shared {
-            name: self.name.unwrap_or(SharedString::const_str("default")),
+            name,
             status_name,
             policy: self.policy,
             vary: self.vary,
@@ -268,10 +273,11 @@ impl CacheBuilder {
             show_key: self.show_key,
             lock_timeout: self.lock_timeout,
             max_background: self.max_background,
-            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            store,
             flights: Arc::new(Flights::default()),
             clock: Clock::new(),
             background: AtomicUsize::new(0),
+            metrics,
         };
         Ok(CacheLayer {
             shared: Arc::new(shared),

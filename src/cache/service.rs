@@ -7,8 +7,9 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::body::CacheBody;
+use super::metrics::Lookup;
 use super::future::{
-    AfterForward, Lookup, Pending, ResponseFuture, answer, find, from_entry, revalidate_behind,
+    AfterForward, Pending, StoreAnswer, ResponseFuture, answer, find, from_entry, revalidate_behind,
     status_of,
 };
 use super::key::{CacheKey, primary_key};
@@ -91,12 +92,14 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         if untouched(&request) {
+            self.shared.metrics.lookup(Lookup::Bypass);
             return ResponseFuture::forward(self.inner.call(request), None);
         }
         let method = request.method();
         if method != Method::GET && method != Method::HEAD {
             let invalidate =
                 (!safe(method)).then(|| CacheKey::of(request.uri(), request.headers()));
+            self.shared.metrics.lookup(Lookup::Bypass);
             let after = AfterForward {
                 shared: self.shared.clone(),
                 invalidate,
@@ -108,18 +111,20 @@ where
         let key = primary_key(&parts, shared.key_normalizer.as_ref());
         let directives = RequestDirectives::from_headers(&parts.headers);
         let lookup = match shared.store.get(&key).now() {
-            Ok(variants) => Lookup::Known(variants),
-            Err(later) => Lookup::Later(later),
+            Ok(variants) => StoreAnswer::Known(variants),
+            Err(later) => StoreAnswer::Later(later),
         };
         // The fast path: a stored answer usable now, found without waiting.
-        if let Lookup::Known(Some(variants)) = &lookup {
+        if let StoreAnswer::Known(Some(variants)) = &lookup {
             if let Some(entry) = find(shared, variants, &parts.headers) {
                 match shared.usable(&entry, &directives) {
-                    Usable::Fresh | Usable::Stale(StaleUse::MaxStale) => {
+                    usable @ (Usable::Fresh | Usable::Stale(StaleUse::MaxStale)) => {
+                        shared.metrics.lookup(if usable == Usable::Fresh { Lookup::Hit } else { Lookup::Stale });
                         let status = status_of(shared, &key).hit();
                         return ResponseFuture::ready(from_entry(shared, &entry, &parts, status));
                     }
                     Usable::Stale(StaleUse::WhileRevalidate) => {
+                        shared.metrics.lookup(Lookup::Stale);
                         let status = status_of(shared, &key).hit();
                         let response = from_entry(shared, &entry, &parts, status);
                         let shared = shared.clone();

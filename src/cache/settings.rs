@@ -12,6 +12,7 @@ use super::clock::Clock;
 use super::entry::Entry;
 use super::flight::Flights;
 use super::key::KeyNormalizer;
+use super::metrics::CacheMetrics;
 use super::policy::{Freshness, Policy, RequestDirectives, Usable};
 use super::store::CacheStore;
 use super::vary::VaryRules;
@@ -34,6 +35,7 @@ pub(crate) struct Shared {
     pub(crate) clock: Clock,
     /// Background revalidations running now.
     pub(crate) background: AtomicUsize,
+    pub(crate) metrics: Arc<CacheMetrics>,
 }
 
 impl Shared {

@@ -8,12 +8,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::clock::Clock;
 use super::entry::Entry;
+use super::metrics::{CacheMetrics, Eviction};
 
 /// Every stored variant of one URL.
 pub type Variants = Arc<[Arc<Entry>]>;
@@ -112,6 +113,42 @@ pub trait CacheStore: Send + Sync + 'static {
     /// they can still be served while revalidating or on errors. Returns
     /// how many entries were affected.
     fn purge(&self, selector: Purge, soft: bool) -> StoreCall<usize>;
+
+    /// Called once by each cache layer built on the store, with where to
+    /// report evictions and its size (the layer's `armor.cache.*`
+    /// metrics). The default ignores it.
+    fn attach(&self, events: StoreEvents) {
+        let _ = events;
+    }
+}
+
+/// Where a store reports what the cache's metrics show: entries it drops
+/// and the bytes it holds.
+#[derive(Clone)]
+pub struct StoreEvents {
+    metrics: Arc<CacheMetrics>,
+}
+
+impl StoreEvents {
+    pub(crate) fn new(metrics: Arc<CacheMetrics>) -> Self {
+        StoreEvents { metrics }
+    }
+
+    /// An entry was dropped (`armor.cache.evictions{cause}`).
+    pub fn evicted(&self, cause: Eviction) {
+        self.metrics.evicted(cause);
+    }
+
+    /// The store holds `bytes` now (`armor.cache.stored_bytes`).
+    pub fn stored_bytes(&self, bytes: u64) {
+        self.metrics.stored_bytes(bytes);
+    }
+}
+
+impl std::fmt::Debug for StoreEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreEvents(..)")
+    }
 }
 
 /// The in-memory store: a [moka](https://docs.rs/moka) cache with a byte
@@ -132,6 +169,8 @@ pub trait CacheStore: Send + Sync + 'static {
 pub struct MemoryStore {
     items: moka::sync::Cache<Arc<str>, Variants>,
     max_variants: usize,
+    /// The first cache layer attached to it reports its metrics.
+    events: Arc<OnceLock<StoreEvents>>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -172,6 +211,15 @@ impl MemoryStore {
         self.items.run_pending_tasks();
         self.items.weighted_size()
     }
+
+    /// Reports the size after a write. moka counts it during maintenance,
+    /// run here first: writes are misses, rare next to hits.
+    fn report_size(&self) {
+        if let Some(events) = self.events.get() {
+            self.items.run_pending_tasks();
+            events.stored_bytes(self.items.weighted_size());
+        }
+    }
 }
 
 impl Default for MemoryStore {
@@ -206,8 +254,22 @@ impl MemoryStoreBuilder {
             clock: Clock::new(),
             keep: self.keep.as_millis() as i64,
         };
+        let events: Arc<OnceLock<StoreEvents>> = Arc::default();
+        let listener_events = events.clone();
         let items = moka::sync::Cache::builder()
             .max_capacity(self.max_bytes)
+            .eviction_listener(move |_key, _value, cause| {
+                use moka::notification::RemovalCause;
+                let cause = match cause {
+                    RemovalCause::Size => Eviction::Size,
+                    RemovalCause::Expired => Eviction::Expired,
+                    RemovalCause::Explicit => Eviction::Explicit,
+                    RemovalCause::Replaced => return,
+                };
+                if let Some(events) = listener_events.get() {
+                    events.evicted(cause);
+                }
+            })
             .weigher(|_key: &Arc<str>, variants: &Variants| {
                 let weight: usize = variants.iter().map(|entry| entry.weight()).sum();
                 u32::try_from(weight).unwrap_or(u32::MAX)
@@ -217,6 +279,7 @@ impl MemoryStoreBuilder {
         MemoryStore {
             items,
             max_variants: self.max_variants,
+            events,
         }
     }
 }
@@ -280,11 +343,13 @@ impl CacheStore for MemoryStore {
             variants.push(entry);
             moka::ops::compute::Op::Put(Variants::from(variants))
         });
+        self.report_size();
         StoreCall::ready(())
     }
 
     fn remove(&self, key: &str) -> StoreCall<()> {
         self.items.invalidate(key);
+        self.report_size();
         StoreCall::ready(())
     }
 
@@ -324,6 +389,11 @@ impl CacheStore for MemoryStore {
                 }
             });
         }
+        self.report_size();
         StoreCall::ready(affected)
+    }
+
+    fn attach(&self, events: StoreEvents) {
+        let _ = self.events.set(events);
     }
 }
