@@ -912,7 +912,14 @@ fn every_request_is_counted_once_by_what_the_cache_did() {
     let counters = support::counters_recorded(|| async {
         let origin = Origin::new(|request, n| {
             let builder = Response::builder()
-                .header("cache-control", if request.uri().path() == "/no" { "no-store" } else { "max-age=10" })
+                .header(
+                    "cache-control",
+                    if request.uri().path() == "/no" {
+                        "no-store"
+                    } else {
+                        "max-age=10"
+                    },
+                )
                 .header("etag", "\"v\"");
             if request.headers().contains_key("if-none-match") {
                 builder.status(304).body(Full::default()).unwrap()
@@ -928,21 +935,41 @@ fn every_request_is_counted_once_by_what_the_cache_did() {
         advance(11).await;
         send(&mut service, get("/a")).await; // revalidated
         advance(11).await;
-        send(&mut service, request(Method::GET, "/a", &[("cache-control", "max-stale")])).await; // stale
+        send(
+            &mut service,
+            request(Method::GET, "/a", &[("cache-control", "max-stale")]),
+        )
+        .await; // stale
         send(&mut service, get("/no")).await; // uncacheable
         send(&mut service, request(Method::POST, "/a", &[])).await; // bypass, and invalidates /a
         send(&mut service, get("/b")).await; // miss
-        handle.purge(Purge::Key("http://example.com/b".into()), false).await;
+        handle
+            .purge(Purge::Key("http://example.com/b".into()), false)
+            .await;
     });
     let lookup = |result: &str, n: u64| {
-        ("armor.cache.lookups".to_owned(), vec!["name=pages".to_owned(), format!("result={result}")], n)
+        (
+            "armor.cache.lookups".to_owned(),
+            vec!["name=pages".to_owned(), format!("result={result}")],
+            n,
+        )
     };
-    let evictions: Vec<_> = counters.iter().filter(|(name, _, _)| name == "armor.cache.evictions").collect();
+    let evictions: Vec<_> = counters
+        .iter()
+        .filter(|(name, _, _)| name == "armor.cache.evictions")
+        .collect();
     assert_eq!(
         evictions,
-        [&("armor.cache.evictions".to_owned(), vec!["name=pages".to_owned(), "cause=explicit".to_owned()], 2)]
+        [&(
+            "armor.cache.evictions".to_owned(),
+            vec!["name=pages".to_owned(), "cause=explicit".to_owned()],
+            2
+        )]
     );
-    let lookups: Vec<_> = counters.into_iter().filter(|(name, _, _)| name == "armor.cache.lookups").collect();
+    let lookups: Vec<_> = counters
+        .into_iter()
+        .filter(|(name, _, _)| name == "armor.cache.lookups")
+        .collect();
     assert_eq!(
         lookups,
         [
@@ -965,13 +992,17 @@ fn waiting_requests_are_counted_as_coalesced() {
         let mut tasks = Vec::new();
         for _ in 0..4 {
             let mut service = service.clone();
-            tasks.push(tokio::spawn(async move { send(&mut service, get("/")).await }));
+            tasks.push(tokio::spawn(
+                async move { send(&mut service, get("/")).await },
+            ));
         }
         for task in tasks {
             task.await.unwrap();
         }
     });
-    let coalesced = counters.iter().find(|(name, _, _)| name == "armor.cache.coalesced");
+    let coalesced = counters
+        .iter()
+        .find(|(name, _, _)| name == "armor.cache.coalesced");
     assert_eq!(coalesced.map(|(_, _, n)| *n), Some(3));
 }
 
@@ -985,8 +1016,13 @@ fn the_stored_bytes_gauge_follows_the_store() {
     let reader = store.clone();
     let readings = recording.clone();
     support::run_recorded(&recording, || async move {
-        let origin = Origin::with_headers(&[("cache-control", "max-age=100"), ("surrogate-key", "t")]);
-        let layer = CacheLayer::builder().name("pages").store(store).build().unwrap();
+        let origin =
+            Origin::with_headers(&[("cache-control", "max-age=100"), ("surrogate-key", "t")]);
+        let layer = CacheLayer::builder()
+            .name("pages")
+            .store(store)
+            .build()
+            .unwrap();
         let handle = layer.handle();
         let mut service = cached_with(&origin, &layer);
         send(&mut service, get("/a")).await;
@@ -999,4 +1035,82 @@ fn the_stored_bytes_gauge_follows_the_store() {
         let gauge = active(&readings, "armor.cache.stored_bytes");
         assert_eq!(gauge, [(vec!["name=pages".to_owned()], 0.0)]);
     });
+}
+
+/// A store that keeps entries as bytes and answers later, as a networked
+/// store does; `corrupt` spoils what it holds.
+#[derive(Clone, Default)]
+struct BytesStore(Arc<Mutex<std::collections::HashMap<String, Vec<Bytes>>>>);
+
+impl BytesStore {
+    fn corrupt(&self, key: &str) {
+        for bytes in self.0.lock().unwrap().get_mut(key).unwrap() {
+            *bytes = Bytes::from_static(b"not an entry");
+        }
+    }
+}
+
+impl tower_armor::cache::CacheStore for BytesStore {
+    fn get(
+        &self,
+        key: &str,
+    ) -> tower_armor::cache::StoreCall<Option<tower_armor::cache::Variants>> {
+        let stored = self.0.lock().unwrap().get(key).cloned();
+        tower_armor::cache::StoreCall::later(async move {
+            tokio::task::yield_now().await;
+            let entries: Vec<Arc<tower_armor::cache::Entry>> = stored?
+                .iter()
+                .filter_map(|bytes| tower_armor::cache::Entry::decode(bytes).map(Arc::new))
+                .collect();
+            (!entries.is_empty()).then(|| entries.into())
+        })
+    }
+
+    fn put(
+        &self,
+        key: Arc<str>,
+        entry: Arc<tower_armor::cache::Entry>,
+    ) -> tower_armor::cache::StoreCall<()> {
+        let store = self.0.clone();
+        tower_armor::cache::StoreCall::later(async move {
+            store
+                .lock()
+                .unwrap()
+                .insert(key.to_string(), vec![entry.encode()]);
+        })
+    }
+
+    fn remove(&self, key: &str) -> tower_armor::cache::StoreCall<()> {
+        self.0.lock().unwrap().remove(key);
+        tower_armor::cache::StoreCall::ready(())
+    }
+
+    fn purge(&self, selector: Purge, _soft: bool) -> tower_armor::cache::StoreCall<usize> {
+        let Purge::Key(key) = selector else {
+            unimplemented!("only keys in this test")
+        };
+        tower_armor::cache::StoreCall::ready(usize::from(
+            self.0.lock().unwrap().remove(&key).is_some(),
+        ))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_answers_later_works_and_an_undecodable_entry_is_a_miss() {
+    let origin = Origin::with_headers(&[("cache-control", "max-age=100"), ("etag", "\"x\"")]);
+    let store = BytesStore::default();
+    let layer = CacheLayer::builder().store(store.clone()).build().unwrap();
+    let mut service = cached_with(&origin, &layer);
+    send(&mut service, get("/")).await;
+    tokio::task::yield_now().await; // the store's put runs on its own
+    let (status, headers, body) = send(&mut service, get("/")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "body 1"));
+    assert!(cache_status(&headers).contains("hit"));
+    assert_eq!(headers["etag"], "\"x\"");
+
+    store.corrupt("http://example.com/");
+    let (status, headers, body) = send(&mut service, get("/")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "body 2"));
+    assert!(cache_status(&headers).contains("fwd=uri-miss"));
+    assert_eq!(origin.calls(), 2);
 }

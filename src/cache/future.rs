@@ -302,7 +302,11 @@ where
     if let Some(entry) = &found {
         match shared.usable(entry, &directives) {
             usable @ (Usable::Fresh | Usable::Stale(StaleUse::MaxStale)) => {
-                let result = if usable == Usable::Fresh { Lookup::Hit } else { Lookup::Stale };
+                let result = if usable == Usable::Fresh {
+                    Lookup::Hit
+                } else {
+                    Lookup::Stale
+                };
                 shared.metrics.lookup(result);
                 return Ok(from_entry(
                     &shared,
@@ -413,7 +417,11 @@ impl Exchange {
         let response = match result {
             Ok(response) => response,
             Err(error) => {
-                self.count(if stale_on_error.is_some() { Lookup::Stale } else { Lookup::Uncacheable });
+                self.count(if stale_on_error.is_some() {
+                    Lookup::Stale
+                } else {
+                    Lookup::Uncacheable
+                });
                 return match stale_on_error {
                     Some(entry) => Ok(from_entry(
                         &shared,
@@ -518,7 +526,11 @@ impl Exchange {
                     Err(NotStorable::NoFreshness)
                 }
             });
-        self.count(if verdict.is_ok() { Lookup::Miss } else { Lookup::Uncacheable });
+        self.count(if verdict.is_ok() {
+            Lookup::Miss
+        } else {
+            Lookup::Uncacheable
+        });
         let body = match verdict {
             Ok(freshness) => {
                 status = status.stored().ttl(freshness.fresh_left(now));

@@ -48,6 +48,7 @@ mod body;
 mod clock;
 mod date;
 mod directives;
+mod encoding;
 mod entry;
 mod flight;
 mod future;
@@ -69,8 +70,10 @@ pub use entry::{ENTRY_FORMAT, Entry};
 pub use future::ResponseFuture;
 pub use key::CacheKey;
 pub use layer::{CacheBuilder, CacheHandle, CacheLayer};
+pub use metrics::Eviction;
 pub use policy::CacheMode;
 pub use service::CacheService;
-pub use metrics::Eviction;
-pub use store::{CacheStore, MemoryStore, MemoryStoreBuilder, Purge, StoreCall, StoreEvents, Variants};
+pub use store::{
+    CacheStore, MemoryStore, MemoryStoreBuilder, Purge, StoreCall, StoreEvents, Variants,
+};
 pub use vary::VaryNormalizer;

@@ -894,4 +894,48 @@ mod tests {
         );
         assert_eq!(named.usable_until(0), NOW + 11 * SECOND);
     }
+
+    fn header_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just("max-age=".to_owned()),
+            Just("s-maxage=".to_owned()),
+            Just("no-cache".to_owned()),
+            Just("must-revalidate".to_owned()),
+            Just("stale-while-revalidate=".to_owned()),
+            Just(", ".to_owned()),
+            Just("\"".to_owned()),
+            "[0-9]{1,12}",
+            "[ -~]{0,6}",
+        ];
+        proptest::collection::vec(piece, 0..8).prop_map(|pieces| pieces.concat())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_header_bytes_panic_or_outlive_an_explicit_max_age(
+            cache_control in header_text(),
+            age in "[ -~]{0,12}",
+            date in "[ -~]{0,30}",
+            expires in "[ -~]{0,30}",
+            shared in proptest::bool::ANY,
+        ) {
+            let policy = if shared { Policy::default() } else { private() };
+            let mut map = HeaderMap::new();
+            for (name, value) in [("cache-control", &cache_control), ("age", &age), ("date", &date), ("expires", &expires)] {
+                if let Ok(value) = http::HeaderValue::from_str(value) {
+                    map.insert(http::HeaderName::from_static(name), value);
+                }
+            }
+            let directives = CacheControl::from_headers(&map);
+            let fresh = policy.freshness(StatusCode::OK, &map, &directives, NOW, NOW);
+            let explicit = if shared { directives.s_maxage().or(directives.max_age()) } else { directives.max_age() };
+            if let Some(limit) = explicit {
+                proptest::prop_assert!(fresh.lifetime <= seconds(limit));
+            }
+            proptest::prop_assert!(fresh.lifetime >= 0 && fresh.initial_age >= 0);
+            let _ = policy.usable(&fresh, &RequestDirectives::from_headers(&map), NOW + 1);
+            let _ = policy.storable(&Method::GET, &map, &RequestDirectives::from_headers(&map), StatusCode::OK, &map, &directives);
+        }
+    }
 }

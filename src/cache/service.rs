@@ -7,12 +7,12 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::body::CacheBody;
-use super::metrics::Lookup;
 use super::future::{
-    AfterForward, Pending, StoreAnswer, ResponseFuture, answer, find, from_entry, revalidate_behind,
-    status_of,
+    AfterForward, Pending, ResponseFuture, StoreAnswer, answer, find, from_entry,
+    revalidate_behind, status_of,
 };
 use super::key::{CacheKey, primary_key};
+use super::metrics::Lookup;
 use super::policy::{RequestDirectives, StaleUse, Usable};
 use super::settings::Shared;
 use crate::BoxError;
@@ -119,7 +119,11 @@ where
             if let Some(entry) = find(shared, variants, &parts.headers) {
                 match shared.usable(&entry, &directives) {
                     usable @ (Usable::Fresh | Usable::Stale(StaleUse::MaxStale)) => {
-                        shared.metrics.lookup(if usable == Usable::Fresh { Lookup::Hit } else { Lookup::Stale });
+                        shared.metrics.lookup(if usable == Usable::Fresh {
+                            Lookup::Hit
+                        } else {
+                            Lookup::Stale
+                        });
                         let status = status_of(shared, &key).hit();
                         return ResponseFuture::ready(from_entry(shared, &entry, &parts, status));
                     }

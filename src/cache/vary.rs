@@ -127,7 +127,7 @@ pub(crate) fn vary_names(headers: &HeaderMap) -> Vec<HeaderName> {
 /// request that got it had (`None`: the field was absent).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Variant {
-    fields: Vec<(HeaderName, Option<String>)>,
+    pub(crate) fields: Vec<(HeaderName, Option<String>)>,
 }
 
 /// How request fields are compared: the normalisers by field.
