@@ -33,6 +33,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_armor::BoxError;
+use tower_armor::cache::CacheLayer;
 use tower_armor::circuit_breaker::CircuitBreakerLayer;
 use tower_armor::compression::{CompressionLayer, RequestDecompressionLayer};
 use tower_armor::metrics::MetricsLayer;
@@ -43,7 +44,7 @@ use tower_armor::timeout::{RequestBodyTimeoutLayer, ResponseBodyDeadlineLayer, T
 mod support;
 
 /// How many layers `each_layer!` lists.
-const LAYERS: usize = 9;
+const LAYERS: usize = 10;
 /// Cases per stack: every ordered pair, plus all forward and reversed.
 const CASES: usize = LAYERS * LAYERS + 2;
 
@@ -60,7 +61,8 @@ macro_rules! each_layer {
             retry,
             compression,
             request_decompression,
-            metrics
+            metrics,
+            cache
         )
     };
 }
@@ -103,6 +105,10 @@ fn request_decompression() -> RequestDecompressionLayer {
 
 fn metrics() -> MetricsLayer {
     MetricsLayer::default()
+}
+
+fn cache() -> CacheLayer {
+    CacheLayer::default()
 }
 
 /// Runs `$case!(stack, name, layers)` for every ordered pair, then for all
