@@ -11,6 +11,7 @@
 //! benches/instructions-per-request.sh target/release/examples/perreq compression:armor  # a small answer left alone
 //! benches/instructions-per-request.sh target/release/examples/perreq metrics:armor  # request metrics, body read to its end
 //! benches/instructions-per-request.sh target/release/examples/perreq health:armor   # a request that is not a probe
+//! benches/instructions-per-request.sh target/release/examples/perreq cache:hit-1k    # a hit, body read (also bare-1k, miss-1k, anchor-hit-1k, -64k)
 //! ```
 
 #[path = "../benches/support/common.rs"]
@@ -37,6 +38,9 @@ mod metrics_stacks;
 
 #[path = "../benches/support/health_stacks.rs"]
 mod health_stacks;
+
+#[path = "../benches/support/cache_stacks.rs"]
+mod cache_stacks;
 
 #[path = "../benches/support/compression_driver.rs"]
 mod compression_driver;
@@ -142,7 +146,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(stack), Some(n)) = (args.next(), args.next().and_then(|n| n.parse().ok())) else {
         eprintln!(
-            "usage: perreq STACK N   (timeout stacks: {}; rate-limit stacks: rl:NAME; breakers: cb:NAME; retries: retry:NAME; compression: compression:NAME; metrics: metrics:NAME; health: health:NAME)",
+            "usage: perreq STACK N   (timeout stacks: {}; rate-limit stacks: rl:NAME; breakers: cb:NAME; retries: retry:NAME; compression: compression:NAME; metrics: metrics:NAME; health: health:NAME; cache: cache:NAME)",
             stacks::STACKS.join(", ")
         );
         std::process::exit(2);
@@ -159,6 +163,8 @@ fn main() {
         run_compression(name, n)
     } else if let Some(name) = stack.strip_prefix("health:") {
         health_stacks::run(name, n)
+    } else if let Some(name) = stack.strip_prefix("cache:") {
+        cache_stacks::run(name, n)
     } else if let Some(name) = stack.strip_prefix("metrics:") {
         // One global recorder, as axum-prometheus installs; a subscriber
         // that formats tower-http's DEBUG events and discards them.

@@ -1,7 +1,7 @@
 //! A stored response: the head as it will be replayed, its body and
 //! trailers, its freshness and variant, and the tags it may be purged by.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::header::{
@@ -13,6 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use super::date;
 use super::directives::CacheControl;
 use super::policy::{Freshness, Millis};
+use super::status::CACHE_STATUS;
 use super::vary::Variant;
 
 /// The version of the entry layout; a store that persists entries keeps
@@ -62,33 +63,51 @@ pub(crate) fn stored_headers(
     shared: bool,
     tag_fields: &[HeaderName],
 ) -> HeaderMap {
-    let mut stored = headers.clone();
-    let named_by_connection: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|text| text.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in NOT_STORED
-        .iter()
-        .chain(&named_by_connection)
-        .chain(tag_fields)
-    {
-        stored.remove(name);
+    // Fields named by Connection or by the directives: rare, so usually
+    // no allocation.
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(CONNECTION) {
+        let Ok(text) = value.to_str() else { continue };
+        named.extend(
+            text.split(',')
+                .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok()),
+        );
     }
-    for name in OBSOLETE_HOP_BY_HOP {
-        stored.remove(name);
-    }
-    for name in directives.no_cache_fields().into_iter().flatten() {
-        stored.remove(name);
-    }
+    named.extend(directives.no_cache_fields().into_iter().flatten());
     if shared {
-        for name in directives.private_fields().into_iter().flatten() {
-            stored.remove(name);
+        named.extend(directives.private_fields().into_iter().flatten());
+    }
+    // One pass, copying what is kept; the two fields every use sets get
+    // their slots first, so a hit's copy of the head is filled in place.
+    let mut stored = HeaderMap::with_capacity(headers.len() + 2);
+    stored.insert(AGE, HeaderValue::from_static("0"));
+    stored.insert(CACHE_STATUS, cache_status_of(headers));
+    for (name, value) in headers {
+        let dropped = NOT_STORED.contains(name)
+            || OBSOLETE_HOP_BY_HOP.contains(&name.as_str())
+            || name == CACHE_STATUS
+            || tag_fields.contains(name)
+            || named.contains(name);
+        if !dropped {
+            stored.append(name.clone(), value.clone());
         }
     }
     stored
+}
+
+/// The members caches nearer the origin wrote in `Cache-Status`, as one
+/// value (empty when none), to which each use adds this cache's.
+fn cache_status_of(headers: &HeaderMap) -> HeaderValue {
+    let mut lines = headers.get_all(CACHE_STATUS).iter();
+    let Some(first) = lines.next() else {
+        return HeaderValue::from_static("");
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for line in lines {
+        joined.extend_from_slice(b", ");
+        joined.extend_from_slice(line.as_bytes());
+    }
+    HeaderValue::from_bytes(&joined).unwrap_or_else(|_| first.clone())
 }
 
 /// The tags of a response: the space-separated values of its tag fields
@@ -156,7 +175,7 @@ impl Entry {
     pub(crate) fn age_header(&self, now: Millis) -> HeaderValue {
         let seconds =
             (self.freshness.age(now) / 1000).clamp(0, i64::from(super::MAX_DELTA_SECONDS));
-        HeaderValue::from(seconds)
+        age_value(seconds)
     }
 
     pub(crate) fn etag(&self) -> Option<&HeaderValue> {
@@ -206,6 +225,34 @@ impl Entry {
             .unwrap_or(self.freshness.response_time.div_euclid(1000));
         modified <= since
     }
+}
+
+/// Ages below this are served from one static text: no allocation per hit.
+const STATIC_AGES: i64 = 3600;
+
+/// `seconds` as an `Age` value.
+fn age_value(seconds: i64) -> HeaderValue {
+    static DIGITS: OnceLock<&'static str> = OnceLock::new();
+    if !(0..STATIC_AGES).contains(&seconds) {
+        return HeaderValue::from(seconds);
+    }
+    let digits = DIGITS.get_or_init(|| {
+        let text: String = (0..STATIC_AGES).map(|n| n.to_string()).collect();
+        Box::leak(text.into_boxed_str())
+    });
+    // Where `seconds` starts: every shorter number, then those of its width.
+    let (mut start, mut low, mut width) = (0, 0, 1);
+    loop {
+        let high = if low == 0 { 10 } else { low * 10 };
+        if seconds < high {
+            break;
+        }
+        start += (high - low) * width;
+        low = high;
+        width += 1;
+    }
+    let start = (start + (seconds - low) * width) as usize;
+    HeaderValue::from_static(&digits[start..start + width as usize])
 }
 
 /// An entity tag without its weakness indicator, for weak comparison.
@@ -263,9 +310,36 @@ mod tests {
         let cc = CacheControl::from_headers(&response);
         let tag_fields = [HeaderName::from_static("surrogate-key")];
         let shared = stored_headers(&response, &cc, true, &tag_fields);
-        assert_eq!(names(&shared), ["cache-control", "content-type"]);
+        assert_eq!(
+            names(&shared),
+            ["age", "cache-control", "cache-status", "content-type"]
+        );
+        assert_eq!(shared["age"], "0");
+        assert_eq!(shared["cache-status"], "");
         let private = stored_headers(&response, &cc, false, &tag_fields);
-        assert_eq!(names(&private), ["cache-control", "content-type", "x-user"]);
+        assert_eq!(
+            names(&private),
+            [
+                "age",
+                "cache-control",
+                "cache-status",
+                "content-type",
+                "x-user"
+            ]
+        );
+    }
+
+    #[test]
+    fn earlier_caches_status_lines_are_kept_as_one() {
+        let none = stored_headers(&HeaderMap::new(), &CacheControl::default(), true, &[]);
+        assert_eq!(none[CACHE_STATUS], "");
+        let two = headers(&[
+            ("cache-status", "origin; fwd=uri-miss"),
+            ("cache-status", "cdn; hit"),
+        ]);
+        let stored = stored_headers(&two, &CacheControl::default(), true, &[]);
+        let lines: Vec<_> = stored.get_all(CACHE_STATUS).iter().collect();
+        assert_eq!(lines, ["origin; fwd=uri-miss, cdn; hit"]);
     }
 
     #[test]
@@ -372,6 +446,17 @@ mod tests {
             "Sun, 06 Nov 1994 08:49:37 GMT"
         )])));
         assert!(untagged.satisfies_conditional(&headers(&[("if-none-match", "*")])));
+    }
+
+    #[test]
+    fn every_age_reads_as_its_number() {
+        for seconds in (0..4000).chain([86_400, 1 << 31]) {
+            assert_eq!(
+                age_value(seconds),
+                seconds.to_string().as_str(),
+                "{seconds}"
+            );
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ use super::metrics::Lookup;
 use super::policy::{Millis, NotStorable, RequestDirectives, StaleUse, Usable};
 use super::range::{self, RangeAnswer};
 use super::settings::Shared;
-use super::status::{CacheStatus, Forward};
+use super::status::{CacheStatus, Forward, write_hit};
 use super::store::{StoreCall, Variants};
 use super::vary::vary_names;
 use crate::BoxError;
@@ -183,10 +183,10 @@ pub(crate) fn from_entry<B>(
     shared: &Shared,
     entry: &Entry,
     request: &Parts,
-    status: CacheStatus,
+    member: Member,
+    now: Millis,
 ) -> Response<CacheBody<B>> {
-    let now = shared.clock.now();
-    let status = status.ttl(shared.freshness(entry).fresh_left(now));
+    let fresh_left = shared.freshness(entry).fresh_left(now);
     let (code, mut headers, body) = if entry.satisfies_conditional(&request.headers) {
         (
             StatusCode::NOT_MODIFIED,
@@ -236,11 +236,31 @@ pub(crate) fn from_entry<B>(
         }
     };
     headers.insert(AGE, entry.age_header(now));
-    status.write_to(&mut headers);
+    match member {
+        Member::Hit => write_hit(&mut headers, &shared.status_name, fresh_left),
+        Member::Other(status) => status.ttl(fresh_left).write_to(&mut headers),
+    }
     let mut response = Response::new(body);
     *response.status_mut() = code;
     *response.headers_mut() = headers;
     response
+}
+
+/// This cache's `Cache-Status` member for a response from the store.
+pub(crate) enum Member {
+    /// A plain hit (written on the fast path).
+    Hit,
+    /// Anything else, or a hit that shows its key.
+    Other(CacheStatus),
+}
+
+/// The member of a hit: the fast one unless the key is shown.
+pub(crate) fn hit(shared: &Shared, key: &str) -> Member {
+    if shared.show_key {
+        Member::Other(status_of(shared, key).hit())
+    } else {
+        Member::Hit
+    }
 }
 
 /// The first `Cache-Status` member of a response, with the key if shown.
@@ -292,6 +312,7 @@ where
         StoreAnswer::Known(variants) => variants,
         StoreAnswer::Later(call) => call.await,
     };
+    let now = shared.clock.now();
     let found = variants
         .as_ref()
         .and_then(|variants| find(&shared, variants, &parts.headers));
@@ -300,7 +321,7 @@ where
         _ => Forward::UriMiss,
     };
     if let Some(entry) = &found {
-        match shared.usable(entry, &directives) {
+        match shared.usable(entry, &directives, now) {
             usable @ (Usable::Fresh | Usable::Stale(StaleUse::MaxStale)) => {
                 let result = if usable == Usable::Fresh {
                     Lookup::Hit
@@ -308,16 +329,11 @@ where
                     Lookup::Stale
                 };
                 shared.metrics.lookup(result);
-                return Ok(from_entry(
-                    &shared,
-                    entry,
-                    &parts,
-                    status_of(&shared, &key).hit(),
-                ));
+                return Ok(from_entry(&shared, entry, &parts, hit(&shared, &key), now));
             }
             Usable::Stale(StaleUse::WhileRevalidate) => {
                 shared.metrics.lookup(Lookup::Stale);
-                let response = from_entry(&shared, entry, &parts, status_of(&shared, &key).hit());
+                let response = from_entry(&shared, entry, &parts, hit(&shared, &key), now);
                 revalidate_behind(&shared, &mut inner, parts, body, key, entry.clone());
                 return Ok(response);
             }
@@ -346,20 +362,23 @@ where
                 shared.metrics.coalesced();
                 let _ = tokio::time::timeout(shared.lock_timeout, flight::landed(receiver)).await;
                 let again = shared.store.get(&key).await;
+                let now = shared.clock.now();
                 if let Some(entry) = again
                     .as_ref()
                     .and_then(|variants| find(&shared, variants, &parts.headers))
                 {
                     if matches!(
-                        shared.usable(&entry, &directives),
+                        shared.usable(&entry, &directives, now),
                         Usable::Fresh | Usable::Stale(StaleUse::MaxStale)
                     ) {
                         shared.metrics.lookup(Lookup::Hit);
+                        let status = status_of(&shared, &key).hit().collapsed();
                         return Ok(from_entry(
                             &shared,
                             &entry,
                             &parts,
-                            status_of(&shared, &key).hit().collapsed(),
+                            Member::Other(status),
+                            now,
                         ));
                     }
                 }
@@ -423,12 +442,16 @@ impl Exchange {
                     Lookup::Uncacheable
                 });
                 return match stale_on_error {
-                    Some(entry) => Ok(from_entry(
-                        &shared,
-                        entry,
-                        &client,
-                        status_of(&shared, &self.key).forward(Forward::Stale),
-                    )),
+                    Some(entry) => {
+                        let status = status_of(&shared, &self.key).forward(Forward::Stale);
+                        Ok(from_entry(
+                            &shared,
+                            entry,
+                            &client,
+                            Member::Other(status),
+                            now,
+                        ))
+                    }
                     None => Err(error),
                 };
             }
@@ -448,7 +471,13 @@ impl Exchange {
                 let status = status_of(&shared, &self.key)
                     .forward(self.why)
                     .forward_status(status);
-                return Ok(from_entry(&shared, &refreshed, &client, status));
+                return Ok(from_entry(
+                    &shared,
+                    &refreshed,
+                    &client,
+                    Member::Other(status),
+                    now,
+                ));
             }
         }
         if let Some(entry) = stale_on_error {
@@ -457,7 +486,13 @@ impl Exchange {
                 let status = status_of(&shared, &self.key)
                     .forward(Forward::Stale)
                     .forward_status(status);
-                return Ok(from_entry(&shared, entry, &client, status));
+                return Ok(from_entry(
+                    &shared,
+                    entry,
+                    &client,
+                    Member::Other(status),
+                    now,
+                ));
             }
         }
         Ok(self.store_or_pass(response, &client, request_time, now))

@@ -52,12 +52,7 @@ impl CacheKey {
     /// The key of a request: its URI's scheme and authority when absolute
     /// (a client's request), else `http` and the `Host` field (a server's).
     pub(crate) fn of(uri: &Uri, headers: &HeaderMap) -> CacheKey {
-        let authority = uri
-            .authority()
-            .map(|authority| authority.as_str())
-            .or_else(|| headers.get(HOST).and_then(|host| host.to_str().ok()))
-            .unwrap_or("");
-        let scheme = uri.scheme_str().unwrap_or("http");
+        let (scheme, authority) = scheme_and_authority(uri, headers);
         CacheKey::new(scheme, authority, uri.path(), uri.query())
     }
 
@@ -102,13 +97,46 @@ impl std::fmt::Display for CacheKey {
 /// A user's key normaliser.
 pub(crate) type KeyNormalizer = Arc<dyn Fn(&mut CacheKey) + Send + Sync>;
 
-/// The stored key of a request, normalised.
-pub(crate) fn primary_key(parts: &Parts, normalizer: Option<&KeyNormalizer>) -> Arc<str> {
-    let mut key = CacheKey::of(&parts.uri, &parts.headers);
+/// The stored key of a request, normalised: one allocation when there is
+/// no normaliser (the key of every lookup, hits included).
+pub(crate) fn primary_key(parts: &Parts, normalizer: Option<&KeyNormalizer>) -> String {
     if let Some(normalize) = normalizer {
+        let mut key = CacheKey::of(&parts.uri, &parts.headers);
         normalize(&mut key);
+        return key.to_string();
     }
-    key.to_shared()
+    let (scheme, authority) = scheme_and_authority(&parts.uri, &parts.headers);
+    let path = parts.uri.path();
+    let query = parts.uri.query();
+    let length =
+        scheme.len() + 3 + authority.len() + path.len().max(1) + query.map_or(0, |q| q.len() + 1);
+    let mut key = String::with_capacity(length);
+    push_lowercase(&mut key, scheme);
+    key.push_str("://");
+    push_lowercase(&mut key, authority);
+    key.push_str(if path.is_empty() { "/" } else { path });
+    if let Some(query) = query {
+        key.push('?');
+        key.push_str(query);
+    }
+    key
+}
+
+fn push_lowercase(out: &mut String, text: &str) {
+    let start = out.len();
+    out.push_str(text);
+    out[start..].make_ascii_lowercase();
+}
+
+/// A request's scheme (`http` unless its URI is absolute) and authority
+/// (its URI's, else its `Host` field's).
+fn scheme_and_authority<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> (&'a str, &'a str) {
+    let authority = uri
+        .authority()
+        .map(|authority| authority.as_str())
+        .or_else(|| headers.get(HOST).and_then(|host| host.to_str().ok()))
+        .unwrap_or("");
+    (uri.scheme_str().unwrap_or("http"), authority)
 }
 
 /// The key a `Location` or `Content-Location` value names, when it is the
@@ -174,6 +202,19 @@ mod tests {
         // The method plays no part: GET and HEAD share entries.
         let no_host = request("/", None);
         assert_eq!(&*primary_key(&no_host, None), "http:///");
+    }
+
+    #[test]
+    fn the_fast_key_is_the_key_spelled_out() {
+        for (uri, host) in [
+            ("/a?b", Some("H:1")),
+            ("https://X.example", None),
+            ("/p", None),
+        ] {
+            let parts = request(uri, host);
+            let spelled = CacheKey::of(&parts.uri, &parts.headers).to_string();
+            assert_eq!(primary_key(&parts, None), spelled, "{uri}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::metrics::CacheMetrics;
 use super::policy::{CacheMode, Policy};
 use super::service::CacheService;
 use super::settings::Shared;
+use super::status::member_name;
 use super::store::{CacheStore, MemoryStore, Purge, StoreEvents};
 use super::vary::{VaryNormalizer, VaryRules};
 use crate::config::{ConfigError, instance_name};
@@ -253,10 +254,7 @@ impl CacheBuilder {
                 "the lock timeout must be above zero",
             ));
         }
-        let status_name = self
-            .name
-            .as_ref()
-            .map_or_else(|| "tower-armor".to_owned(), |name| name.to_string());
+        let status_name = member_name(self.name.as_deref().unwrap_or("tower-armor"));
         let name = self.name.unwrap_or(SharedString::const_str("default"));
         let metrics = Arc::new(CacheMetrics::new(name.clone()));
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));

@@ -134,7 +134,9 @@ pub(crate) struct RequestDirectives {
 impl RequestDirectives {
     pub(crate) fn from_headers(headers: &HeaderMap) -> RequestDirectives {
         let cache_control = CacheControl::from_headers(headers);
-        let pragma_no_cache = !headers.contains_key(http::header::CACHE_CONTROL)
+        // Most requests carry neither field: one lookup each, no more.
+        let pragma_no_cache = headers.get(http::header::CACHE_CONTROL).is_none()
+            && headers.contains_key(PRAGMA)
             && headers.get_all(PRAGMA).iter().any(|value| {
                 value.to_str().is_ok_and(|text| {
                     text.split(',')

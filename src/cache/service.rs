@@ -8,8 +8,8 @@ use tower_service::Service;
 
 use super::body::CacheBody;
 use super::future::{
-    AfterForward, Pending, ResponseFuture, StoreAnswer, answer, find, from_entry,
-    revalidate_behind, status_of,
+    AfterForward, Pending, ResponseFuture, StoreAnswer, answer, find, from_entry, hit,
+    revalidate_behind,
 };
 use super::key::{CacheKey, primary_key};
 use super::metrics::Lookup;
@@ -117,21 +117,25 @@ where
         // The fast path: a stored answer usable now, found without waiting.
         if let StoreAnswer::Known(Some(variants)) = &lookup {
             if let Some(entry) = find(shared, variants, &parts.headers) {
-                match shared.usable(&entry, &directives) {
+                let now = shared.clock.now();
+                match shared.usable(&entry, &directives, now) {
                     usable @ (Usable::Fresh | Usable::Stale(StaleUse::MaxStale)) => {
                         shared.metrics.lookup(if usable == Usable::Fresh {
                             Lookup::Hit
                         } else {
                             Lookup::Stale
                         });
-                        let status = status_of(shared, &key).hit();
-                        return ResponseFuture::ready(from_entry(shared, &entry, &parts, status));
+                        let member = hit(shared, &key);
+                        return ResponseFuture::ready(from_entry(
+                            shared, &entry, &parts, member, now,
+                        ));
                     }
                     Usable::Stale(StaleUse::WhileRevalidate) => {
                         shared.metrics.lookup(Lookup::Stale);
-                        let status = status_of(shared, &key).hit();
-                        let response = from_entry(shared, &entry, &parts, status);
+                        let member = hit(shared, &key);
+                        let response = from_entry(shared, &entry, &parts, member, now);
                         let shared = shared.clone();
+                        let key = Arc::from(key);
                         revalidate_behind(&shared, &mut self.inner, parts, body, key, entry);
                         return ResponseFuture::ready(response);
                     }
@@ -142,7 +146,7 @@ where
         let pending = Pending {
             shared: shared.clone(),
             parts,
-            key,
+            key: Arc::from(key),
             directives,
             lookup,
         };

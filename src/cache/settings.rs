@@ -13,7 +13,7 @@ use super::entry::Entry;
 use super::flight::Flights;
 use super::key::KeyNormalizer;
 use super::metrics::CacheMetrics;
-use super::policy::{Freshness, Policy, RequestDirectives, Usable};
+use super::policy::{Freshness, Millis, Policy, RequestDirectives, Usable};
 use super::store::CacheStore;
 use super::vary::VaryRules;
 
@@ -48,9 +48,13 @@ impl Shared {
         freshness
     }
 
-    /// How `entry` may answer a request with `directives` now.
-    pub(crate) fn usable(&self, entry: &Entry, directives: &RequestDirectives) -> Usable {
-        self.policy
-            .usable(&self.freshness(entry), directives, self.clock.now())
+    /// How `entry` may answer a request with `directives` at `now`.
+    pub(crate) fn usable(
+        &self,
+        entry: &Entry,
+        directives: &RequestDirectives,
+        now: Millis,
+    ) -> Usable {
+        self.policy.usable(&self.freshness(entry), directives, now)
     }
 }

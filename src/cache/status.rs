@@ -1,9 +1,7 @@
 //! `Cache-Status` (RFC 9211): what the cache did with each response, one
 //! list member per cache, the one nearest the client last.
 
-use std::fmt::Write as _;
-
-use http::header::HeaderName;
+use http::header::{Entry, HeaderName};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::policy::Millis;
@@ -42,29 +40,35 @@ pub(crate) struct CacheStatus {
     text: String,
 }
 
-impl CacheStatus {
-    /// `name` is written as a token when it is one, else as a string.
-    pub(crate) fn new(name: &str) -> CacheStatus {
-        let mut text = String::with_capacity(64);
-        let token = name
+/// A cache's name as a `Cache-Status` list member: a token when it is one,
+/// else a quoted string. Made once per layer.
+pub(crate) fn member_name(name: &str) -> String {
+    let token = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'*')
+        && name
             .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'*')
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&b));
-        if token {
-            text.push_str(name);
-        } else {
-            text.push('"');
-            for c in name.chars().filter(|c| (' '..='~').contains(c)) {
-                if c == '"' || c == '\\' {
-                    text.push('\\');
-                }
-                text.push(c);
-            }
-            text.push('"');
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&b));
+    if token {
+        return name.to_owned();
+    }
+    let mut text = String::from('"');
+    for c in name.chars().filter(|c| (' '..='~').contains(c)) {
+        if c == '"' || c == '\\' {
+            text.push('\\');
         }
+        text.push(c);
+    }
+    text.push('"');
+    text
+}
+
+impl CacheStatus {
+    /// A member for the cache whose [`member_name`] is `name`.
+    pub(crate) fn new(name: &str) -> CacheStatus {
+        let mut text = String::with_capacity(name.len() + 48);
+        text.push_str(name);
         CacheStatus { text }
     }
 
@@ -74,12 +78,14 @@ impl CacheStatus {
     }
 
     pub(crate) fn forward(mut self, why: Forward) -> Self {
-        let _ = write!(self.text, "; fwd={}", why.as_str());
+        self.text.push_str("; fwd=");
+        self.text.push_str(why.as_str());
         self
     }
 
     pub(crate) fn forward_status(mut self, status: StatusCode) -> Self {
-        let _ = write!(self.text, "; fwd-status={}", status.as_u16());
+        self.text.push_str("; fwd-status=");
+        push_integer(&mut self.text, i64::from(status.as_u16()));
         self
     }
 
@@ -95,7 +101,8 @@ impl CacheStatus {
 
     /// Freshness left, in whole seconds (negative when stale).
     pub(crate) fn ttl(mut self, fresh_left: Millis) -> Self {
-        let _ = write!(self.text, "; ttl={}", fresh_left.div_euclid(1000));
+        self.text.push_str("; ttl=");
+        push_integer(&mut self.text, fresh_left.div_euclid(1000));
         self
     }
 
@@ -113,28 +120,115 @@ impl CacheStatus {
 
     /// A `detail` token (our own vocabulary: `no-store`, `private`...).
     pub(crate) fn detail(mut self, detail: &str) -> Self {
-        let _ = write!(self.text, "; detail={detail}");
+        self.text.push_str("; detail=");
+        self.text.push_str(detail);
         self
     }
 
     /// Adds the member after those of caches nearer the origin.
     pub(crate) fn write_to(self, headers: &mut HeaderMap) {
-        let value = match headers
-            .get(CACHE_STATUS)
-            .and_then(|existing| existing.to_str().ok())
-        {
-            Some(existing) if !existing.trim().is_empty() => format!("{existing}, {}", self.text),
-            _ => self.text,
-        };
-        if let Ok(value) = HeaderValue::try_from(value) {
-            headers.insert(CACHE_STATUS, value);
+        match headers.entry(CACHE_STATUS) {
+            Entry::Occupied(mut existing) => {
+                let value = match existing.get().to_str() {
+                    Ok(text) if !text.trim().is_empty() => format!("{text}, {}", self.text),
+                    _ => self.text,
+                };
+                if let Ok(value) = HeaderValue::try_from(value) {
+                    existing.insert(value);
+                }
+            }
+            Entry::Vacant(slot) => {
+                if let Ok(value) = HeaderValue::try_from(self.text) {
+                    slot.insert(value);
+                }
+            }
         }
+    }
+}
+
+/// The member of a plain hit, `name; hit; ttl=N`, added after those of
+/// caches nearer the origin: the hot path, built in one exact allocation.
+pub(crate) fn write_hit(headers: &mut HeaderMap, name: &str, fresh_left: Millis) {
+    const HIT: &[u8] = b"; hit; ttl=";
+    let mut digits = [0u8; 21];
+    let ttl = integer_digits(fresh_left.div_euclid(1000), &mut digits);
+    let member = |before: &[u8]| {
+        let separator: &[u8] = if before.is_empty() { b"" } else { b", " };
+        let mut value =
+            Vec::with_capacity(before.len() + separator.len() + name.len() + HIT.len() + ttl.len());
+        for part in [before, separator, name.as_bytes(), HIT, ttl] {
+            value.extend_from_slice(part);
+        }
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).ok()
+    };
+    match headers.entry(CACHE_STATUS) {
+        Entry::Occupied(mut existing) => {
+            if let Some(value) = member(existing.get().as_bytes().trim_ascii()) {
+                existing.insert(value);
+            }
+        }
+        Entry::Vacant(slot) => {
+            if let Some(value) = member(b"") {
+                slot.insert(value);
+            }
+        }
+    }
+}
+
+/// `n` in decimal, written at the end of `buffer`.
+fn integer_digits(n: i64, buffer: &mut [u8; 21]) -> &[u8] {
+    let mut at = buffer.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        buffer[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        at -= 1;
+        buffer[at] = b'-';
+    }
+    &buffer[at..]
+}
+
+/// Writes `n` in decimal without the formatting machinery.
+fn push_integer(out: &mut String, n: i64) {
+    let mut buffer = [0u8; 21];
+    for &byte in integer_digits(n, &mut buffer) {
+        out.push(char::from(byte));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_are_written_in_full() {
+        for n in [0, 7, -1, 59, -3600, i64::MAX, i64::MIN] {
+            let mut text = String::new();
+            push_integer(&mut text, n);
+            assert_eq!(text, n.to_string());
+        }
+        assert_eq!(member_name("armor"), "armor");
+        assert_eq!(member_name("a \"b\""), "\"a \\\"b\\\"\"");
+    }
+
+    #[test]
+    fn a_plain_hit_is_written_after_earlier_members() {
+        let mut headers = HeaderMap::new();
+        write_hit(&mut headers, "armor", 59_500);
+        assert_eq!(headers[CACHE_STATUS], "armor; hit; ttl=59");
+        headers.insert(CACHE_STATUS, HeaderValue::from_static(""));
+        write_hit(&mut headers, "armor", -1);
+        assert_eq!(headers[CACHE_STATUS], "armor; hit; ttl=-1");
+        headers.insert(CACHE_STATUS, HeaderValue::from_static("origin; fwd=miss "));
+        write_hit(&mut headers, "armor", 0);
+        assert_eq!(headers[CACHE_STATUS], "origin; fwd=miss, armor; hit; ttl=0");
+    }
 
     #[test]
     fn members_follow_rfc_9211() {
@@ -146,7 +240,7 @@ mod tests {
         assert_eq!(headers[CACHE_STATUS], "armor; hit; ttl=59");
         let mut headers = HeaderMap::new();
         headers.insert(CACHE_STATUS, HeaderValue::from_static("origin-cdn; hit"));
-        CacheStatus::new("edge cache")
+        CacheStatus::new(&member_name("edge cache"))
             .forward(Forward::UriMiss)
             .forward_status(StatusCode::OK)
             .stored()

@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -167,10 +168,21 @@ impl std::fmt::Debug for StoreEvents {
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
-    items: moka::sync::Cache<Arc<str>, Variants>,
+    items: moka::sync::Cache<Arc<str>, Variants, FastHash>,
     max_variants: usize,
     /// The first cache layer attached to it reports its metrics.
     events: Arc<OnceLock<StoreEvents>>,
+    /// Bytes held: added on each write, taken off as moka drops items.
+    bytes: Arc<AtomicU64>,
+}
+
+/// moka's key hasher: foldhash, seeded per process (SipHash, moka's
+/// default, costs about a hundred more instructions per lookup).
+type FastHash = hashbrown::DefaultHashBuilder;
+
+/// An item's weight: its variants' fields, bodies and trailers.
+fn weight(variants: &Variants) -> u64 {
+    variants.iter().map(|entry| entry.weight() as u64).sum()
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -212,12 +224,9 @@ impl MemoryStore {
         self.items.weighted_size()
     }
 
-    /// Reports the size after a write. moka counts it during maintenance,
-    /// run here first: writes are misses, rare next to hits.
     fn report_size(&self) {
         if let Some(events) = self.events.get() {
-            self.items.run_pending_tasks();
-            events.stored_bytes(self.items.weighted_size());
+            events.stored_bytes(self.bytes.load(Ordering::Relaxed));
         }
     }
 }
@@ -255,31 +264,35 @@ impl MemoryStoreBuilder {
             keep: self.keep.as_millis() as i64,
         };
         let events: Arc<OnceLock<StoreEvents>> = Arc::default();
-        let listener_events = events.clone();
+        let bytes: Arc<AtomicU64> = Arc::default();
+        let (listener_events, listener_bytes) = (events.clone(), bytes.clone());
         let items = moka::sync::Cache::builder()
             .max_capacity(self.max_bytes)
-            .eviction_listener(move |_key, _value, cause| {
+            .eviction_listener(move |_key, value: Variants, cause| {
                 use moka::notification::RemovalCause;
-                let cause = match cause {
-                    RemovalCause::Size => Eviction::Size,
-                    RemovalCause::Expired => Eviction::Expired,
-                    RemovalCause::Explicit => Eviction::Explicit,
-                    RemovalCause::Replaced => return,
+                let dropped = weight(&value);
+                let held = listener_bytes.fetch_sub(dropped, Ordering::Relaxed) - dropped;
+                let Some(events) = listener_events.get() else {
+                    return;
                 };
-                if let Some(events) = listener_events.get() {
-                    events.evicted(cause);
+                match cause {
+                    RemovalCause::Size => events.evicted(Eviction::Size),
+                    RemovalCause::Expired => events.evicted(Eviction::Expired),
+                    RemovalCause::Explicit => events.evicted(Eviction::Explicit),
+                    RemovalCause::Replaced => {}
                 }
+                events.stored_bytes(held);
             })
             .weigher(|_key: &Arc<str>, variants: &Variants| {
-                let weight: usize = variants.iter().map(|entry| entry.weight()).sum();
-                u32::try_from(weight).unwrap_or(u32::MAX)
+                u32::try_from(weight(variants)).unwrap_or(u32::MAX)
             })
             .expire_after(expiry)
-            .build();
+            .build_with_hasher(FastHash::default());
         MemoryStore {
             items,
             max_variants: self.max_variants,
             events,
+            bytes,
         }
     }
 }
@@ -332,6 +345,17 @@ impl CacheStore for MemoryStore {
 
     fn put(&self, key: Arc<str>, entry: Arc<Entry>) -> StoreCall<()> {
         let max_variants = self.max_variants;
+        if !self.items.contains_key(&*key) {
+            // The usual write: the URL's first variant. A plain insert
+            // costs a third of moka's locked compute; a variant stored by
+            // a concurrent put in between may be replaced, which costs a
+            // later miss, never a wrong answer.
+            let variants = Variants::from(vec![entry]);
+            self.bytes.fetch_add(weight(&variants), Ordering::Relaxed);
+            self.items.insert(key, variants);
+            self.report_size();
+            return StoreCall::ready(());
+        }
         self.items.entry(key).and_compute_with(|existing| {
             let mut variants: Vec<Arc<Entry>> = existing
                 .map(|item| item.into_value().iter().cloned().collect())
@@ -341,7 +365,9 @@ impl CacheStore for MemoryStore {
                 variants.drain(..=variants.len() - max_variants);
             }
             variants.push(entry);
-            moka::ops::compute::Op::Put(Variants::from(variants))
+            let variants = Variants::from(variants);
+            self.bytes.fetch_add(weight(&variants), Ordering::Relaxed);
+            moka::ops::compute::Op::Put(variants)
         });
         self.report_size();
         StoreCall::ready(())
@@ -383,10 +409,11 @@ impl CacheStore for MemoryStore {
                     }
                 }
                 if kept.is_empty() {
-                    Op::Remove
-                } else {
-                    Op::Put(Variants::from(kept))
+                    return Op::Remove;
                 }
+                let kept = Variants::from(kept);
+                self.bytes.fetch_add(weight(&kept), Ordering::Relaxed);
+                Op::Put(kept)
             });
         }
         self.report_size();
