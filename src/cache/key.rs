@@ -1,6 +1,7 @@
 //! Cache keys: the effective request URI (RFC 9111 §2), which a user may
 //! normalise (drop tracking parameters, sort the query).
 
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -97,20 +98,42 @@ impl std::fmt::Display for CacheKey {
 /// A user's key normaliser.
 pub(crate) type KeyNormalizer = Arc<dyn Fn(&mut CacheKey) + Send + Sync>;
 
-/// The stored key of a request, normalised: one allocation when there is
-/// no normaliser (the key of every lookup, hits included).
-pub(crate) fn primary_key(parts: &Parts, normalizer: Option<&KeyNormalizer>) -> String {
+thread_local! {
+    /// The buffer lookup keys are written in, so a hit allocates none.
+    static KEY_BUFFER: Cell<String> = const { Cell::new(String::new()) };
+}
+
+/// A request's key, in this thread's key buffer (given back on drop).
+pub(crate) struct LookupKey(String);
+
+impl std::ops::Deref for LookupKey {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for LookupKey {
+    fn drop(&mut self) {
+        let buffer = std::mem::take(&mut self.0);
+        KEY_BUFFER.with(|cell| cell.set(buffer));
+    }
+}
+
+/// The stored key of a request, normalised. Without a normaliser it is
+/// written in a reused buffer: no allocation on the path of every lookup.
+pub(crate) fn primary_key(parts: &Parts, normalizer: Option<&KeyNormalizer>) -> LookupKey {
     if let Some(normalize) = normalizer {
         let mut key = CacheKey::of(&parts.uri, &parts.headers);
         normalize(&mut key);
-        return key.to_string();
+        return LookupKey(key.to_string());
     }
     let (scheme, authority) = scheme_and_authority(&parts.uri, &parts.headers);
     let path = parts.uri.path();
     let query = parts.uri.query();
-    let length =
-        scheme.len() + 3 + authority.len() + path.len().max(1) + query.map_or(0, |q| q.len() + 1);
-    let mut key = String::with_capacity(length);
+    let mut key = KEY_BUFFER.with(Cell::take);
+    key.clear();
     push_lowercase(&mut key, scheme);
     key.push_str("://");
     push_lowercase(&mut key, authority);
@@ -119,7 +142,7 @@ pub(crate) fn primary_key(parts: &Parts, normalizer: Option<&KeyNormalizer>) -> 
         key.push('?');
         key.push_str(query);
     }
-    key
+    LookupKey(key)
 }
 
 fn push_lowercase(out: &mut String, text: &str) {
@@ -213,7 +236,7 @@ mod tests {
         ] {
             let parts = request(uri, host);
             let spelled = CacheKey::of(&parts.uri, &parts.headers).to_string();
-            assert_eq!(primary_key(&parts, None), spelled, "{uri}");
+            assert_eq!(&*primary_key(&parts, None), spelled, "{uri}");
         }
     }
 

@@ -135,7 +135,7 @@ where
                         let member = hit(shared, &key);
                         let response = from_entry(shared, &entry, &parts, member, now);
                         let shared = shared.clone();
-                        let key = Arc::from(key);
+                        let key = Arc::from(&*key);
                         revalidate_behind(&shared, &mut self.inner, parts, body, key, entry);
                         return ResponseFuture::ready(response);
                     }
@@ -146,7 +146,7 @@ where
         let pending = Pending {
             shared: shared.clone(),
             parts,
-            key: Arc::from(key),
+            key: Arc::from(&*key),
             directives,
             lookup,
         };
