@@ -179,3 +179,148 @@ async fn tonic_calls_are_never_cached() {
     let second = client.check(check()).await.unwrap();
     assert_eq!(second.get_ref().status(), ServingStatus::NotServing);
 }
+
+/// Reads a response: status, headers and body bytes.
+async fn read<B>(response: Response<B>) -> (StatusCode, http::HeaderMap, Bytes)
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let (parts, body) = response.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+#[tokio::test]
+async fn above_compression_each_coding_is_compressed_once_and_served_many_times() {
+    use http::header::ACCEPT_ENCODING;
+    use tower_armor::cache::VaryNormalizer;
+    use tower_armor::compression::{CompressionLayer, Encoding};
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let handler = service_fn(move |_: Request<Full<Bytes>>| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async {
+            let response = Response::builder()
+                .header("content-type", "application/json")
+                .header("cache-control", "max-age=60")
+                .body(Full::new(Bytes::from(format!(
+                    "[{}]",
+                    "1,".repeat(2000) + "1"
+                ))))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let cache = CacheLayer::builder()
+        .vary_normalizer(
+            ACCEPT_ENCODING,
+            VaryNormalizer::negotiated_coding(["br", "gzip"]),
+        )
+        .build()
+        .unwrap();
+    let compression = CompressionLayer::builder()
+        .encodings([Encoding::Brotli, Encoding::Gzip])
+        .build()
+        .unwrap();
+    let mut service = ServiceBuilder::new()
+        .armor_cache(cache)
+        .armor_compression(compression)
+        .service(handler);
+    let mut codings = Vec::new();
+    for accept in [
+        "gzip, br",
+        "br",
+        "br;q=1, gzip;q=0.8",
+        "gzip",
+        "gzip, deflate",
+        "identity",
+    ] {
+        let request = Request::get("http://app.example/data")
+            .header(ACCEPT_ENCODING, accept)
+            .body(Full::default())
+            .unwrap();
+        let (status, headers, body) =
+            read(service.ready().await.unwrap().call(request).await.unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!body.is_empty());
+        let coding = headers
+            .get("content-encoding")
+            .map_or("identity", |value| value.to_str().unwrap())
+            .to_owned();
+        codings.push((coding, cache_status(&headers).contains("hit")));
+    }
+    let expected = [
+        ("br", false),
+        ("br", true),
+        ("br", true),
+        ("gzip", false),
+        ("gzip", true),
+        ("identity", false),
+    ];
+    let codings: Vec<(&str, bool)> = codings
+        .iter()
+        .map(|(coding, hit)| (coding.as_str(), *hit))
+        .collect();
+    assert_eq!(codings, expected);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn below_the_cache_an_open_breaker_is_answered_stale_if_error() {
+    use std::time::Duration;
+    use tower_armor::circuit_breaker::CircuitBreakerLayer;
+
+    let failing = Arc::new(AtomicUsize::new(0));
+    let switch = failing.clone();
+    let handler = service_fn(move |_: Request<Full<Bytes>>| {
+        let status = if switch.load(Ordering::SeqCst) == 1 {
+            500
+        } else {
+            200
+        };
+        async move {
+            let response = Response::builder()
+                .status(status)
+                .header("cache-control", "max-age=1, stale-if-error=600")
+                .body(Full::new(Bytes::from_static(b"catalogue")))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    let breaker = CircuitBreakerLayer::builder()
+        .consecutive_failures(2)
+        .build()
+        .unwrap();
+    let handle = breaker.handle();
+    let mut service = ServiceBuilder::new()
+        .armor_cache(CacheLayer::new())
+        .armor_circuit_breaker(breaker)
+        .service(handler);
+    let get = || {
+        Request::get("http://app.example/catalogue")
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+    read(service.ready().await.unwrap().call(get()).await.unwrap()).await;
+    failing.store(1, Ordering::SeqCst);
+    // Stale now: each request asks the origin, fails, and gets the stale copy,
+    // until the breaker opens and refuses without asking.
+    for _ in 0..3 {
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let (status, headers, body) =
+            read(service.ready().await.unwrap().call(get()).await.unwrap()).await;
+        assert_eq!((status, &body[..]), (StatusCode::OK, &b"catalogue"[..]));
+        assert!(cache_status(&headers).contains("fwd=stale"), "{headers:?}");
+    }
+    assert_eq!(
+        handle.state(),
+        tower_armor::circuit_breaker::CircuitState::Open
+    );
+    let (_, headers, _) = read(service.ready().await.unwrap().call(get()).await.unwrap()).await;
+    assert!(cache_status(&headers).contains("fwd-status=503"));
+}

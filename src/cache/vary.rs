@@ -42,6 +42,25 @@ impl VaryNormalizer {
         VaryNormalizer::new(|value| sorted_accepted(value, true))
     }
 
+    /// `Accept-Encoding` as the coding a compression layer below the cache
+    /// will pick from `preference` (the server's order): the highest
+    /// weight, ties to the earlier, identity only when it weighs more. So
+    /// a cache above compression keeps one variant per coding, each
+    /// compressed once and served many times. Give the same codings, in
+    /// the same order, as the compression layer.
+    ///
+    /// ```
+    /// use tower_armor::cache::VaryNormalizer;
+    ///
+    /// let normalize = VaryNormalizer::negotiated_coding(["br", "gzip"]);
+    /// assert_eq!(normalize.apply("gzip, br, deflate"), "br");
+    /// assert_eq!(normalize.apply("gzip;q=1, br;q=0.5"), "gzip");
+    /// assert_eq!(normalize.apply("deflate"), "identity");
+    /// ```
+    pub fn negotiated_coding<const N: usize>(preference: [&'static str; N]) -> VaryNormalizer {
+        VaryNormalizer::new(move |value| negotiated(value, &preference).to_owned())
+    }
+
     /// Applies the normaliser.
     pub fn apply(&self, value: &str) -> String {
         (self.0)(value)
@@ -86,6 +105,54 @@ fn sorted_accepted(value: &str, by_weight: bool) -> String {
         }
     }
     names.join(",")
+}
+
+/// The coding of `preference` an `Accept-Encoding` value gets.
+fn negotiated(value: &str, preference: &[&'static str]) -> &'static str {
+    let mut weights: Vec<(String, u16)> = Vec::new();
+    for member in value.split(',') {
+        let mut params = member.split(';');
+        let name = params.next().unwrap_or("").trim().to_ascii_lowercase();
+        let weight = params
+            .filter_map(|param| {
+                let (key, value) = param.split_once('=')?;
+                key.trim().eq_ignore_ascii_case("q").then(|| quality(value))
+            })
+            .next()
+            .unwrap_or(1000);
+        if !name.is_empty() {
+            weights.push((name, weight));
+        }
+    }
+    let weight_of = |coding: &str| {
+        weights
+            .iter()
+            .filter(|(name, _)| name == coding)
+            .map(|(_, weight)| *weight)
+            .max()
+            .or_else(|| {
+                weights
+                    .iter()
+                    .find(|(name, _)| name == "*")
+                    .map(|(_, weight)| *weight)
+            })
+    };
+    let identity = weights
+        .iter()
+        .find(|(name, _)| name == "identity")
+        .map_or(0, |(_, weight)| *weight);
+    let mut best: Option<(&'static str, u16)> = None;
+    for &coding in preference {
+        if let Some(weight) = weight_of(coding).filter(|weight| *weight > 0) {
+            if best.is_none_or(|(_, best_weight)| weight > best_weight) {
+                best = Some((coding, weight));
+            }
+        }
+    }
+    match best {
+        Some((coding, weight)) if weight >= identity => coding,
+        _ => "identity",
+    }
 }
 
 /// A qvalue in thousandths; anything unreadable counts as 1.
@@ -309,6 +376,19 @@ mod tests {
                 ("accept-language", "fr, en-GB;q=0.5")
             ])
         ));
+    }
+
+    #[test]
+    fn negotiated_codings_follow_weights_then_the_server_order() {
+        let normalize = VaryNormalizer::negotiated_coding(["zstd", "br", "gzip"]);
+        assert_eq!(normalize.apply("gzip, br"), "br");
+        assert_eq!(normalize.apply("GZIP"), "gzip");
+        assert_eq!(normalize.apply("br;q=0.5, gzip"), "gzip");
+        assert_eq!(normalize.apply("*"), "zstd");
+        assert_eq!(normalize.apply("*, zstd;q=0"), "br");
+        assert_eq!(normalize.apply("identity;q=1, gzip;q=0.5"), "identity");
+        assert_eq!(normalize.apply("gzip;q=0"), "identity");
+        assert_eq!(normalize.apply(""), "identity");
     }
 
     #[test]
