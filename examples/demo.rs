@@ -22,6 +22,7 @@ use http_body_util::BodyExt;
 use tokio::net::TcpListener;
 use tokio::time::{Instant, sleep};
 use tower_armor::Deadline;
+use tower_armor::cache::{CacheHandle, CacheLayer, Purge};
 use tower_armor::circuit_breaker::{CircuitBreakerLayer, CircuitHandle};
 use tower_armor::compression::{CompressionLayer, RequestDecompressionLayer};
 use tower_armor::health::{Check, CheckResult, HealthHandle, HealthLayer, Probe, check_fn, checks};
@@ -67,6 +68,12 @@ const EVENT_EVERY: Duration = Duration::from_millis(300);
 
 /// Whether the flaky route's pretend upstream is healthy.
 static UPSTREAM_HEALTHY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The cached route's catalogue version: bumped by a change, which purges
+/// the route's tag.
+static CATALOGUE_VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+/// How long the cached route's answer is fresh.
+const CATALOGUE_FRESH: Duration = Duration::from_secs(2);
 
 /// How long the demo keeps serving after it starts draining, so load
 /// balancers see readiness fail before it stops.
@@ -152,6 +159,18 @@ fn app(addr: SocketAddr, scrape: prometheus::Scrape) -> Result<(Router, HealthHa
                 .layer(decompression),
         );
 
+    // A cache in front of one route: fresh for 2 s, then revalidated with
+    // its ETag; a change purges everything tagged `catalogue`.
+    let cache = CacheLayer::builder().name("demo").build()?;
+    let cache_handle = cache.handle();
+    let cached = Router::new()
+        .route("/catalogue", get(catalogue))
+        .layer(cache)
+        .route(
+            "/catalogue/change",
+            post(move || change_catalogue(cache_handle.clone())),
+        );
+
     // A real gRPC service (grpc.health.v1), served by the same axum router.
     let grpc = tonic::service::Routes::new(health_handle.grpc()).into_axum_router();
 
@@ -182,6 +201,7 @@ fn app(addr: SocketAddr, scrape: prometheus::Scrape) -> Result<(Router, HealthHa
         )
         .merge(grpc)
         .merge(compressed)
+        .merge(cached)
         .layer(timeout)
         // Body limits go only where they are wanted: they change the body types.
         .route(
@@ -206,6 +226,43 @@ fn app(addr: SocketAddr, scrape: prometheus::Scrape) -> Result<(Router, HealthHa
         .layer(metrics)
         .layer(health);
     Ok((router, health_handle))
+}
+
+/// The cached route: a catalogue with an ETag per version, answering 304
+/// when the cache asks whether its copy is still current.
+async fn catalogue(request: Request) -> Response {
+    let version = CATALOGUE_VERSION.load(std::sync::atomic::Ordering::SeqCst);
+    let etag = format!("\"v{version}\"");
+    let current = request
+        .headers()
+        .get("if-none-match")
+        .is_some_and(|tag| tag.as_bytes() == etag.as_bytes());
+    let headers = [
+        (
+            "cache-control",
+            format!("public, max-age={}", CATALOGUE_FRESH.as_secs()),
+        ),
+        ("etag", etag),
+        ("surrogate-key", "catalogue".to_owned()),
+    ];
+    if current {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    let built = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis());
+    (
+        headers,
+        format!("catalogue version {version}, built at {built} ms\n"),
+    )
+        .into_response()
+}
+
+/// A new catalogue version, and every cached copy of the old one purged.
+async fn change_catalogue(cache: CacheHandle) -> String {
+    CATALOGUE_VERSION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let purged = cache.purge(Purge::Tag("catalogue".into()), false).await;
+    format!("changed; {purged} cached entries purged\n")
 }
 
 /// A pretend upstream: 500 while broken (it starts broken).
@@ -440,6 +497,12 @@ health (probes answered before any other layer, never counted as traffic):
   curl -i {base}/livez                      # liveness: the process alone
   Ctrl-C                                    # drains: /readyz 503 and gRPC NOT_SERVING for 2 s, then stops
 
+cache (fresh for {}s, then revalidated with its ETag; Cache-Status says what happened):
+  curl -si {base}/catalogue | grep -iE '^(cache-status|age)'   # fwd=uri-miss; stored, then hit with a growing Age
+  sleep {}; curl -si {base}/catalogue | grep -i cache-status    # fwd=stale; fwd-status=304: refreshed, body from the cache
+  curl -X POST {base}/catalogue/change      # a new version; the tag `catalogue` purged
+  curl -s {base}/catalogue                  # version 2, fetched again
+
 retry (a client inside the demo calls /shaky, which fails 2 calls of every 3):
   curl -i {base}/shaky                      # 503 twice, then 200
   curl -i {base}/retried                    # 200: the client retried /shaky until it answered
@@ -449,6 +512,8 @@ retry (a client inside the demo calls /shaky, which fails 2 calls of every 3):
         STREAM_DEADLINE.as_secs(),
         BREAKER_OPEN.as_secs(),
         BREAKER_OPEN.as_secs(),
+        CATALOGUE_FRESH.as_secs(),
+        CATALOGUE_FRESH.as_secs(),
     );
 }
 
@@ -697,6 +762,21 @@ async fn check_metrics(
         !text.contains("/readyz") && !text.contains("/livez"),
         String::new(),
     );
+    let cache_results: Vec<&str> = ["hit", "miss", "revalidated"]
+        .into_iter()
+        .filter(|result| {
+            !text.lines().any(|line| {
+                line.starts_with("armor_cache_lookups")
+                    && line.contains("name=\"demo\"")
+                    && line.contains(&format!("result=\"{result}\""))
+            })
+        })
+        .collect();
+    expect(
+        "cache lookups by result",
+        cache_results.is_empty(),
+        format!("missing: {cache_results:?}"),
+    );
     expect(
         "histograms with buckets",
         text.contains("http_server_request_duration_seconds_bucket{")
@@ -704,6 +784,66 @@ async fn check_metrics(
         String::new(),
     );
     Ok(text)
+}
+
+/// The cached route: stored, hit with an `Age`, revalidated by a 304 once
+/// stale, and fetched again after a purge.
+async fn check_cache(
+    client: &Http1,
+    url: &impl Fn(&str) -> String,
+    expect: &mut impl FnMut(&str, bool, String),
+) -> Result<(), BoxError> {
+    let fetch = |method: http::Method, path: &'static str| async move {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(url(path))
+            .body(Body::empty())?;
+        let response = client.request(request).await?;
+        let status = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let (cache_status, age) = (status("cache-status"), status("age"));
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok::<_, BoxError>((
+            cache_status,
+            age,
+            String::from_utf8_lossy(&body).trim().to_owned(),
+        ))
+    };
+    let (miss, _, first) = fetch(http::Method::GET, "/catalogue").await?;
+    expect(
+        "cache: a miss is stored",
+        miss.contains("fwd=uri-miss") && miss.contains("stored"),
+        miss,
+    );
+    let (hit, age, second) = fetch(http::Method::GET, "/catalogue").await?;
+    expect(
+        "cache: then a hit, with Age",
+        hit.starts_with("demo; hit") && !age.is_empty() && second == first,
+        format!("{hit}, age {age}"),
+    );
+    sleep(CATALOGUE_FRESH + Duration::from_millis(100)).await;
+    let (revalidated, _, third) = fetch(http::Method::GET, "/catalogue").await?;
+    expect(
+        "cache: once stale, revalidated by a 304",
+        revalidated.contains("fwd=stale; fwd-status=304") && third == first,
+        revalidated,
+    );
+    let (_, _, changed) = fetch(http::Method::POST, "/catalogue/change").await?;
+    let (after, _, fourth) = fetch(http::Method::GET, "/catalogue").await?;
+    expect(
+        "cache: a purge by tag, then the new version",
+        changed.contains("1 cached entries purged")
+            && after.contains("fwd=uri-miss")
+            && fourth.contains("version 2"),
+        format!("{changed}; {after}"),
+    );
+    Ok(())
 }
 
 /// Draining, last: readiness and every gRPC service fail at once, liveness
@@ -943,6 +1083,7 @@ async fn run_checks(
     );
 
     check_compression(&http1, &url, &mut expect).await?;
+    check_cache(&http1, &url, &mut expect).await?;
 
     let exposition = check_metrics(&http1, &url, &mut expect).await?;
     check_drain(&http1, &http2, &url, &health, &mut expect).await?;
