@@ -1114,3 +1114,163 @@ async fn a_store_that_answers_later_works_and_an_undecodable_entry_is_a_miss() {
     assert!(cache_status(&headers).contains("fwd=uri-miss"));
     assert_eq!(origin.calls(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn trailers_are_stored_and_replayed() {
+    use http_body_util::StreamBody;
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let origin = tower::service_fn(move |_: Request<Full<Bytes>>| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async {
+            let mut trailers = HeaderMap::new();
+            trailers.insert("x-checksum", "abc".parse().unwrap());
+            let frames = vec![
+                Ok::<_, Infallible>(http_body::Frame::data(Bytes::from_static(b"part one, "))),
+                Ok(http_body::Frame::data(Bytes::from_static(b"part two"))),
+                Ok(http_body::Frame::trailers(trailers)),
+            ];
+            let body = StreamBody::new(tokio_stream_iter(frames));
+            let response = Response::builder()
+                .header("cache-control", "max-age=100")
+                .body(body)
+                .unwrap();
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let mut service = tower::ServiceBuilder::new()
+        .layer(CacheLayer::new())
+        .service(origin);
+    for round in 0..2 {
+        let response = service.ready().await.unwrap().call(get("/")).await.unwrap();
+        let collected = response.into_body().collect().await.unwrap();
+        assert_eq!(
+            collected.trailers().unwrap()["x-checksum"],
+            "abc",
+            "round {round}"
+        );
+        assert_eq!(collected.to_bytes(), "part one, part two");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+/// A stream over ready items.
+fn tokio_stream_iter<T: Unpin>(items: Vec<T>) -> impl futures_core::Stream<Item = T> + Unpin {
+    struct Items<T>(std::collections::VecDeque<T>);
+    impl<T: Unpin> futures_core::Stream for Items<T> {
+        type Item = T;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<T>> {
+            std::task::Poll::Ready(self.0.pop_front())
+        }
+    }
+    Items(items.into())
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_key_is_shown_only_when_asked() {
+    let origin = Origin::with_headers(&[("cache-control", "max-age=100")]);
+    let layer = CacheLayer::builder()
+        .name("edge")
+        .show_key(true)
+        .build()
+        .unwrap();
+    let mut service = cached_with(&origin, &layer);
+    let (_, first, _) = send(&mut service, get("/k?x=1")).await;
+    assert!(
+        cache_status(&first).contains("key=\"http://example.com/k?x=1\""),
+        "{first:?}"
+    );
+    let (_, second, _) = send(&mut service, get("/k?x=1")).await;
+    assert_eq!(
+        cache_status(&second),
+        "edge; hit; ttl=100; key=\"http://example.com/k?x=1\""
+    );
+    let mut hidden = cached(&origin);
+    let (_, headers, _) = send(&mut hidden, get("/k?x=1")).await;
+    assert!(!cache_status(&headers).contains("key="));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_gives_up_after_the_lock_timeout() {
+    let mut origin = Origin::with_headers(&[("cache-control", "max-age=100")]);
+    origin.delay = Duration::from_secs(10);
+    let layer = CacheLayer::builder()
+        .lock_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let service = cached_with(&origin, &layer);
+    let mut leader = service.clone();
+    let leading = tokio::spawn(async move { send(&mut leader, get("/")).await });
+    tokio::task::yield_now().await;
+    let mut waiter = service.clone();
+    let started = tokio::time::Instant::now();
+    let (status, headers, _) = send(&mut waiter, get("/")).await;
+    // It waited the lock timeout, then went upstream itself (10 s more).
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(started.elapsed(), Duration::from_secs(11));
+    assert!(cache_status(&headers).contains("fwd=uri-miss"));
+    assert_eq!(origin.calls(), 2);
+    leading.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn background_revalidations_are_capped() {
+    let mut origin =
+        Origin::with_headers(&[("cache-control", "max-age=1, stale-while-revalidate=100")]);
+    origin.delay = Duration::from_secs(5);
+    let layer = CacheLayer::builder()
+        .max_background_revalidations(1)
+        .build()
+        .unwrap();
+    let mut service = cached_with(&origin, &layer);
+    for path in ["/a", "/b"] {
+        send(&mut service, get(path)).await;
+    }
+    assert_eq!(origin.calls(), 2);
+    advance(2).await;
+    // Both stale: /a starts the one background revalidation allowed,
+    // /b is served stale without one.
+    for path in ["/a", "/b"] {
+        let (_, headers, _) = send(&mut service, get(path)).await;
+        assert!(cache_status(&headers).contains("hit"));
+    }
+    assert_eq!(origin.calls(), 3);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The slot is free again.
+    send(&mut service, get("/b")).await;
+    assert_eq!(origin.calls(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_head_miss_goes_to_the_origin_as_head_and_is_not_stored() {
+    let origin = Origin::with_headers(&[("cache-control", "max-age=100")]);
+    let mut service = cached(&origin);
+    let (_, headers, _) = send(&mut service, request(Method::HEAD, "/", &[])).await;
+    assert!(cache_status(&headers).contains("detail=method"));
+    assert_eq!(origin.seen.lock().unwrap()[0].0, Method::HEAD);
+    send(&mut service, request(Method::HEAD, "/", &[])).await;
+    assert_eq!(origin.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_age_past_the_lifetime_is_stale_at_once() {
+    for age in ["2147483648", "200"] {
+        let pairs: &'static [(&'static str, &'static str)] =
+            Box::leak(vec![("cache-control", "max-age=100"), ("age", age)].into_boxed_slice());
+        let origin = Origin::with_headers(pairs);
+        let mut service = cached(&origin);
+        send(&mut service, get("/")).await;
+        assert_eq!(send(&mut service, get("/")).await.2, "body 2", "age {age}");
+    }
+    // An invalid Age is ignored.
+    let origin = Origin::with_headers(&[("cache-control", "max-age=100"), ("age", "-5")]);
+    let mut service = cached(&origin);
+    send(&mut service, get("/")).await;
+    let (_, headers, body) = send(&mut service, get("/")).await;
+    assert_eq!(body, "body 1");
+    assert_eq!(headers["age"], "0");
+}

@@ -38,6 +38,8 @@ impl Forward {
 /// One `Cache-Status` member being written.
 pub(crate) struct CacheStatus {
     text: String,
+    /// The `key` parameter, written last.
+    key: Option<String>,
 }
 
 /// A cache's name as a `Cache-Status` list member: a token when it is one,
@@ -69,7 +71,7 @@ impl CacheStatus {
     pub(crate) fn new(name: &str) -> CacheStatus {
         let mut text = String::with_capacity(name.len() + 48);
         text.push_str(name);
-        CacheStatus { text }
+        CacheStatus { text, key: None }
     }
 
     pub(crate) fn hit(mut self) -> Self {
@@ -106,15 +108,17 @@ impl CacheStatus {
         self
     }
 
+    /// The cache key, written after the other parameters.
     pub(crate) fn key(mut self, key: &str) -> Self {
-        self.text.push_str("; key=\"");
+        let mut text = String::from("; key=\"");
         for c in key.chars().filter(|c| (' '..='~').contains(c)) {
             if c == '"' || c == '\\' {
-                self.text.push('\\');
+                text.push('\\');
             }
-            self.text.push(c);
+            text.push(c);
         }
-        self.text.push('"');
+        text.push('"');
+        self.key = Some(text);
         self
     }
 
@@ -126,7 +130,10 @@ impl CacheStatus {
     }
 
     /// Adds the member after those of caches nearer the origin.
-    pub(crate) fn write_to(self, headers: &mut HeaderMap) {
+    pub(crate) fn write_to(mut self, headers: &mut HeaderMap) {
+        if let Some(key) = self.key.take() {
+            self.text.push_str(&key);
+        }
         match headers.entry(CACHE_STATUS) {
             Entry::Occupied(mut existing) => {
                 let value = match existing.get().to_str() {
@@ -245,13 +252,13 @@ mod tests {
             .forward_status(StatusCode::OK)
             .stored()
             .collapsed()
-            .ttl(-1)
             .key("http://h/\"q\"")
+            .ttl(-1)
             .detail("no-store")
             .write_to(&mut headers);
         assert_eq!(
             headers[CACHE_STATUS],
-            "origin-cdn; hit, \"edge cache\"; fwd=uri-miss; fwd-status=200; stored; collapsed; ttl=-1; key=\"http://h/\\\"q\\\"\"; detail=no-store"
+            "origin-cdn; hit, \"edge cache\"; fwd=uri-miss; fwd-status=200; stored; collapsed; ttl=-1; detail=no-store; key=\"http://h/\\\"q\\\"\""
         );
         for (why, text) in [
             (Forward::VaryMiss, "vary-miss"),

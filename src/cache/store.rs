@@ -424,3 +424,119 @@ impl CacheStore for MemoryStore {
         let _ = self.events.set(events);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::policy::Freshness;
+    use crate::cache::vary::Variant;
+    use http::{HeaderMap, HeaderName, StatusCode};
+
+    fn entry(variant: &str, lifetime: i64) -> Arc<Entry> {
+        Arc::new(Entry {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Arc::from(vec![bytes::Bytes::from(variant.to_owned())]),
+            trailers: None,
+            freshness: Freshness {
+                request_time: 0,
+                response_time: Clock::new().now(),
+                initial_age: 0,
+                lifetime,
+                stale_while_revalidate: 0,
+                stale_if_error: 0,
+                always_validate: false,
+                no_stale: false,
+            },
+            variant: Variant {
+                fields: vec![(HeaderName::from_static("accept"), Some(variant.to_owned()))],
+            },
+            tags: Arc::from(vec![Box::<str>::from("t")]),
+            invalidated: false,
+        })
+    }
+
+    fn bodies(store: &MemoryStore, key: &str) -> Vec<String> {
+        let Ok(Some(variants)) = store.get(key).now() else {
+            return Vec::new();
+        };
+        variants
+            .iter()
+            .map(|entry| String::from_utf8(entry.body.concat()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn variants_are_replaced_in_place_and_capped_oldest_first() {
+        let store = MemoryStore::builder().max_variants(2).build();
+        let key: Arc<str> = Arc::from("k");
+        let _ = store.put(key.clone(), entry("a", 60_000));
+        let _ = store.put(key.clone(), entry("b", 60_000));
+        assert_eq!(bodies(&store, "k"), ["a", "b"]);
+        let _ = store.put(key.clone(), entry("a", 60_000));
+        assert_eq!(bodies(&store, "k"), ["b", "a"]);
+        let _ = store.put(key.clone(), entry("c", 60_000));
+        assert_eq!(bodies(&store, "k"), ["a", "c"]);
+    }
+
+    #[test]
+    fn the_byte_count_follows_writes_and_removals() {
+        let store = MemoryStore::new();
+        let first = entry("a", 60_000);
+        let expected = first.weight() as u64;
+        let _ = store.put(Arc::from("k"), first);
+        assert_eq!(store.bytes.load(Ordering::Relaxed), expected);
+        assert_eq!(store.weighted_size(), expected);
+        let _ = store.remove("k");
+        store.items.run_pending_tasks();
+        assert_eq!(store.bytes.load(Ordering::Relaxed), 0);
+        assert!(bodies(&store, "k").is_empty());
+    }
+
+    #[test]
+    fn a_soft_purge_keeps_entries_marked_stale_and_a_hard_one_drops_them() {
+        let store = MemoryStore::new();
+        let _ = store.put(Arc::from("http://h/a"), entry("a", 60_000));
+        let _ = store.put(Arc::from("http://h/b"), entry("b", 60_000));
+        let soft = store
+            .purge(Purge::Prefix("http://h/".into()), true)
+            .now()
+            .unwrap();
+        assert_eq!(soft, 2);
+        let Ok(Some(variants)) = store.get("http://h/a").now() else {
+            panic!("kept")
+        };
+        assert!(variants[0].invalidated);
+        assert_eq!(store.purge(Purge::Tag("t".into()), false).now().unwrap(), 2);
+        assert!(bodies(&store, "http://h/b").is_empty());
+        assert_eq!(
+            store
+                .purge(Purge::Key("http://h/a".into()), false)
+                .now()
+                .unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn items_live_until_their_usable_life_ends() {
+        let life = UsableLife {
+            clock: Clock::new(),
+            keep: 1_000,
+        };
+        let fresh: Variants = Variants::from(vec![entry("a", 60_000)]);
+        let left = life.life(&fresh).unwrap();
+        assert!(
+            left > Duration::from_secs(59) && left <= Duration::from_secs(60),
+            "{left:?}"
+        );
+        let mut validated = Entry::clone(&entry("b", 0));
+        validated
+            .headers
+            .insert(http::header::ETAG, "\"1\"".parse().unwrap());
+        let kept: Variants = Variants::from(vec![Arc::new(validated)]);
+        assert!(life.life(&kept).unwrap() > Duration::from_millis(900));
+        let spent: Variants = Variants::from(vec![entry("c", 0)]);
+        assert!(life.life(&spent).unwrap() <= Duration::from_millis(10));
+    }
+}
