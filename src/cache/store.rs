@@ -470,12 +470,12 @@ mod tests {
     fn variants_are_replaced_in_place_and_capped_oldest_first() {
         let store = MemoryStore::builder().max_variants(2).build();
         let key: Arc<str> = Arc::from("k");
-        let _ = store.put(key.clone(), entry("a", 60_000));
-        let _ = store.put(key.clone(), entry("b", 60_000));
+        store.put(key.clone(), entry("a", 60_000)).now().ok();
+        store.put(key.clone(), entry("b", 60_000)).now().ok();
         assert_eq!(bodies(&store, "k"), ["a", "b"]);
-        let _ = store.put(key.clone(), entry("a", 60_000));
+        store.put(key.clone(), entry("a", 60_000)).now().ok();
         assert_eq!(bodies(&store, "k"), ["b", "a"]);
-        let _ = store.put(key.clone(), entry("c", 60_000));
+        store.put(key.clone(), entry("c", 60_000)).now().ok();
         assert_eq!(bodies(&store, "k"), ["a", "c"]);
     }
 
@@ -484,10 +484,10 @@ mod tests {
         let store = MemoryStore::new();
         let first = entry("a", 60_000);
         let expected = first.weight() as u64;
-        let _ = store.put(Arc::from("k"), first);
+        store.put(Arc::from("k"), first).now().ok();
         assert_eq!(store.bytes.load(Ordering::Relaxed), expected);
         assert_eq!(store.weighted_size(), expected);
-        let _ = store.remove("k");
+        store.remove("k").now().ok();
         store.items.run_pending_tasks();
         assert_eq!(store.bytes.load(Ordering::Relaxed), 0);
         assert!(bodies(&store, "k").is_empty());
@@ -496,8 +496,14 @@ mod tests {
     #[test]
     fn a_soft_purge_keeps_entries_marked_stale_and_a_hard_one_drops_them() {
         let store = MemoryStore::new();
-        let _ = store.put(Arc::from("http://h/a"), entry("a", 60_000));
-        let _ = store.put(Arc::from("http://h/b"), entry("b", 60_000));
+        store
+            .put(Arc::from("http://h/a"), entry("a", 60_000))
+            .now()
+            .ok();
+        store
+            .put(Arc::from("http://h/b"), entry("b", 60_000))
+            .now()
+            .ok();
         let soft = store
             .purge(Purge::Prefix("http://h/".into()), true)
             .now()
