@@ -241,6 +241,18 @@ mod tests {
     }
 
     #[test]
+    fn the_key_buffer_is_given_back_for_the_next_request() {
+        drop(primary_key(&request("/a-path-long-enough-to-matter", Some("h")), None));
+        let kept = KEY_BUFFER.with(|cell| {
+            let buffer = cell.take();
+            let capacity = buffer.capacity();
+            cell.set(buffer);
+            capacity
+        });
+        assert!(kept >= "http://h/a-path-long-enough-to-matter".len());
+    }
+
+    #[test]
     fn a_normaliser_changes_the_key() {
         let normalize: KeyNormalizer = Arc::new(|key: &mut CacheKey| {
             key.remove_query_params(|name| name.starts_with("utm_"));

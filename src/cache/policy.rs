@@ -651,11 +651,18 @@ mod tests {
             Err(NotStorable::VaryAny)
         );
         // 201 has no default cacheability; explicit freshness makes it storable.
+        assert_eq!(storable_with(&shared, &[], 201, &[]), Err(NotStorable::Status));
+        assert_eq!(storable_with(&shared, &[], 201, &fresh), Ok(()));
+        let expires = [("expires", "Thu, 01 Jan 2099 00:00:00 GMT")];
+        assert_eq!(storable_with(&shared, &[], 201, &expires), Ok(()));
+        assert_eq!(storable_with(&shared, &[], 201, &[("cache-control", "public")]), Ok(()));
+        assert_eq!(storable_with(&shared, &[], 201, &[("cache-control", "s-maxage=5")]), Ok(()));
+        // `private` counts as explicit in a private cache only; s-maxage in a shared one only.
+        assert_eq!(storable_with(&private(), &[], 201, &[("cache-control", "private")]), Ok(()));
         assert_eq!(
-            storable_with(&shared, &[], 201, &[]),
+            storable_with(&private(), &[], 201, &[("cache-control", "s-maxage=5")]),
             Err(NotStorable::Status)
         );
-        assert_eq!(storable_with(&shared, &[], 201, &fresh), Ok(()));
         assert_eq!(storable_with(&shared, &[], 500, &fresh), Ok(()));
     }
 
@@ -697,6 +704,28 @@ mod tests {
         };
         assert_eq!(storable_with(&allowed, &[], 200, &cookie), Ok(()));
         assert_eq!(storable_with(&private(), &[], 200, &cookie), Ok(()));
+    }
+
+    #[test]
+    fn a_targeted_field_makes_expires_count_for_nothing() {
+        let policy = Policy {
+            targeted_fields: vec![http::HeaderName::from_static("cdn-cache-control")],
+            ..Policy::default()
+        };
+        let response = headers(&[("cdn-cache-control", "no-cache"), ("expires", "Thu, 01 Jan 2099 00:00:00 GMT")]);
+        let directives = policy.response_directives(&response);
+        let verdict = policy.storable(
+            &Method::GET,
+            &HeaderMap::new(),
+            &RequestDirectives::default(),
+            StatusCode::CREATED,
+            &response,
+            &directives,
+        );
+        assert_eq!(verdict, Err(NotStorable::Status));
+        let fresh = policy.freshness(StatusCode::OK, &response, &directives, NOW, NOW);
+        assert_eq!(fresh.lifetime, 0);
+        assert!(fresh.always_validate);
     }
 
     #[test]
