@@ -4,10 +4,9 @@
 //! once the body outgrows it. Live heap measured by a counting allocator.
 //! (A test binary of its own, so no other test allocates meanwhile.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -16,30 +15,11 @@ use http_body_util::{BodyExt, Empty, StreamBody};
 use tower::{Service, ServiceExt, service_fn};
 use tower_armor::cache::CacheLayer;
 
-/// The system allocator, keeping count of the bytes live and the peak.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-static PEAK: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let live =
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed) + layout.size() as isize;
-        PEAK.fetch_max(live, Ordering::Relaxed);
-        // SAFETY: the caller's contract is passed on unchanged.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+#[path = "support/live_bytes.rs"]
+mod live_bytes;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: live_bytes::Counting = live_bytes::Counting;
 
 const CHUNK: usize = 64 << 10;
 const CHUNKS: usize = 800; // 50 MiB
@@ -69,15 +49,9 @@ async fn a_50_mib_miss_streams_in_bounded_memory_and_is_not_stored() {
         .unwrap();
     let mut service = tower::ServiceBuilder::new().layer(layer).service(origin);
 
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
-    let response = service
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(Empty::new()))
-        .await
-        .unwrap();
+    let before = live_bytes::live();
+    live_bytes::reset_peak();
+    let response = get(&mut service).await;
     let mut body = response.into_body();
     let mut received = 0;
     while let Some(frame) = body.frame().await {
@@ -87,26 +61,34 @@ async fn a_50_mib_miss_streams_in_bounded_memory_and_is_not_stored() {
         assert_eq!(made.load(Ordering::SeqCst), received / CHUNK);
     }
     assert_eq!(received, CHUNK * CHUNKS);
-    let peak = PEAK.load(Ordering::Relaxed) - before;
+    let peak = live_bytes::peak() - before;
     assert!(
         peak < (ENTRY_LIMIT + 4 * CHUNK) as isize,
         "peak {peak} bytes while streaming 50 MiB"
     );
 
     // Too large to keep: the next request goes to the origin again.
-    let response = service
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::new(Empty::new()))
-        .await
-        .unwrap();
+    let response = get(&mut service).await;
     assert!(
         response.headers()["cache-status"]
             .to_str()
             .unwrap()
             .contains("fwd=uri-miss")
     );
+}
+
+/// The response to a GET through `service`.
+async fn get<S: Service<Request<Empty<Bytes>>>>(service: &mut S) -> S::Response
+where
+    S::Error: std::fmt::Debug,
+{
+    service
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::new(Empty::new()))
+        .await
+        .unwrap()
 }
 
 /// A stream of `CHUNKS` fresh chunks, counting each one made.

@@ -82,21 +82,40 @@ async fn axum_router_serves_hits_and_leaves_other_routes_alone() {
     );
 }
 
-#[tokio::test]
-async fn hyper_server_streams_a_miss_and_replays_it() {
+/// A hyper origin answering `body` with these fields, and how many
+/// requests reached it.
+fn counted_origin(
+    fields: &'static [(&'static str, &'static str)],
+    body: Bytes,
+) -> (
+    impl tower::Service<
+        Request<hyper::body::Incoming>,
+        Response = Response<Full<Bytes>>,
+        Error = std::convert::Infallible,
+        Future = impl Send,
+    > + Clone
+    + Send
+    + 'static,
+    Arc<AtomicUsize>,
+) {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     let origin = service_fn(move |_: Request<hyper::body::Incoming>| {
         counter.fetch_add(1, Ordering::SeqCst);
-        async {
-            let response = Response::builder()
-                .header("cache-control", "max-age=60")
-                .header("etag", "\"1\"")
-                .body(Full::new(Bytes::from(vec![b'z'; 100_000])))
-                .unwrap();
-            Ok::<_, std::convert::Infallible>(response)
+        let mut response = Response::builder();
+        for (name, value) in fields {
+            response = response.header(*name, *value);
         }
+        let response = response.body(Full::new(body.clone())).unwrap();
+        std::future::ready(Ok::<_, std::convert::Infallible>(response))
     });
+    (origin, calls)
+}
+
+#[tokio::test]
+async fn hyper_server_streams_a_miss_and_replays_it() {
+    let fields = &[("cache-control", "max-age=60"), ("etag", "\"1\"")];
+    let (origin, calls) = counted_origin(fields, Bytes::from(vec![b'z'; 100_000]));
     let service = ServiceBuilder::new()
         .armor_cache(CacheLayer::new())
         .service(origin);
@@ -120,18 +139,8 @@ async fn hyper_server_streams_a_miss_and_replays_it() {
 
 #[tokio::test]
 async fn a_hyper_util_client_keeps_a_private_cache() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counter = calls.clone();
-    let origin = service_fn(move |_: Request<hyper::body::Incoming>| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        async {
-            let response = Response::builder()
-                .header("cache-control", "private, max-age=60")
-                .body(Full::new(Bytes::from_static(b"just for you")))
-                .unwrap();
-            Ok::<_, std::convert::Infallible>(response)
-        }
-    });
+    let fields = &[("cache-control", "private, max-age=60")];
+    let (origin, calls) = counted_origin(fields, Bytes::from_static(b"just for you"));
     let addr: SocketAddr = support::serve_hyper(origin).await;
     let cache = CacheLayer::builder()
         .mode(CacheMode::Private)

@@ -2,32 +2,13 @@
 //! scraped: a million samples, live heap measured by a counting allocator.
 //! (A test binary of its own, so no other test allocates meanwhile.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
-
 use tower_armor::metrics::prometheus;
 
-/// The system allocator, keeping count of the bytes live.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: the caller's contract is passed on unchanged.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+#[path = "support/live_bytes.rs"]
+mod live_bytes;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: live_bytes::Counting = live_bytes::Counting;
 
 /// Records `samples` durations into one series of `recorder`, rendering
 /// every `scrape_every` samples; returns the live heap after warm-up and
@@ -50,10 +31,10 @@ fn record(
             drop(scrape.render());
         }
         if i == samples / 10 {
-            warmed = LIVE.load(Ordering::Relaxed);
+            warmed = live_bytes::live();
         }
         if i > samples / 10 && i % 1000 == 0 {
-            peak = peak.max(LIVE.load(Ordering::Relaxed));
+            peak = peak.max(live_bytes::live());
         }
     }
     (warmed, peak)

@@ -1,10 +1,8 @@
 //! A million distinct clients cannot make the limiter's memory grow without
 //! bound. Live heap bytes are counted by this test binary's allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
@@ -13,38 +11,11 @@ use tower_armor::rate_limit::{KeyLimits, PeerIp, Quota, RateLimitLayer};
 
 const DEFAULT_MAX_KEYS: usize = KeyLimits::DEFAULT_MAX_KEYS;
 
-struct CountingAllocator;
-
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is forwarded to the system allocator unchanged; the
-// wrapper only keeps a count of live bytes.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "support/live_bytes.rs"]
+mod live_bytes;
 
 #[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+static GLOBAL: live_bytes::Counting = live_bytes::Counting;
 
 /// The stated bound: 16 MiB of limiter state for the default cap of 100,000
 /// IP keys (about 60 bytes of table per key, with hash-table slack).
@@ -90,12 +61,12 @@ async fn a_million_distinct_keys_stay_under_the_bound() {
     let mut service = ServiceBuilder::new()
         .layer(layer.clone())
         .service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
-    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let before = live_bytes::live();
 
     // A flood of a million new addresses, all within one instant: no key is
     // idle yet, so the cap is what holds.
     let allowed = flood(&mut service, 0..1_000_000).await;
-    let grown = LIVE_BYTES.load(Ordering::Relaxed) - before;
+    let grown = live_bytes::live() - before;
     eprintln!(
         "after 1,000,000 keys: {} live keys in {grown} bytes",
         layer.handle().live_keys()
@@ -109,7 +80,7 @@ async fn a_million_distinct_keys_stay_under_the_bound() {
     // them a shard at a time instead of adding to them.
     tokio::time::advance(KeyLimits::DEFAULT_IDLE + Duration::from_secs(2)).await;
     let allowed = flood(&mut service, 1_000_000..2_000_000).await;
-    let grown = LIVE_BYTES.load(Ordering::Relaxed) - before;
+    let grown = live_bytes::live() - before;
     eprintln!(
         "after 2,000,000 keys: {} live keys in {grown} bytes",
         layer.handle().live_keys()

@@ -272,16 +272,7 @@ pub(crate) fn not_modified_headers(stored: &HeaderMap) -> HeaderMap {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                value.parse().unwrap(),
-            );
-        }
-        map
-    }
+    use crate::cache::test_headers as headers;
 
     fn names(map: &HeaderMap) -> Vec<&str> {
         let mut names: Vec<&str> = map.keys().map(HeaderName::as_str).collect();

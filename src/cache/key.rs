@@ -242,7 +242,10 @@ mod tests {
 
     #[test]
     fn the_key_buffer_is_given_back_for_the_next_request() {
-        drop(primary_key(&request("/a-path-long-enough-to-matter", Some("h")), None));
+        drop(primary_key(
+            &request("/a-path-long-enough-to-matter", Some("h")),
+            None,
+        ));
         let kept = KEY_BUFFER.with(|cell| {
             let buffer = cell.take();
             let capacity = buffer.capacity();

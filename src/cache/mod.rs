@@ -77,3 +77,14 @@ pub use store::{
     CacheStore, MemoryStore, MemoryStoreBuilder, Purge, StoreCall, StoreEvents, Variants,
 };
 pub use vary::VaryNormalizer;
+
+/// A header map from name-value pairs, appended in order (for tests).
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in pairs {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).expect("a valid name");
+        map.append(name, value.parse().expect("a valid value"));
+    }
+    map
+}

@@ -448,16 +448,7 @@ mod tests {
 
     const NOW: Millis = 1_790_000_000 * SECOND;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                value.parse().unwrap(),
-            );
-        }
-        map
-    }
+    use crate::cache::test_headers as headers;
 
     fn date_at(at: Millis) -> String {
         date::format(at / SECOND)
@@ -651,14 +642,26 @@ mod tests {
             Err(NotStorable::VaryAny)
         );
         // 201 has no default cacheability; explicit freshness makes it storable.
-        assert_eq!(storable_with(&shared, &[], 201, &[]), Err(NotStorable::Status));
+        assert_eq!(
+            storable_with(&shared, &[], 201, &[]),
+            Err(NotStorable::Status)
+        );
         assert_eq!(storable_with(&shared, &[], 201, &fresh), Ok(()));
         let expires = [("expires", "Thu, 01 Jan 2099 00:00:00 GMT")];
         assert_eq!(storable_with(&shared, &[], 201, &expires), Ok(()));
-        assert_eq!(storable_with(&shared, &[], 201, &[("cache-control", "public")]), Ok(()));
-        assert_eq!(storable_with(&shared, &[], 201, &[("cache-control", "s-maxage=5")]), Ok(()));
+        assert_eq!(
+            storable_with(&shared, &[], 201, &[("cache-control", "public")]),
+            Ok(())
+        );
+        assert_eq!(
+            storable_with(&shared, &[], 201, &[("cache-control", "s-maxage=5")]),
+            Ok(())
+        );
         // `private` counts as explicit in a private cache only; s-maxage in a shared one only.
-        assert_eq!(storable_with(&private(), &[], 201, &[("cache-control", "private")]), Ok(()));
+        assert_eq!(
+            storable_with(&private(), &[], 201, &[("cache-control", "private")]),
+            Ok(())
+        );
         assert_eq!(
             storable_with(&private(), &[], 201, &[("cache-control", "s-maxage=5")]),
             Err(NotStorable::Status)
@@ -712,7 +715,10 @@ mod tests {
             targeted_fields: vec![http::HeaderName::from_static("cdn-cache-control")],
             ..Policy::default()
         };
-        let response = headers(&[("cdn-cache-control", "no-cache"), ("expires", "Thu, 01 Jan 2099 00:00:00 GMT")]);
+        let response = headers(&[
+            ("cdn-cache-control", "no-cache"),
+            ("expires", "Thu, 01 Jan 2099 00:00:00 GMT"),
+        ]);
         let directives = policy.response_directives(&response);
         let verdict = policy.storable(
             &Method::GET,
@@ -834,6 +840,16 @@ mod tests {
                 60_000
             ),
             Usable::Validate
+        );
+        // Exactly min-fresh seconds left is fresh enough.
+        assert_eq!(
+            usable(
+                &policy,
+                &response,
+                &[("cache-control", "min-fresh=50")],
+                50_000
+            ),
+            Usable::Fresh
         );
         let max_stale = [("cache-control", "max-stale=10")];
         assert_eq!(

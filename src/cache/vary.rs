@@ -287,16 +287,7 @@ fn collapse_whitespace(member: &str) -> String {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                value.parse().unwrap(),
-            );
-        }
-        map
-    }
+    use crate::cache::test_headers as headers;
 
     #[test]
     fn vary_lists_are_combined_and_deduplicated() {
