@@ -167,10 +167,10 @@ mod tests {
             parse("bytes=11-", 11),
             RangeAnswer::Unsatisfiable { length: 11 }
         );
-        assert_eq!(
-            parse("bytes=-0", 11),
-            RangeAnswer::Unsatisfiable { length: 11 }
-        );
+        assert_eq!(parse("bytes=-0", 11), RangeAnswer::Unsatisfiable { length: 11 });
+        // Nothing can be taken from an empty body.
+        assert_eq!(parse("bytes=-5", 0), RangeAnswer::Unsatisfiable { length: 0 });
+        assert_eq!(parse("bytes=0-", 0), RangeAnswer::Unsatisfiable { length: 0 });
         for whole in [
             "bytes=0-1,3-4",
             "items=0-1",
