@@ -942,7 +942,14 @@ mod tests {
         assert_eq!(named.usable_until(0), NOW + 11 * SECOND);
         assert_eq!(named.usable_until(3 * SECOND), NOW + 14 * SECOND);
         // An entry that arrived 4 s old has 4 s less to live.
-        let aged = freshness_of(&policy, 200, &[("cache-control", "max-age=10, stale-if-error=1"), ("age", "4")]);
+        let aged = freshness_of(
+            &policy,
+            200,
+            &[
+                ("cache-control", "max-age=10, stale-if-error=1"),
+                ("age", "4"),
+            ],
+        );
         assert_eq!(aged.usable_until(0), NOW + 7 * SECOND);
     }
 

@@ -167,10 +167,19 @@ mod tests {
             parse("bytes=11-", 11),
             RangeAnswer::Unsatisfiable { length: 11 }
         );
-        assert_eq!(parse("bytes=-0", 11), RangeAnswer::Unsatisfiable { length: 11 });
+        assert_eq!(
+            parse("bytes=-0", 11),
+            RangeAnswer::Unsatisfiable { length: 11 }
+        );
         // Nothing can be taken from an empty body.
-        assert_eq!(parse("bytes=-5", 0), RangeAnswer::Unsatisfiable { length: 0 });
-        assert_eq!(parse("bytes=0-", 0), RangeAnswer::Unsatisfiable { length: 0 });
+        assert_eq!(
+            parse("bytes=-5", 0),
+            RangeAnswer::Unsatisfiable { length: 0 }
+        );
+        assert_eq!(
+            parse("bytes=0-", 0),
+            RangeAnswer::Unsatisfiable { length: 0 }
+        );
         for whole in [
             "bytes=0-1,3-4",
             "items=0-1",
@@ -181,6 +190,70 @@ mod tests {
         ] {
             assert_eq!(parse(whole, 11), RangeAnswer::Whole, "{whole}");
         }
+    }
+
+    fn stored(pairs: &[(&str, &str)]) -> Entry {
+        let mut entry = sample_entry();
+        entry.headers = crate::cache::test_headers(pairs);
+        entry
+    }
+
+    fn sample_entry() -> Entry {
+        use crate::cache::policy::Freshness;
+        Entry {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: std::sync::Arc::from(vec![Bytes::from_static(b"0123456789")]),
+            trailers: None,
+            freshness: Freshness {
+                request_time: 0,
+                response_time: 0,
+                initial_age: 0,
+                lifetime: 0,
+                stale_while_revalidate: 0,
+                stale_if_error: 0,
+                always_validate: false,
+                no_stale: false,
+            },
+            variant: Default::default(),
+            tags: std::sync::Arc::from(Vec::new()),
+            invalidated: false,
+        }
+    }
+
+    #[test]
+    fn if_range_needs_the_same_strong_tag_or_date() {
+        let range = |if_range: &str| {
+            crate::cache::test_headers(&[("range", "bytes=0-1"), ("if-range", if_range)])
+        };
+        let part = RangeAnswer::Part {
+            first: 0,
+            last: 1,
+            length: 10,
+        };
+        let tagged = stored(&[("etag", "\"e\"")]);
+        assert_eq!(answer(&range("\"e\""), &tagged), part);
+        assert_eq!(answer(&range("\"f\""), &tagged), RangeAnswer::Whole);
+        let weak = stored(&[("etag", "W/\"e\"")]);
+        assert_eq!(answer(&range("W/\"e\""), &weak), RangeAnswer::Whole);
+        let dated = stored(&[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]);
+        assert_eq!(
+            answer(&range("Sun, 06 Nov 1994 08:49:37 GMT"), &dated),
+            part
+        );
+        assert_eq!(
+            answer(&range("Sun, 06 Nov 1994 08:49:38 GMT"), &dated),
+            RangeAnswer::Whole
+        );
+        let undated = stored(&[]);
+        assert_eq!(answer(&range("not a date"), &undated), RangeAnswer::Whole);
+        assert_eq!(
+            answer(
+                &crate::cache::test_headers(&[("range", "bytes=0-1")]),
+                &undated
+            ),
+            part
+        );
     }
 
     #[test]
@@ -200,5 +273,8 @@ mod tests {
         assert_eq!(joined(slice(&chunks, 0, 9)), b"0123456789");
         assert_eq!(joined(slice(&chunks, 8, 9)), b"89");
         assert_eq!(joined(slice(&chunks, 4, 4)), b"4");
+        // Only the chunks the range touches, never an empty one.
+        assert_eq!(slice(&chunks, 4, 5).len(), 1);
+        assert_eq!(slice(&chunks, 3, 4).len(), 2);
     }
 }

@@ -480,6 +480,15 @@ mod tests {
     }
 
     #[test]
+    fn a_new_response_for_a_variant_replaces_the_old_one() {
+        let store = MemoryStore::new();
+        let key: Arc<str> = Arc::from("k");
+        store.put(key.clone(), entry("a", 60_000)).now().ok();
+        store.put(key.clone(), entry("a", 60_000)).now().ok();
+        assert_eq!(bodies(&store, "k"), ["a"]);
+    }
+
+    #[test]
     fn the_byte_count_follows_writes_and_removals() {
         let store = MemoryStore::new();
         let first = entry("a", 60_000);

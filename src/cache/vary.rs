@@ -383,6 +383,32 @@ mod tests {
     }
 
     #[test]
+    fn whitespace_collapses_to_single_spaces() {
+        assert_eq!(collapse_whitespace("  a \t  b  "), "a b");
+        assert_eq!(collapse_whitespace(""), "");
+        assert_eq!(
+            format!("{:?}", VaryNormalizer::accept_encoding()),
+            "VaryNormalizer(..)"
+        );
+    }
+
+    #[test]
+    fn a_variant_weighs_its_names_and_values() {
+        let rules = VaryRules::default();
+        let names = vec![
+            HeaderName::from_static("accept"),
+            HeaderName::from_static("x-absent"),
+        ];
+        let variant = rules.variant(names, &headers(&[("accept", "text/html")]));
+        assert_eq!(
+            variant.weight(),
+            "accept".len() + "text/html".len() + "x-absent".len()
+        );
+        assert!(variant.same_as(&variant.clone()));
+        assert!(!variant.same_as(&Variant::default()));
+    }
+
+    #[test]
     fn weights_are_read_as_qvalues() {
         assert_eq!(quality("0"), 0);
         assert_eq!(quality("0.000"), 0);
@@ -390,6 +416,8 @@ mod tests {
         assert_eq!(quality("0.05"), 50);
         assert_eq!(quality("1"), 1000);
         assert_eq!(quality("junk"), 1000);
+        // A weight that starts "0." but is not digits is read as 0.
+        assert_eq!(quality("0.x"), 0);
         assert_eq!(
             VaryNormalizer::accept_language().apply("de;q=0.1, en;q=0.9, fr"),
             "fr,en,de"
