@@ -1274,3 +1274,65 @@ async fn an_age_past_the_lifetime_is_stale_at_once() {
     assert_eq!(body, "body 1");
     assert_eq!(headers["age"], "0");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_body_exactly_at_the_limit_is_stored() {
+    let origin = Origin::new(|_, n| {
+        Response::builder()
+            .header("cache-control", "max-age=100")
+            .body(Full::from(format!("{n}").repeat(50)))
+            .unwrap()
+    });
+    let layer = CacheLayer::builder().max_entry_bytes(50).build().unwrap();
+    let mut service = cached_with(&origin, &layer);
+    send(&mut service, get("/")).await;
+    assert_eq!(send(&mut service, get("/")).await.2, "1".repeat(50));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_entry_is_stored_with_its_last_frame_not_at_a_later_poll() {
+    // hyper stops polling a body that says it has ended: the entry must be
+    // stored with the last data frame.
+    let origin = Origin::with_headers(&[("cache-control", "max-age=100")]);
+    let mut service = cached(&origin);
+    let response = service.ready().await.unwrap().call(get("/")).await.unwrap();
+    let mut body = response.into_body();
+    let frame = body.frame().await.unwrap().unwrap();
+    assert_eq!(frame.into_data().unwrap(), "body 1");
+    assert!(http_body::Body::is_end_stream(&body));
+    drop(body);
+    let (_, headers, body) = send(&mut service, get("/")).await;
+    assert_eq!(body, "body 1");
+    assert!(cache_status(&headers).contains("hit"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stored_body_knows_its_size_and_its_end() {
+    use http_body::Body as _;
+
+    let origin = Origin::with_headers(&[("cache-control", "max-age=100")]);
+    let mut service = cached(&origin);
+    send(&mut service, get("/")).await;
+    let response = service.ready().await.unwrap().call(get("/")).await.unwrap();
+    let mut body = response.into_body();
+    assert_eq!(format!("{body:?}"), "CacheBody::Stored");
+    assert_eq!(body.size_hint().exact(), Some(6));
+    assert!(!body.is_end_stream());
+    body.frame().await.unwrap().unwrap();
+    assert_eq!(body.size_hint().exact(), Some(0));
+    assert!(body.is_end_stream());
+    assert!(body.frame().await.is_none());
+
+    // A miss's body reports what the origin's does.
+    let response = service
+        .ready()
+        .await
+        .unwrap()
+        .call(get("/other"))
+        .await
+        .unwrap();
+    let body = response.into_body();
+    assert_eq!(format!("{body:?}"), "CacheBody::Upstream");
+    assert_eq!(body.size_hint().exact(), Some(6));
+    assert!(!body.is_end_stream());
+}

@@ -246,7 +246,7 @@ mod tests {
                 stale_while_revalidate: 5,
                 stale_if_error: 6,
                 always_validate: true,
-                no_stale: false,
+                no_stale: true,
             },
             variant: Variant {
                 fields: vec![
@@ -271,6 +271,28 @@ mod tests {
         assert_eq!(decoded.variant, entry.variant);
         assert_eq!(decoded.tags, entry.tags);
         assert!(decoded.invalidated);
+    }
+
+    #[test]
+    fn each_flag_and_the_smallest_trailers_survive() {
+        for (always_validate, no_stale, invalidated) in [
+            (true, false, false),
+            (false, true, false),
+            (false, false, true),
+        ] {
+            let mut entry = sample();
+            entry.freshness.always_validate = always_validate;
+            entry.freshness.no_stale = no_stale;
+            entry.invalidated = invalidated;
+            // The tightest block there is: one field of one byte each way.
+            let mut trailers = HeaderMap::new();
+            trailers.insert("x", HeaderValue::from_static("y"));
+            entry.trailers = Some(trailers.clone());
+            let decoded = Entry::decode(&entry.encode()).unwrap();
+            assert_eq!(decoded.freshness, entry.freshness);
+            assert_eq!(decoded.invalidated, invalidated);
+            assert_eq!(decoded.trailers, Some(trailers));
+        }
     }
 
     #[test]
