@@ -1336,3 +1336,25 @@ async fn a_stored_body_knows_its_size_and_its_end() {
     assert_eq!(body.size_hint().exact(), Some(6));
     assert!(!body.is_end_stream());
 }
+
+#[tokio::test(start_paused = true)]
+async fn bypassed_requests_neither_read_nor_fill_the_cache() {
+    let origin = Origin::with_headers(&[("cache-control", "max-age=100")]);
+    let layer = CacheLayer::builder()
+        .bypass(|request| request.headers.contains_key("x-signed-in"))
+        .build()
+        .unwrap();
+    let mut service = cached_with(&origin, &layer);
+    let signed_in = || request(Method::GET, "/", &[("x-signed-in", "alice")]);
+    let (_, headers, body) = send(&mut service, signed_in()).await;
+    assert_eq!(body, "body 1");
+    assert_eq!(
+        cache_status(&headers),
+        "tower-armor; fwd=bypass; fwd-status=200"
+    );
+    // Nothing was stored by the bypassed request...
+    assert_eq!(send(&mut service, get("/")).await.2, "body 2");
+    // ...and a stored entry is not used for one.
+    assert_eq!(send(&mut service, signed_in()).await.2, "body 3");
+    assert_eq!(send(&mut service, get("/")).await.2, "body 2");
+}

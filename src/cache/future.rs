@@ -109,6 +109,8 @@ where
 /// What the cache does with the answer to a request it only forwards.
 pub(crate) struct AfterForward {
     pub(crate) shared: Arc<Shared>,
+    /// Why the cache only forwarded it: its method, or the bypass rule.
+    pub(crate) why: Forward,
     /// For an unsafe method: the target, whose entries a success removes.
     pub(crate) invalidate: Option<CacheKey>,
 }
@@ -143,7 +145,7 @@ impl AfterForward {
             strip_tags(shared, headers);
         }
         CacheStatus::new(&shared.status_name)
-            .forward(Forward::Method)
+            .forward(self.why)
             .forward_status(status)
             .write_to(headers);
     }

@@ -13,11 +13,12 @@ use super::key::{CacheKey, KeyNormalizer};
 use super::metrics::CacheMetrics;
 use super::policy::{CacheMode, Policy};
 use super::service::CacheService;
-use super::settings::Shared;
+use super::settings::{Bypass, Shared};
 use super::status::member_name;
 use super::store::{CacheStore, MemoryStore, Purge, StoreEvents};
 use super::vary::{VaryNormalizer, VaryRules};
 use crate::config::{ConfigError, instance_name};
+use crate::key::RequestHead;
 
 /// An RFC 9111 HTTP cache. See the [module docs](super).
 ///
@@ -51,6 +52,7 @@ impl CacheLayer {
             store: None,
             vary: VaryRules::default(),
             key_normalizer: None,
+            bypass: None,
             max_entry_bytes: 8 << 20,
             tag_fields: vec![
                 HeaderName::from_static("surrogate-key"),
@@ -104,6 +106,7 @@ pub struct CacheBuilder {
     store: Option<Arc<dyn CacheStore>>,
     vary: VaryRules,
     key_normalizer: Option<KeyNormalizer>,
+    bypass: Option<Bypass>,
     max_entry_bytes: usize,
     tag_fields: Vec<HeaderName>,
     strip_tags: bool,
@@ -157,6 +160,26 @@ impl CacheBuilder {
         normalize: impl Fn(&mut CacheKey) + Send + Sync + 'static,
     ) -> Self {
         self.key_normalizer = Some(Arc::new(normalize));
+        self
+    }
+
+    /// Requests for which `rule` is true go to the origin without the cache
+    /// looking or storing (`Cache-Status: …; fwd=bypass`): signed-in users'
+    /// pages, an admin area.
+    ///
+    /// ```
+    /// use tower_armor::cache::CacheLayer;
+    ///
+    /// let cache = CacheLayer::builder()
+    ///     .bypass(|request| request.uri.path().starts_with("/admin/"))
+    ///     .build()?;
+    /// # Ok::<(), tower_armor::ConfigError>(())
+    /// ```
+    pub fn bypass(
+        mut self,
+        rule: impl Fn(&RequestHead<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.bypass = Some(Arc::new(rule));
         self
     }
 
@@ -265,6 +288,7 @@ impl CacheBuilder {
             policy: self.policy,
             vary: self.vary,
             key_normalizer: self.key_normalizer,
+            bypass: self.bypass,
             max_entry_bytes: self.max_entry_bytes,
             tag_fields: self.tag_fields,
             strip_tags: self.strip_tags,

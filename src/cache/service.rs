@@ -15,8 +15,10 @@ use super::key::{CacheKey, primary_key};
 use super::metrics::Lookup;
 use super::policy::{RequestDirectives, StaleUse, Usable};
 use super::settings::Shared;
+use super::status::Forward;
 use crate::BoxError;
 use crate::grpc::Protocol;
+use crate::key::RequestHead;
 
 /// The service made by [`CacheLayer`](super::CacheLayer); built with
 /// [`CacheService::new`] or by the layer.
@@ -102,9 +104,21 @@ where
             self.shared.metrics.lookup(Lookup::Bypass);
             let after = AfterForward {
                 shared: self.shared.clone(),
+                why: Forward::Method,
                 invalidate,
             };
             return ResponseFuture::forward(self.inner.call(request), Some(after));
+        }
+        if let Some(bypass) = &self.shared.bypass {
+            if bypass(&RequestHead::of(&request)) {
+                self.shared.metrics.lookup(Lookup::Bypass);
+                let after = AfterForward {
+                    shared: self.shared.clone(),
+                    why: Forward::Bypass,
+                    invalidate: None,
+                };
+                return ResponseFuture::forward(self.inner.call(request), Some(after));
+            }
         }
         let shared = &self.shared;
         let (parts, body) = request.into_parts();

@@ -16,6 +16,10 @@ use super::metrics::CacheMetrics;
 use super::policy::{Freshness, Millis, Policy, RequestDirectives, Usable};
 use super::store::CacheStore;
 use super::vary::VaryRules;
+use crate::key::RequestHead;
+
+/// A user's rule for requests the cache should not handle.
+pub(crate) type Bypass = Arc<dyn Fn(&RequestHead<'_>) -> bool + Send + Sync>;
 
 pub(crate) struct Shared {
     pub(crate) name: SharedString,
@@ -24,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) policy: Policy,
     pub(crate) vary: VaryRules,
     pub(crate) key_normalizer: Option<KeyNormalizer>,
+    /// Requests the cache leaves to the origin, by the user's rule.
+    pub(crate) bypass: Option<Bypass>,
     pub(crate) max_entry_bytes: usize,
     pub(crate) tag_fields: Vec<HeaderName>,
     pub(crate) strip_tags: bool,

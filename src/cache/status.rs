@@ -21,6 +21,8 @@ pub(crate) enum Forward {
     Request,
     /// The method is not one the cache answers.
     Method,
+    /// The cache was told not to handle this request (its bypass rule).
+    Bypass,
 }
 
 impl Forward {
@@ -31,6 +33,7 @@ impl Forward {
             Forward::Stale => "stale",
             Forward::Request => "request",
             Forward::Method => "method",
+            Forward::Bypass => "bypass",
         }
     }
 }
@@ -265,6 +268,7 @@ mod tests {
             (Forward::Stale, "stale"),
             (Forward::Request, "request"),
             (Forward::Method, "method"),
+            (Forward::Bypass, "bypass"),
         ] {
             let mut headers = HeaderMap::new();
             CacheStatus::new("c").forward(why).write_to(&mut headers);
