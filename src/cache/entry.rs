@@ -148,9 +148,48 @@ pub(crate) fn updated_headers(stored: &HeaderMap, not_modified: &HeaderMap) -> H
     headers
 }
 
+/// What a store needs to know of an entry it keeps.
 impl Entry {
+    /// The response's status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The tags it can be purged by ([`Purge::Tag`](super::Purge::Tag)).
+    pub fn tags(&self) -> impl Iterator<Item = &str> {
+        self.tags.iter().map(|tag| &**tag)
+    }
+
+    /// Whether a soft purge marked it stale.
+    pub fn is_marked_stale(&self) -> bool {
+        self.invalidated
+    }
+
+    /// A copy marked stale, for a soft purge: served only where a stale
+    /// response may be (`stale-while-revalidate`, `stale-if-error`).
+    pub fn marked_stale(&self) -> Entry {
+        Entry {
+            invalidated: true,
+            ..self.clone()
+        }
+    }
+
+    /// Whether `other` answers the same requests (the same `Vary` fields
+    /// and values), so storing one replaces the other.
+    pub fn same_variant(&self, other: &Entry) -> bool {
+        self.variant.same_as(&other.variant)
+    }
+
+    /// When it stops being of any use, even stale: the end of its freshness
+    /// and stale windows. A store may keep entries with a validator longer,
+    /// for a 304 to refresh.
+    pub fn usable_until(&self) -> std::time::SystemTime {
+        let millis = self.freshness.usable_until(0).max(0) as u64;
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis)
+    }
+
     /// Size in the store's byte budget: fields, body and trailers.
-    pub(crate) fn weight(&self) -> usize {
+    pub fn weight(&self) -> usize {
         let fields = |headers: &HeaderMap| -> usize {
             headers
                 .iter()
@@ -165,9 +204,8 @@ impl Entry {
             + 128
     }
 
-    /// The body's length.
-    #[cfg(test)]
-    pub(crate) fn body_len(&self) -> usize {
+    /// The body's length in bytes.
+    pub fn body_len(&self) -> usize {
         self.body.iter().map(Bytes::len).sum()
     }
 
@@ -186,8 +224,9 @@ impl Entry {
         self.headers.get(LAST_MODIFIED)
     }
 
-    /// Whether the origin can answer a conditional request about it.
-    pub(crate) fn has_validator(&self) -> bool {
+    /// Whether the origin can answer a conditional request about it (a
+    /// stored `ETag` or `Last-Modified`).
+    pub fn has_validator(&self) -> bool {
         self.etag().is_some() || self.last_modified().is_some()
     }
 
@@ -448,6 +487,28 @@ mod tests {
                 "{seconds}"
             );
         }
+    }
+
+    #[test]
+    fn what_a_store_reads_of_an_entry() {
+        let mut stored = entry(&[("etag", "\"1\"")]);
+        stored.freshness.response_time = 10_000;
+        stored.freshness.initial_age = 2_000;
+        stored.freshness.lifetime = 60_000;
+        stored.freshness.stale_if_error = 30_000;
+        stored.tags = Arc::from(vec![Box::<str>::from("a"), Box::<str>::from("b")]);
+        assert_eq!(stored.tags().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(stored.status(), StatusCode::OK);
+        assert!(stored.has_validator());
+        let until = stored
+            .usable_until()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        assert_eq!(until.as_millis(), 10_000 - 2_000 + 60_000 + 30_000);
+        assert!(!stored.is_marked_stale());
+        let stale = stored.marked_stale();
+        assert!(stale.is_marked_stale() && stale.same_variant(&stored));
+        assert_eq!(stale.body_len(), 5);
     }
 
     #[test]

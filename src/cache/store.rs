@@ -85,11 +85,12 @@ pub enum Purge {
 }
 
 impl Purge {
-    fn selects(&self, key: &str, entry: &Entry) -> bool {
+    /// Whether the entry stored under `key` is selected.
+    pub fn selects(&self, key: &str, entry: &Entry) -> bool {
         match self {
             Purge::Key(wanted) => key == wanted,
             Purge::Prefix(prefix) => key.starts_with(prefix.as_str()),
-            Purge::Tag(tag) => entry.tags.iter().any(|known| **known == **tag),
+            Purge::Tag(tag) => entry.tags().any(|known| known == tag),
         }
     }
 }
@@ -360,7 +361,7 @@ impl CacheStore for MemoryStore {
             let mut variants: Vec<Arc<Entry>> = existing
                 .map(|item| item.into_value().iter().cloned().collect())
                 .unwrap_or_default();
-            variants.retain(|stored| !stored.variant.same_as(&entry.variant));
+            variants.retain(|stored| !stored.same_variant(&entry));
             if variants.len() >= max_variants {
                 variants.drain(..=variants.len() - max_variants);
             }
@@ -402,10 +403,7 @@ impl CacheStore for MemoryStore {
                     }
                     affected += 1;
                     if soft {
-                        kept.push(Arc::new(Entry {
-                            invalidated: true,
-                            ..Entry::clone(entry)
-                        }));
+                        kept.push(Arc::new(entry.marked_stale()));
                     }
                 }
                 if kept.is_empty() {
