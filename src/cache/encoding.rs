@@ -319,6 +319,15 @@ mod tests {
         assert!(Entry::decode(&Bytes::from(bad_name)).is_none());
     }
 
+    #[test]
+    fn a_huge_field_count_is_refused_before_anything_is_allocated() {
+        let mut bytes = entry_bytes().to_vec();
+        // The header count follows magic, version, status, six times and flags.
+        let at = 4 + 2 + 2 + 6 * 8 + 1;
+        bytes[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(Entry::decode(&Bytes::from(bytes)).is_none());
+    }
+
     fn entry_bytes() -> Bytes {
         sample().encode()
     }

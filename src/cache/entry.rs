@@ -512,6 +512,19 @@ mod tests {
     }
 
     #[test]
+    fn the_weight_counts_fields_body_trailers_and_variant() {
+        let mut stored = entry(&[("ab", "cde")]);
+        stored.trailers = Some(headers(&[("t", "uv")]));
+        stored.variant = crate::cache::vary::Variant {
+            fields: vec![(HeaderName::from_static("accept"), Some("x".into()))],
+        };
+        // Each field: its name, its value and 32 for the map's own slot;
+        // 128 for the entry itself.
+        let expected = (2 + 3 + 32) + 5 + (1 + 2 + 32) + ("accept".len() + 1) + 128;
+        assert_eq!(stored.weight(), expected);
+    }
+
+    #[test]
     fn age_is_whole_seconds() {
         let mut stored = entry(&[]);
         stored.freshness.initial_age = 1_500;
