@@ -845,11 +845,13 @@ async fn a_range_is_served_from_a_stored_whole_response() {
     );
     assert_eq!(headers["content-range"], "bytes 2-4/10");
     assert_eq!(headers["content-length"], "3");
-    let (status, _, body) = send(&mut service, ranged("bytes=-3")).await;
+    let (status, headers, body) = send(&mut service, ranged("bytes=-3")).await;
     assert_eq!(
         (status, body.as_str()),
         (StatusCode::PARTIAL_CONTENT, "789")
     );
+    assert_eq!(headers["content-length"], "3");
+    assert_eq!(headers["content-range"], "bytes 7-9/10");
     let (status, headers, _) = send(&mut service, ranged("bytes=20-")).await;
     assert_eq!(status, StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(headers["content-range"], "bytes */10");
@@ -1058,11 +1060,12 @@ impl tower_armor::cache::CacheStore for BytesStore {
         let stored = self.0.lock().unwrap().get(key).cloned();
         tower_armor::cache::StoreCall::later(async move {
             tokio::task::yield_now().await;
+            // What does not decode is left out: possibly every variant.
             let entries: Vec<Arc<tower_armor::cache::Entry>> = stored?
                 .iter()
                 .filter_map(|bytes| tower_armor::cache::Entry::decode(bytes).map(Arc::new))
                 .collect();
-            (!entries.is_empty()).then(|| entries.into())
+            Some(entries.into())
         })
     }
 
@@ -1280,6 +1283,7 @@ async fn a_body_exactly_at_the_limit_is_stored() {
     let origin = Origin::new(|_, n| {
         Response::builder()
             .header("cache-control", "max-age=100")
+            .header("content-length", "50")
             .body(Full::from(format!("{n}").repeat(50)))
             .unwrap()
     });
@@ -1357,4 +1361,226 @@ async fn bypassed_requests_neither_read_nor_fill_the_cache() {
     // ...and a stored entry is not used for one.
     assert_eq!(send(&mut service, signed_in()).await.2, "body 3");
     assert_eq!(send(&mut service, get("/")).await.2, "body 2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_content_length_over_the_limit_is_not_stored_from_the_head() {
+    let origin = Origin::with_headers(&[("cache-control", "max-age=100"), ("content-length", "6")]);
+    let layer = CacheLayer::builder().max_entry_bytes(5).build().unwrap();
+    let mut service = cached_with(&origin, &layer);
+    let (_, headers, _) = send(&mut service, get("/")).await;
+    assert_eq!(
+        cache_status(&headers),
+        "tower-armor; fwd=uri-miss; fwd-status=200; detail=too-large"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_through_a_store_that_answers_later_is_kept() {
+    let origin = Origin::new(|request, n| {
+        let builder = Response::builder()
+            .header("cache-control", "max-age=10")
+            .header("etag", "\"x\"");
+        if request.headers().contains_key("if-none-match") {
+            builder.status(304).body(Full::default()).unwrap()
+        } else {
+            builder.body(Full::from(format!("body {n}"))).unwrap()
+        }
+    });
+    let layer = CacheLayer::builder()
+        .store(BytesStore::default())
+        .build()
+        .unwrap();
+    let mut service = cached_with(&origin, &layer);
+    send(&mut service, get("/")).await;
+    tokio::task::yield_now().await;
+    advance(11).await;
+    let (_, headers, _) = send(&mut service, get("/")).await;
+    assert!(cache_status(&headers).contains("fwd-status=304"));
+    tokio::task::yield_now().await;
+    let (_, headers, body) = send(&mut service, get("/")).await;
+    assert_eq!(body, "body 1");
+    assert!(cache_status(&headers).contains("hit"), "{headers:?}");
+    assert_eq!(origin.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_entry_is_not_used_to_validate_a_head_request() {
+    let origin = Origin::with_headers(&[("cache-control", "max-age=10"), ("etag", "\"x\"")]);
+    let mut service = cached(&origin);
+    send(&mut service, get("/")).await;
+    advance(11).await;
+    send(&mut service, request(Method::HEAD, "/", &[])).await;
+    assert_eq!(origin.seen.lock().unwrap()[1].0, Method::HEAD);
+    assert!(origin.last_headers().get("if-none-match").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_validator_alone_or_a_stale_if_error_window_alone_is_worth_storing() {
+    // no-cache and an ETag: stored, and validated on every use.
+    let origin = Origin::new(|request, n| {
+        let builder = Response::builder()
+            .header("cache-control", "no-cache")
+            .header("etag", "\"x\"");
+        if request.headers().contains_key("if-none-match") {
+            builder.status(304).body(Full::default()).unwrap()
+        } else {
+            builder.body(Full::from(format!("body {n}"))).unwrap()
+        }
+    });
+    let mut service = cached(&origin);
+    send(&mut service, get("/")).await;
+    let (_, headers, body) = send(&mut service, get("/")).await;
+    assert_eq!(body, "body 1");
+    assert!(cache_status(&headers).contains("fwd-status=304"));
+    assert_eq!(origin.last_headers()["if-none-match"], "\"x\"");
+
+    // Stale at once, no validator, but a stale-if-error window: stored for errors.
+    let failing = Arc::new(AtomicUsize::new(0));
+    let switch = failing.clone();
+    let origin = Origin::new(move |_, n| {
+        let status = if switch.load(Ordering::SeqCst) == 1 {
+            500
+        } else {
+            200
+        };
+        Response::builder()
+            .status(status)
+            .header("cache-control", "max-age=0, stale-if-error=60")
+            .body(Full::from(format!("body {n}")))
+            .unwrap()
+    });
+    let mut service = cached(&origin);
+    send(&mut service, get("/")).await;
+    failing.store(1, Ordering::SeqCst);
+    let (status, _, body) = send(&mut service, get("/")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "body 1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn fields_named_by_private_are_kept_only_by_a_private_cache() {
+    let origin = Origin::new(|request, n| {
+        let builder = Response::builder()
+            .header("cache-control", "max-age=10, private=\"x-user\"")
+            .header("x-user", "alice")
+            .header("etag", "\"x\"");
+        if request.headers().contains_key("if-none-match") {
+            builder.status(304).body(Full::default()).unwrap()
+        } else {
+            builder.body(Full::from(format!("body {n}"))).unwrap()
+        }
+    });
+    let mut shared = cached(&origin);
+    send(&mut shared, get("/")).await;
+    let (_, headers, _) = send(&mut shared, get("/")).await;
+    assert!(headers.get("x-user").is_none());
+    // Nor after a 304 that names it again.
+    advance(11).await;
+    let (_, headers, _) = send(&mut shared, get("/")).await;
+    assert!(cache_status(&headers).contains("fwd-status=304"));
+    assert!(headers.get("x-user").is_none());
+
+    let layer = CacheLayer::builder()
+        .mode(CacheMode::Private)
+        .build()
+        .unwrap();
+    let mut private = cached_with(&origin, &layer);
+    send(&mut private, get("/")).await;
+    let (_, headers, _) = send(&mut private, get("/")).await;
+    assert_eq!(headers["x-user"], "alice");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_validated_soft_purged_entry_is_fresh_again() {
+    let origin = Origin::new(|request, n| {
+        let builder = Response::builder()
+            .header("cache-control", "max-age=100")
+            .header("etag", "\"x\"");
+        if request.headers().contains_key("if-none-match") {
+            builder.status(304).body(Full::default()).unwrap()
+        } else {
+            builder.body(Full::from(format!("body {n}"))).unwrap()
+        }
+    });
+    let layer = CacheLayer::new();
+    let handle = layer.handle();
+    let mut service = cached_with(&origin, &layer);
+    send(&mut service, get("/")).await;
+    handle
+        .purge(Purge::Prefix("http://example.com/".into()), true)
+        .await;
+    let (_, headers, _) = send(&mut service, get("/")).await;
+    assert!(cache_status(&headers).contains("fwd=stale; fwd-status=304"));
+    let (_, headers, body) = send(&mut service, get("/")).await;
+    assert_eq!(body, "body 1");
+    assert!(cache_status(&headers).contains("hit"));
+    assert_eq!(origin.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn options_leaves_entries_alone_and_an_upgrade_header_alone_is_cached() {
+    let origin = Origin::with_headers(&[("cache-control", "max-age=100")]);
+    let mut service = cached(&origin);
+    send(&mut service, get("/")).await;
+    let (_, headers, _) = send(&mut service, request(Method::OPTIONS, "/", &[])).await;
+    assert!(cache_status(&headers).contains("fwd=method"));
+    assert_eq!(send(&mut service, get("/")).await.2, "body 1");
+    // Upgrade without `Connection: upgrade` asks for nothing.
+    let (_, headers, body) = send(
+        &mut service,
+        request(Method::GET, "/", &[("upgrade", "websocket")]),
+    )
+    .await;
+    assert_eq!(body, "body 1");
+    assert!(cache_status(&headers).contains("hit"));
+    let debug = format!(
+        "{:?}",
+        CacheService::new(
+            "inner",
+            &CacheLayer::builder().name("pages").build().unwrap()
+        )
+    );
+    assert!(
+        debug.starts_with("CacheService") && debug.contains("\"inner\"") && debug.contains("pages"),
+        "{debug}"
+    );
+}
+
+#[tokio::test]
+async fn readiness_follows_the_inner_service() {
+    support::readiness_follows_the_inner_service(CacheLayer::new());
+}
+
+#[test]
+fn a_slow_store_still_counts_hits_and_stale_answers_apart() {
+    let counters = support::counters_recorded(|| async {
+        let origin = Origin::with_headers(&[("cache-control", "max-age=10")]);
+        let layer = CacheLayer::builder()
+            .store(BytesStore::default())
+            .build()
+            .unwrap();
+        let mut service = cached_with(&origin, &layer);
+        send(&mut service, get("/")).await;
+        tokio::task::yield_now().await;
+        send(&mut service, get("/")).await; // hit
+        advance(20).await;
+        send(
+            &mut service,
+            request(Method::GET, "/", &[("cache-control", "max-stale")]),
+        )
+        .await; // stale
+    });
+    let lookups: Vec<(String, u64)> = counters
+        .into_iter()
+        .filter(|(name, _, _)| name == "armor.cache.lookups")
+        .map(|(_, labels, n)| (labels[1].clone(), n))
+        .collect();
+    assert_eq!(
+        lookups,
+        [
+            ("result=hit".to_owned(), 1),
+            ("result=miss".to_owned(), 1),
+            ("result=stale".to_owned(), 1)
+        ]
+    );
 }
