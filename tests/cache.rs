@@ -934,6 +934,7 @@ fn every_request_is_counted_once_by_what_the_cache_did() {
         let mut service = cached_with(&origin, &layer);
         send(&mut service, get("/a")).await; // miss
         send(&mut service, get("/a")).await; // hit
+        send(&mut service, get("/a")).await; // hit
         advance(11).await;
         send(&mut service, get("/a")).await; // revalidated
         advance(11).await;
@@ -976,7 +977,7 @@ fn every_request_is_counted_once_by_what_the_cache_did() {
         lookups,
         [
             lookup("bypass", 1),
-            lookup("hit", 1),
+            lookup("hit", 2),
             lookup("miss", 2),
             lookup("revalidated", 1),
             lookup("stale", 1),

@@ -224,6 +224,8 @@ mod tests {
             assert_eq!(text, n.to_string());
         }
         assert_eq!(member_name("armor"), "armor");
+        assert_eq!(member_name("*edge"), "*edge");
+        assert_eq!(member_name("1st"), "\"1st\"");
         assert_eq!(member_name("a \"b\""), "\"a \\\"b\\\"\"");
     }
 
