@@ -271,8 +271,7 @@ impl MemoryStoreBuilder {
             .max_capacity(self.max_bytes)
             .eviction_listener(move |_key, value: Variants, cause| {
                 use moka::notification::RemovalCause;
-                let dropped = weight(&value);
-                let held = listener_bytes.fetch_sub(dropped, Ordering::Relaxed) - dropped;
+                listener_bytes.fetch_sub(weight(&value), Ordering::Relaxed);
                 let Some(events) = listener_events.get() else {
                     return;
                 };
@@ -282,7 +281,7 @@ impl MemoryStoreBuilder {
                     RemovalCause::Explicit => events.evicted(Eviction::Explicit),
                     RemovalCause::Replaced => {}
                 }
-                events.stored_bytes(held);
+                events.stored_bytes(listener_bytes.load(Ordering::Relaxed));
             })
             .weigher(|_key: &Arc<str>, variants: &Variants| {
                 u32::try_from(weight(variants)).unwrap_or(u32::MAX)
@@ -529,6 +528,39 @@ mod tests {
                 .unwrap(),
             0
         );
+    }
+
+    #[test]
+    fn an_item_past_its_usable_life_is_gone_at_once() {
+        let store = MemoryStore::new();
+        store.put(Arc::from("k"), entry("a", 0)).now().ok();
+        assert!(bodies(&store, "k").is_empty(), "expired when written");
+        store.put(Arc::from("j"), entry("a", 60_000)).now().ok();
+        store.put(Arc::from("j"), entry("b", 0)).now().ok();
+        // Rewritten: the item's life is the longest of its variants'.
+        assert_eq!(bodies(&store, "j"), ["a", "b"]);
+        store.put(Arc::from("j"), entry("a", 0)).now().ok();
+        assert!(bodies(&store, "j").is_empty(), "expired when rewritten");
+    }
+
+    #[test]
+    fn debug_forms_say_what_they_are() {
+        assert_eq!(format!("{:?}", StoreCall::ready(1)), "StoreCall::Ready");
+        assert_eq!(
+            format!("{:?}", StoreCall::later(async { 1 })),
+            "StoreCall::Later"
+        );
+        let store = MemoryStore::new();
+        store.put(Arc::from("k"), entry("a", 60_000)).now().ok();
+        let shown = format!("{store:?}");
+        assert!(
+            shown.starts_with("MemoryStore") && shown.contains("urls"),
+            "{shown}"
+        );
+        let events = StoreEvents::new(Arc::new(CacheMetrics::new(
+            metrics::SharedString::const_str("x"),
+        )));
+        assert_eq!(format!("{events:?}"), "StoreEvents(..)");
     }
 
     #[test]
