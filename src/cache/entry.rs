@@ -492,13 +492,14 @@ mod tests {
     #[test]
     fn what_a_store_reads_of_an_entry() {
         let mut stored = entry(&[("etag", "\"1\"")]);
+        stored.status = StatusCode::NOT_FOUND;
         stored.freshness.response_time = 10_000;
         stored.freshness.initial_age = 2_000;
         stored.freshness.lifetime = 60_000;
         stored.freshness.stale_if_error = 30_000;
         stored.tags = Arc::from(vec![Box::<str>::from("a"), Box::<str>::from("b")]);
         assert_eq!(stored.tags().collect::<Vec<_>>(), ["a", "b"]);
-        assert_eq!(stored.status(), StatusCode::OK);
+        assert_eq!(stored.status(), StatusCode::NOT_FOUND);
         assert!(stored.has_validator());
         let until = stored
             .usable_until()
@@ -514,13 +515,13 @@ mod tests {
     #[test]
     fn the_weight_counts_fields_body_trailers_and_variant() {
         let mut stored = entry(&[("ab", "cde")]);
-        stored.trailers = Some(headers(&[("t", "uv")]));
+        stored.trailers = Some(headers(&[("tt", "uv")]));
         stored.variant = crate::cache::vary::Variant {
             fields: vec![(HeaderName::from_static("accept"), Some("x".into()))],
         };
         // Each field: its name, its value and 32 for the map's own slot;
         // 128 for the entry itself.
-        let expected = (2 + 3 + 32) + 5 + (1 + 2 + 32) + ("accept".len() + 1) + 128;
+        let expected = (2 + 3 + 32) + 5 + (2 + 2 + 32) + ("accept".len() + 1) + 128;
         assert_eq!(stored.weight(), expected);
     }
 
