@@ -39,8 +39,9 @@ fn parse(range: &str, length: u64) -> RangeAnswer {
     let Some((first, last)) = spec.split_once('-').filter(|_| !spec.contains(',')) else {
         return RangeAnswer::Whole;
     };
+    // Digits only (u64's parser would take a sign); an empty text fails to parse.
     let number = |text: &str| -> Option<u64> {
-        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        if !text.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         text.parse().ok()
