@@ -1579,6 +1579,10 @@ fn a_slow_store_still_counts_hits_and_stale_answers_apart() {
         .collect();
     assert_eq!(
         lookups,
-        [("result=hit".to_owned(), 2), ("result=miss".to_owned(), 1), ("result=stale".to_owned(), 1)]
+        [
+            ("result=hit".to_owned(), 2),
+            ("result=miss".to_owned(), 1),
+            ("result=stale".to_owned(), 1)
+        ]
     );
 }

@@ -293,6 +293,45 @@ mod tests {
     }
 
     #[test]
+    fn structured_field_items_follow_rfc_8941() {
+        // Keys may start with `*`; tokens too; booleans, decimals, strings
+        // with escapes, byte sequences and inner lists are all values.
+        let valid = [
+            "*key=1, max-age=5",
+            "a=*token, max-age=5",
+            "no-store=?1, max-age=5",
+            "a=?0, max-age=5",
+            "a=1.5, max-age=5",
+            "a=123456789012.123, max-age=5",
+            "a=123456789012345, max-age=5",
+            "a=\"x\\\"y\\\\z\", max-age=5",
+            "a=:aGk=:, max-age=5",
+            "a=(1 2);q=1, max-age=5",
+            "a;p=\"v\", max-age=5",
+        ];
+        for value in valid {
+            let parsed = cdn(value).unwrap_or_else(|| panic!("{value:?} is valid"));
+            assert_eq!(parsed.max_age(), Some(5), "{value:?}");
+        }
+        assert!(cdn("no-store=?1").unwrap().no_store());
+        assert_eq!(cdn("a=\"x\\\"y\"").unwrap().value("a"), Some(Some("x\"y")));
+        let invalid = [
+            "1key=1",
+            "a=?2",
+            "a=1234567890123.5",
+            "a=1.",
+            "a=1.1234",
+            "a=\"x\\qy\"",
+            "a=:aGk=",
+            "a=(1 2",
+            "a=%",
+        ];
+        for value in invalid {
+            assert!(cdn(value).is_none(), "{value:?} is invalid");
+        }
+    }
+
+    #[test]
     fn absent_fields_leave_cache_control_in_charge() {
         assert!(
             directives(
