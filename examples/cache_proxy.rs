@@ -77,8 +77,12 @@ fn upstream_uri(origin: &Uri, request: &Uri) -> Uri {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = args()?;
-    let client: Client<HttpConnector, Incoming> =
-        Client::builder(TokioExecutor::new()).build_http();
+    // Idle connections are dropped before common origins close them (Node's
+    // keep-alive is 5 s), so a request never goes out on a connection the
+    // origin is closing: a request with a body could not be sent again.
+    let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(4))
+        .build_http();
     let origin = args.origin.clone();
     let forward = service_fn(move |mut request: Request<Incoming>| {
         let client = client.clone();
