@@ -48,6 +48,21 @@ impl Origin {
         })
     }
 
+    /// Every response has these headers; a request with `If-None-Match`
+    /// gets them in a 304, any other the body `body <n>`.
+    fn validating(pairs: &'static [(&'static str, &'static str)]) -> Self {
+        Origin::new(move |request, n| {
+            let mut response = Response::builder();
+            for (name, value) in pairs {
+                response = response.header(*name, *value);
+            }
+            if request.headers().contains_key("if-none-match") {
+                return response.status(304).body(Full::default()).unwrap();
+            }
+            response.body(Full::from(format!("body {n}"))).unwrap()
+        })
+    }
+
     fn calls(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
@@ -1378,16 +1393,7 @@ async fn a_content_length_over_the_limit_is_not_stored_from_the_head() {
 
 #[tokio::test(start_paused = true)]
 async fn a_refresh_through_a_store_that_answers_later_is_kept() {
-    let origin = Origin::new(|request, n| {
-        let builder = Response::builder()
-            .header("cache-control", "max-age=10")
-            .header("etag", "\"x\"");
-        if request.headers().contains_key("if-none-match") {
-            builder.status(304).body(Full::default()).unwrap()
-        } else {
-            builder.body(Full::from(format!("body {n}"))).unwrap()
-        }
-    });
+    let origin = Origin::validating(&[("cache-control", "max-age=10"), ("etag", "\"x\"")]);
     let layer = CacheLayer::builder()
         .store(BytesStore::default())
         .build()
@@ -1419,16 +1425,7 @@ async fn a_stale_entry_is_not_used_to_validate_a_head_request() {
 #[tokio::test(start_paused = true)]
 async fn a_validator_alone_or_a_stale_if_error_window_alone_is_worth_storing() {
     // no-cache and an ETag: stored, and validated on every use.
-    let origin = Origin::new(|request, n| {
-        let builder = Response::builder()
-            .header("cache-control", "no-cache")
-            .header("etag", "\"x\"");
-        if request.headers().contains_key("if-none-match") {
-            builder.status(304).body(Full::default()).unwrap()
-        } else {
-            builder.body(Full::from(format!("body {n}"))).unwrap()
-        }
-    });
+    let origin = Origin::validating(&[("cache-control", "no-cache"), ("etag", "\"x\"")]);
     let mut service = cached(&origin);
     send(&mut service, get("/")).await;
     let (_, headers, body) = send(&mut service, get("/")).await;
@@ -1460,17 +1457,11 @@ async fn a_validator_alone_or_a_stale_if_error_window_alone_is_worth_storing() {
 
 #[tokio::test(start_paused = true)]
 async fn fields_named_by_private_are_kept_only_by_a_private_cache() {
-    let origin = Origin::new(|request, n| {
-        let builder = Response::builder()
-            .header("cache-control", "max-age=10, private=\"x-user\"")
-            .header("x-user", "alice")
-            .header("etag", "\"x\"");
-        if request.headers().contains_key("if-none-match") {
-            builder.status(304).body(Full::default()).unwrap()
-        } else {
-            builder.body(Full::from(format!("body {n}"))).unwrap()
-        }
-    });
+    let origin = Origin::validating(&[
+        ("cache-control", "max-age=10, private=\"x-user\""),
+        ("x-user", "alice"),
+        ("etag", "\"x\""),
+    ]);
     let mut shared = cached(&origin);
     send(&mut shared, get("/")).await;
     let (_, headers, _) = send(&mut shared, get("/")).await;
@@ -1493,16 +1484,7 @@ async fn fields_named_by_private_are_kept_only_by_a_private_cache() {
 
 #[tokio::test(start_paused = true)]
 async fn a_validated_soft_purged_entry_is_fresh_again() {
-    let origin = Origin::new(|request, n| {
-        let builder = Response::builder()
-            .header("cache-control", "max-age=100")
-            .header("etag", "\"x\"");
-        if request.headers().contains_key("if-none-match") {
-            builder.status(304).body(Full::default()).unwrap()
-        } else {
-            builder.body(Full::from(format!("body {n}"))).unwrap()
-        }
-    });
+    let origin = Origin::validating(&[("cache-control", "max-age=100"), ("etag", "\"x\"")]);
     let layer = CacheLayer::new();
     let handle = layer.handle();
     let mut service = cached_with(&origin, &layer);

@@ -413,25 +413,7 @@ mod tests {
     }
 
     fn entry(pairs: &[(&str, &str)]) -> Entry {
-        Entry {
-            status: StatusCode::OK,
-            headers: headers(pairs),
-            body: Arc::from(vec![Bytes::from_static(b"hello")]),
-            trailers: None,
-            freshness: Freshness {
-                request_time: 0,
-                response_time: 0,
-                initial_age: 0,
-                lifetime: 0,
-                stale_while_revalidate: 0,
-                stale_if_error: 0,
-                always_validate: false,
-                no_stale: false,
-            },
-            variant: Variant::default(),
-            tags: Arc::from(Vec::new()),
-            invalidated: false,
-        }
+        crate::cache::test_entry(pairs, b"hello")
     }
 
     #[test]

@@ -88,3 +88,28 @@ pub(crate) fn test_headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
     }
     map
 }
+
+/// A 200 entry with these fields and body, fresh for no time at the epoch,
+/// no variant fields, no tags (for tests; they change what they need).
+#[cfg(test)]
+pub(crate) fn test_entry(pairs: &[(&str, &str)], body: &'static [u8]) -> Entry {
+    Entry {
+        status: http::StatusCode::OK,
+        headers: test_headers(pairs),
+        body: std::sync::Arc::from(vec![bytes::Bytes::from_static(body)]),
+        trailers: None,
+        freshness: policy::Freshness {
+            request_time: 0,
+            response_time: 0,
+            initial_age: 0,
+            lifetime: 0,
+            stale_while_revalidate: 0,
+            stale_if_error: 0,
+            always_validate: false,
+            no_stale: false,
+        },
+        variant: vary::Variant::default(),
+        tags: std::sync::Arc::from(Vec::new()),
+        invalidated: false,
+    }
+}

@@ -194,32 +194,7 @@ mod tests {
     }
 
     fn stored(pairs: &[(&str, &str)]) -> Entry {
-        let mut entry = sample_entry();
-        entry.headers = crate::cache::test_headers(pairs);
-        entry
-    }
-
-    fn sample_entry() -> Entry {
-        use crate::cache::policy::Freshness;
-        Entry {
-            status: StatusCode::OK,
-            headers: HeaderMap::new(),
-            body: std::sync::Arc::from(vec![Bytes::from_static(b"0123456789")]),
-            trailers: None,
-            freshness: Freshness {
-                request_time: 0,
-                response_time: 0,
-                initial_age: 0,
-                lifetime: 0,
-                stale_while_revalidate: 0,
-                stale_if_error: 0,
-                always_validate: false,
-                no_stale: false,
-            },
-            variant: Default::default(),
-            tags: std::sync::Arc::from(Vec::new()),
-            invalidated: false,
-        }
+        crate::cache::test_entry(pairs, b"0123456789")
     }
 
     #[test]

@@ -425,32 +425,18 @@ impl CacheStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::policy::Freshness;
     use crate::cache::vary::Variant;
-    use http::{HeaderMap, HeaderName, StatusCode};
+    use http::HeaderName;
 
-    fn entry(variant: &str, lifetime: i64) -> Arc<Entry> {
-        Arc::new(Entry {
-            status: StatusCode::OK,
-            headers: HeaderMap::new(),
-            body: Arc::from(vec![bytes::Bytes::from(variant.to_owned())]),
-            trailers: None,
-            freshness: Freshness {
-                request_time: 0,
-                response_time: Clock::new().now(),
-                initial_age: 0,
-                lifetime,
-                stale_while_revalidate: 0,
-                stale_if_error: 0,
-                always_validate: false,
-                no_stale: false,
-            },
-            variant: Variant {
-                fields: vec![(HeaderName::from_static("accept"), Some(variant.to_owned()))],
-            },
-            tags: Arc::from(vec![Box::<str>::from("t")]),
-            invalidated: false,
-        })
+    fn entry(variant: &'static str, lifetime: i64) -> Arc<Entry> {
+        let mut entry = crate::cache::test_entry(&[], variant.as_bytes());
+        entry.freshness.response_time = Clock::new().now();
+        entry.freshness.lifetime = lifetime;
+        entry.variant = Variant {
+            fields: vec![(HeaderName::from_static("accept"), Some(variant.to_owned()))],
+        };
+        entry.tags = Arc::from(vec![Box::<str>::from("t")]);
+        Arc::new(entry)
     }
 
     fn bodies(store: &MemoryStore, key: &str) -> Vec<String> {
