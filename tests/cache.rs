@@ -883,45 +883,56 @@ async fn a_range_is_served_from_a_stored_whole_response() {
 
 #[tokio::test(start_paused = true)]
 async fn a_targeted_field_replaces_cache_control_and_expires_when_valid() {
-    let layer = || {
-        CacheLayer::builder()
-            .targeted_fields([http::HeaderName::from_static("cdn-cache-control")])
-            .build()
-            .unwrap()
-    };
-    // CDN-Cache-Control allows what Cache-Control forbids...
-    let origin = Origin::with_headers(&[
-        ("cache-control", "no-store"),
-        ("cdn-cache-control", "max-age=100"),
-    ]);
-    let mut service = cached_with(&origin, &layer());
-    send(&mut service, get("/")).await;
-    assert_eq!(send(&mut service, get("/")).await.2, "body 1");
-    // ...and forbids what it allows, Expires included.
-    let origin = Origin::with_headers(&[
-        ("cache-control", "max-age=100"),
-        ("expires", "Thu, 01 Jan 2099 00:00:00 GMT"),
-        ("cdn-cache-control", "max-age=0"),
-    ]);
-    let mut service = cached_with(&origin, &layer());
-    send(&mut service, get("/")).await;
-    assert_eq!(send(&mut service, get("/")).await.2, "body 2");
-    // An invalid field is ignored: Cache-Control decides.
-    let origin = Origin::with_headers(&[
-        ("cache-control", "max-age=100"),
-        ("cdn-cache-control", "max-age=\"0\""),
-    ]);
-    let mut service = cached_with(&origin, &layer());
-    send(&mut service, get("/")).await;
-    assert_eq!(send(&mut service, get("/")).await.2, "body 1");
-    // A cache not told to obey it ignores it.
-    let origin = Origin::with_headers(&[
-        ("cache-control", "max-age=100"),
-        ("cdn-cache-control", "no-store"),
-    ]);
-    let mut service = cached(&origin);
-    send(&mut service, get("/")).await;
-    assert_eq!(send(&mut service, get("/")).await.2, "body 1");
+    // (response fields, whether the cache obeys CDN-Cache-Control, the second answer)
+    let cases: [(&'static [(&'static str, &'static str)], bool, &str); 4] = [
+        // CDN-Cache-Control allows what Cache-Control forbids...
+        (
+            &[
+                ("cache-control", "no-store"),
+                ("cdn-cache-control", "max-age=100"),
+            ],
+            true,
+            "body 1",
+        ),
+        // ...and forbids what it allows, Expires included.
+        (
+            &[
+                ("cache-control", "max-age=100"),
+                ("expires", "Thu, 01 Jan 2099 00:00:00 GMT"),
+                ("cdn-cache-control", "max-age=0"),
+            ],
+            true,
+            "body 2",
+        ),
+        // An invalid field is ignored: Cache-Control decides.
+        (
+            &[
+                ("cache-control", "max-age=100"),
+                ("cdn-cache-control", "max-age=\"0\""),
+            ],
+            true,
+            "body 1",
+        ),
+        // A cache not told to obey it ignores it.
+        (
+            &[
+                ("cache-control", "max-age=100"),
+                ("cdn-cache-control", "no-store"),
+            ],
+            false,
+            "body 1",
+        ),
+    ];
+    for (fields, obeys, second) in cases {
+        let mut builder = CacheLayer::builder();
+        if obeys {
+            builder = builder.targeted_fields([http::HeaderName::from_static("cdn-cache-control")]);
+        }
+        let origin = Origin::with_headers(fields);
+        let mut service = cached_with(&origin, &builder.build().unwrap());
+        send(&mut service, get("/")).await;
+        assert_eq!(send(&mut service, get("/")).await.2, second, "{fields:?}");
+    }
 }
 
 #[test]
