@@ -15,6 +15,9 @@ use http_body_util::{BodyExt, Full};
 use tower::{Service, ServiceExt};
 use tower_armor::cache::{CacheLayer, CacheMode, CacheService, Purge, VaryNormalizer};
 
+/// Response fields, as the origins here take them.
+type Fields = &'static [(&'static str, &'static str)];
+
 type Handler = Arc<dyn Fn(&Request<Full<Bytes>>, usize) -> Response<Full<Bytes>> + Send + Sync>;
 
 /// An origin that answers with `handler` and records what reached it.
@@ -884,7 +887,7 @@ async fn a_range_is_served_from_a_stored_whole_response() {
 #[tokio::test(start_paused = true)]
 async fn a_targeted_field_replaces_cache_control_and_expires_when_valid() {
     // (response fields, whether the cache obeys CDN-Cache-Control, the second answer)
-    let cases: [(&'static [(&'static str, &'static str)], bool, &str); 4] = [
+    let cases: [(Fields, bool, &str); 4] = [
         // CDN-Cache-Control allows what Cache-Control forbids...
         (
             &[
