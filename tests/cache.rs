@@ -5,7 +5,7 @@
 mod support;
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,6 +49,26 @@ impl Origin {
             }
             response.body(Full::from(format!("body {n}"))).unwrap()
         })
+    }
+
+    /// Answers `body <n>` with this `Cache-Control`, with status 200 until
+    /// the returned switch is set, then with `failure`.
+    fn breakable(cache_control: &'static str, failure: u16) -> (Self, Arc<AtomicBool>) {
+        let broken = Arc::new(AtomicBool::new(false));
+        let switch = broken.clone();
+        let origin = Origin::new(move |_, n| {
+            let status = if switch.load(Ordering::SeqCst) {
+                failure
+            } else {
+                200
+            };
+            Response::builder()
+                .status(status)
+                .header("cache-control", cache_control)
+                .body(Full::from(format!("body {n}")))
+                .unwrap()
+        });
+        (origin, broken)
     }
 
     /// Every response has these headers; a request with `If-None-Match`
@@ -516,23 +536,10 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_once_behind() {
 
 #[tokio::test(start_paused = true)]
 async fn stale_if_error_serves_stale_on_5xx_inside_its_window_only() {
-    let failing = Arc::new(AtomicUsize::new(0));
-    let switch = failing.clone();
-    let origin = Origin::new(move |_, n| {
-        let status = if switch.load(Ordering::SeqCst) == 1 {
-            503
-        } else {
-            200
-        };
-        Response::builder()
-            .status(status)
-            .header("cache-control", "max-age=10, stale-if-error=30")
-            .body(Full::from(format!("body {n}")))
-            .unwrap()
-    });
+    let (origin, failing) = Origin::breakable("max-age=10, stale-if-error=30", 503);
     let mut service = cached(&origin);
     send(&mut service, get("/")).await;
-    failing.store(1, Ordering::SeqCst);
+    failing.store(true, Ordering::SeqCst);
     advance(20).await;
     let (status, headers, body) = send(&mut service, get("/")).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "body 1"));
@@ -547,26 +554,11 @@ async fn stale_if_error_serves_stale_on_5xx_inside_its_window_only() {
 
 #[tokio::test(start_paused = true)]
 async fn must_revalidate_forbids_stale_if_error() {
-    let failing = Arc::new(AtomicUsize::new(0));
-    let switch = failing.clone();
-    let origin = Origin::new(move |_, _| {
-        let status = if switch.load(Ordering::SeqCst) == 1 {
-            500
-        } else {
-            200
-        };
-        Response::builder()
-            .status(status)
-            .header(
-                "cache-control",
-                "max-age=10, stale-if-error=300, must-revalidate",
-            )
-            .body(Full::default())
-            .unwrap()
-    });
+    let (origin, failing) =
+        Origin::breakable("max-age=10, stale-if-error=300, must-revalidate", 500);
     let mut service = cached(&origin);
     send(&mut service, get("/")).await;
-    failing.store(1, Ordering::SeqCst);
+    failing.store(true, Ordering::SeqCst);
     advance(20).await;
     assert_eq!(
         send(&mut service, get("/")).await.0,
@@ -1448,23 +1440,10 @@ async fn a_validator_alone_or_a_stale_if_error_window_alone_is_worth_storing() {
     assert_eq!(origin.last_headers()["if-none-match"], "\"x\"");
 
     // Stale at once, no validator, but a stale-if-error window: stored for errors.
-    let failing = Arc::new(AtomicUsize::new(0));
-    let switch = failing.clone();
-    let origin = Origin::new(move |_, n| {
-        let status = if switch.load(Ordering::SeqCst) == 1 {
-            500
-        } else {
-            200
-        };
-        Response::builder()
-            .status(status)
-            .header("cache-control", "max-age=0, stale-if-error=60")
-            .body(Full::from(format!("body {n}")))
-            .unwrap()
-    });
+    let (origin, failing) = Origin::breakable("max-age=0, stale-if-error=60", 500);
     let mut service = cached(&origin);
     send(&mut service, get("/")).await;
-    failing.store(1, Ordering::SeqCst);
+    failing.store(true, Ordering::SeqCst);
     let (status, _, body) = send(&mut service, get("/")).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "body 1"));
 }
