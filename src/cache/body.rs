@@ -66,27 +66,25 @@ impl Recording {
     }
 
     /// Stores the entry if the body is whole.
-    pub(crate) fn finish(mut self) {
-        if self
-            .expected
-            .is_some_and(|expected| expected != self.size as u64)
-        {
+    pub(crate) fn finish(self) {
+        let Recording {
+            mut entry,
+            key,
+            store,
+            expected,
+            chunks,
+            size,
+            trailers,
+            flight,
+            ..
+        } = self;
+        if expected.is_some_and(|expected| expected != size as u64) {
             return;
         }
-        self.entry.body = Arc::from(std::mem::take(&mut self.chunks));
-        self.entry.trailers = self.trailers.take();
-        let call = self
-            .store
-            .put(self.key.clone(), Arc::new(self.entry.clone()));
-        if let Err(later) = call.now() {
-            let flight = self.flight.take();
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    later.await;
-                    drop(flight);
-                });
-            }
-        }
+        entry.body = Arc::from(chunks);
+        entry.trailers = trailers;
+        // Waiters wake when the flight ends: after the entry is stored.
+        store.put(key, Arc::new(entry)).run_detached(flight);
     }
 }
 

@@ -213,7 +213,7 @@ fn is_tchar(byte: u8) -> bool {
 }
 
 /// Delta-seconds (RFC 9111 §1.2.2): one or more digits, capped at 2^31.
-fn delta_seconds(value: &str) -> Result<u32, ()> {
+pub(crate) fn delta_seconds(value: &str) -> Result<u32, ()> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(());
     }

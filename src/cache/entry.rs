@@ -52,6 +52,11 @@ const NOT_STORED: [HeaderName; 9] = [
 /// Obsolete hop-by-hop fields, by name.
 const OBSOLETE_HOP_BY_HOP: [&str; 2] = ["keep-alive", "proxy-connection"];
 
+/// A field no stored head keeps, whatever the response says.
+fn never_stored(name: &HeaderName) -> bool {
+    NOT_STORED.contains(name) || OBSOLETE_HOP_BY_HOP.contains(&name.as_str())
+}
+
 /// The header fields of a response as a cache stores them (§3.1): without
 /// hop-by-hop fields and those `Connection` names, without `Age` (made on
 /// each use) and `Set-Cookie` (never replayed), without the fields that
@@ -83,8 +88,7 @@ pub(crate) fn stored_headers(
     stored.insert(AGE, HeaderValue::from_static("0"));
     stored.insert(CACHE_STATUS, cache_status_of(headers));
     for (name, value) in headers {
-        let dropped = NOT_STORED.contains(name)
-            || OBSOLETE_HOP_BY_HOP.contains(&name.as_str())
+        let dropped = never_stored(name)
             || name == CACHE_STATUS
             || tag_fields.contains(name)
             || named.contains(name);
@@ -133,10 +137,7 @@ pub(crate) fn updated_headers(stored: &HeaderMap, not_modified: &HeaderMap) -> H
     let mut headers = stored.clone();
     let mut replaced: Vec<&HeaderName> = Vec::new();
     for (name, value) in not_modified {
-        if name == CONTENT_LENGTH
-            || NOT_STORED.contains(name)
-            || OBSOLETE_HOP_BY_HOP.contains(&name.as_str())
-        {
+        if name == CONTENT_LENGTH || never_stored(name) {
             continue;
         }
         if !replaced.contains(&name) {

@@ -138,7 +138,7 @@ impl AfterForward {
                 }
             }
             for key in keys {
-                run_detached(shared.store.remove(&key));
+                shared.store.remove(&key).run_detached(());
             }
         }
         if shared.strip_tags {
@@ -148,15 +148,6 @@ impl AfterForward {
             .forward(self.why)
             .forward_status(status)
             .write_to(headers);
-    }
-}
-
-/// Runs a store call that nobody waits for.
-pub(crate) fn run_detached<T: Send + 'static>(call: StoreCall<T>) {
-    if let Err(later) = call.now() {
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(later);
-        }
     }
 }
 
@@ -275,6 +266,49 @@ pub(crate) fn status_of(shared: &Shared, key: &str) -> CacheStatus {
     }
 }
 
+/// A stored entry's answer to a request, if it may give one without asking
+/// the origin first: fresh, stale within the request's `max-stale`, or
+/// stale within `stale-while-revalidate` (then revalidated behind).
+/// Otherwise the request is given back, to be validated.
+// The error hands the request back as it came: boxing it would cost every
+// validation an allocation.
+#[allow(clippy::too_many_arguments, clippy::result_large_err)]
+pub(crate) fn from_store<S, ReqBody, ResBody>(
+    shared: &Arc<Shared>,
+    inner: &mut S,
+    entry: &Arc<Entry>,
+    parts: Parts,
+    body: ReqBody,
+    key: &str,
+    directives: &RequestDirectives,
+    now: Millis,
+) -> Result<Response<CacheBody<ResBody>>, (Parts, ReqBody)>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: Body + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    let response = match shared.usable(entry, directives, now) {
+        Usable::Fresh => {
+            shared.metrics.lookup(Lookup::Hit);
+            from_entry(shared, entry, &parts, hit(shared, key), now)
+        }
+        Usable::Stale(StaleUse::MaxStale) => {
+            shared.metrics.lookup(Lookup::Stale);
+            from_entry(shared, entry, &parts, hit(shared, key), now)
+        }
+        Usable::Stale(StaleUse::WhileRevalidate) => {
+            shared.metrics.lookup(Lookup::Stale);
+            let response = from_entry(shared, entry, &parts, hit(shared, key), now);
+            revalidate_behind(shared, inner, parts, body, Arc::from(key), entry.clone());
+            response
+        }
+        Usable::Validate => return Err((parts, body)),
+    };
+    Ok(response)
+}
+
 /// Where a request that could not be answered at once stands.
 pub(crate) struct Pending {
     pub(crate) shared: Arc<Shared>,
@@ -322,32 +356,29 @@ where
         Some(variants) if !variants.is_empty() => Forward::VaryMiss,
         _ => Forward::UriMiss,
     };
-    if let Some(entry) = &found {
-        match shared.usable(entry, &directives, now) {
-            usable @ (Usable::Fresh | Usable::Stale(StaleUse::MaxStale)) => {
-                let result = if usable == Usable::Fresh {
-                    Lookup::Hit
-                } else {
-                    Lookup::Stale
-                };
-                shared.metrics.lookup(result);
-                return Ok(from_entry(&shared, entry, &parts, hit(&shared, &key), now));
-            }
-            Usable::Stale(StaleUse::WhileRevalidate) => {
-                shared.metrics.lookup(Lookup::Stale);
-                let response = from_entry(&shared, entry, &parts, hit(&shared, &key), now);
-                revalidate_behind(&shared, &mut inner, parts, body, key, entry.clone());
-                return Ok(response);
-            }
-            Usable::Validate => {
+    let (parts, body) = match &found {
+        Some(entry) => match from_store(
+            &shared,
+            &mut inner,
+            entry,
+            parts,
+            body,
+            &key,
+            &directives,
+            now,
+        ) {
+            Ok(response) => return Ok(response),
+            Err(request) => {
                 why = if directives.no_cache || directives.cache_control.max_age().is_some() {
                     Forward::Request
                 } else {
                     Forward::Stale
                 };
+                request
             }
-        }
-    }
+        },
+        None => (parts, body),
+    };
     if directives.cache_control.only_if_cached() {
         shared.metrics.lookup(Lookup::Miss);
         return Ok(not_cached(&shared, &key));
@@ -468,7 +499,10 @@ impl Exchange {
                     request_time,
                     now,
                 ));
-                run_detached(shared.store.put(self.key.clone(), refreshed.clone()));
+                shared
+                    .store
+                    .put(self.key.clone(), refreshed.clone())
+                    .run_detached(());
                 self.count(Lookup::Revalidated);
                 let status = status_of(&shared, &self.key)
                     .forward(self.why)
@@ -724,12 +758,11 @@ pub(crate) fn revalidate_behind<S, ReqBody, ResBody>(
                 request_time,
                 now,
             );
-            run_detached(
-                exchange
-                    .shared
-                    .store
-                    .put(exchange.key.clone(), Arc::new(refreshed)),
-            );
+            exchange
+                .shared
+                .store
+                .put(exchange.key.clone(), Arc::new(refreshed))
+                .run_detached(());
             return;
         }
         // Read the new response to its end, storing it if it may be.

@@ -10,7 +10,7 @@ use http::header::{AGE, AUTHORIZATION, DATE, EXPIRES, LAST_MODIFIED, PRAGMA, SET
 use http::{HeaderMap, Method, StatusCode};
 
 use super::date;
-use super::directives::{CacheControl, MAX_DELTA_SECONDS};
+use super::directives::{CacheControl, delta_seconds};
 use super::targeted;
 
 /// Milliseconds since the Unix epoch.
@@ -421,12 +421,7 @@ fn seconds(seconds: u32) -> Millis {
 pub(crate) fn age(headers: &HeaderMap) -> Option<u32> {
     let text = headers.get(AGE)?.to_str().ok()?;
     let first = text.split(',').next()?.trim_matches([' ', '\t']);
-    if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(first.parse::<u64>().map_or(MAX_DELTA_SECONDS, |n| {
-        n.min(u64::from(MAX_DELTA_SECONDS)) as u32
-    }))
+    delta_seconds(first).ok()
 }
 
 fn header_date(headers: &HeaderMap, name: http::HeaderName) -> Option<i64> {
@@ -445,6 +440,7 @@ pub(crate) fn vary_any(headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::MAX_DELTA_SECONDS;
 
     const NOW: Millis = 1_790_000_000 * SECOND;
 

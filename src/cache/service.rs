@@ -7,13 +7,10 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::body::CacheBody;
-use super::future::{
-    AfterForward, Pending, ResponseFuture, StoreAnswer, answer, find, from_entry, hit,
-    revalidate_behind,
-};
+use super::future::{AfterForward, Pending, ResponseFuture, StoreAnswer, answer, find, from_store};
 use super::key::{CacheKey, primary_key};
 use super::metrics::Lookup;
-use super::policy::{RequestDirectives, StaleUse, Usable};
+use super::policy::RequestDirectives;
 use super::settings::Shared;
 use super::status::Forward;
 use crate::BoxError;
@@ -121,7 +118,7 @@ where
             }
         }
         let shared = &self.shared;
-        let (parts, body) = request.into_parts();
+        let (mut parts, mut body) = request.into_parts();
         let key = primary_key(&parts, shared.key_normalizer.as_ref());
         let directives = RequestDirectives::from_headers(&parts.headers);
         let lookup = match shared.store.get(&key).now() {
@@ -132,28 +129,18 @@ where
         if let StoreAnswer::Known(Some(variants)) = &lookup {
             if let Some(entry) = find(shared, variants, &parts.headers) {
                 let now = shared.clock.now();
-                match shared.usable(&entry, &directives, now) {
-                    usable @ (Usable::Fresh | Usable::Stale(StaleUse::MaxStale)) => {
-                        shared.metrics.lookup(if usable == Usable::Fresh {
-                            Lookup::Hit
-                        } else {
-                            Lookup::Stale
-                        });
-                        let member = hit(shared, &key);
-                        return ResponseFuture::ready(from_entry(
-                            shared, &entry, &parts, member, now,
-                        ));
-                    }
-                    Usable::Stale(StaleUse::WhileRevalidate) => {
-                        shared.metrics.lookup(Lookup::Stale);
-                        let member = hit(shared, &key);
-                        let response = from_entry(shared, &entry, &parts, member, now);
-                        let shared = shared.clone();
-                        let key = Arc::from(&*key);
-                        revalidate_behind(&shared, &mut self.inner, parts, body, key, entry);
-                        return ResponseFuture::ready(response);
-                    }
-                    Usable::Validate => {}
+                match from_store(
+                    shared,
+                    &mut self.inner,
+                    &entry,
+                    parts,
+                    body,
+                    &key,
+                    &directives,
+                    now,
+                ) {
+                    Ok(response) => return ResponseFuture::ready(response),
+                    Err(request) => (parts, body) = request,
                 }
             }
         }

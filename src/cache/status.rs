@@ -137,22 +137,7 @@ impl CacheStatus {
         if let Some(key) = self.key.take() {
             self.text.push_str(&key);
         }
-        match headers.entry(CACHE_STATUS) {
-            Entry::Occupied(mut existing) => {
-                let value = match existing.get().to_str() {
-                    Ok(text) if !text.trim().is_empty() => format!("{text}, {}", self.text),
-                    _ => self.text,
-                };
-                if let Ok(value) = HeaderValue::try_from(value) {
-                    existing.insert(value);
-                }
-            }
-            Entry::Vacant(slot) => {
-                if let Ok(value) = HeaderValue::try_from(self.text) {
-                    slot.insert(value);
-                }
-            }
-        }
+        append_member(headers, &[self.text.as_bytes()]);
     }
 }
 
@@ -162,23 +147,30 @@ pub(crate) fn write_hit(headers: &mut HeaderMap, name: &str, fresh_left: Millis)
     const HIT: &[u8] = b"; hit; ttl=";
     let mut digits = [0u8; 21];
     let ttl = integer_digits(fresh_left.div_euclid(1000), &mut digits);
-    let member = |before: &[u8]| {
+    append_member(headers, &[name.as_bytes(), HIT, ttl]);
+}
+
+/// Adds a member made of `parts` after those already in `Cache-Status`
+/// (the caches nearer the origin), in one allocation of the exact size.
+fn append_member(headers: &mut HeaderMap, parts: &[&[u8]]) {
+    let joined = |before: &[u8]| {
         let separator: &[u8] = if before.is_empty() { b"" } else { b", " };
-        let mut value =
-            Vec::with_capacity(before.len() + separator.len() + name.len() + HIT.len() + ttl.len());
-        for part in [before, separator, name.as_bytes(), HIT, ttl] {
+        let length =
+            before.len() + separator.len() + parts.iter().map(|part| part.len()).sum::<usize>();
+        let mut value = Vec::with_capacity(length);
+        for part in [before, separator].into_iter().chain(parts.iter().copied()) {
             value.extend_from_slice(part);
         }
         HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).ok()
     };
     match headers.entry(CACHE_STATUS) {
         Entry::Occupied(mut existing) => {
-            if let Some(value) = member(existing.get().as_bytes().trim_ascii()) {
+            if let Some(value) = joined(existing.get().as_bytes().trim_ascii()) {
                 existing.insert(value);
             }
         }
         Entry::Vacant(slot) => {
-            if let Some(value) = member(b"") {
+            if let Some(value) = joined(b"") {
                 slot.insert(value);
             }
         }
