@@ -266,47 +266,40 @@ pub(crate) fn status_of(shared: &Shared, key: &str) -> CacheStatus {
     }
 }
 
-/// A stored entry's answer to a request, if it may give one without asking
-/// the origin first: fresh, stale within the request's `max-stale`, or
-/// stale within `stale-while-revalidate` (then revalidated behind).
-/// Otherwise the request is given back, to be validated.
-// The error hands the request back as it came: boxing it would cost every
-// validation an allocation.
-#[allow(clippy::too_many_arguments, clippy::result_large_err)]
-pub(crate) fn from_store<S, ReqBody, ResBody>(
-    shared: &Arc<Shared>,
-    inner: &mut S,
-    entry: &Arc<Entry>,
-    parts: Parts,
-    body: ReqBody,
+/// What a stored entry can do for a request without asking the origin
+/// first.
+pub(crate) enum FromStore<B> {
+    /// Fresh, or stale within the request's `max-stale`: this answer.
+    Answer(Response<CacheBody<B>>),
+    /// Stale within `stale-while-revalidate`: this answer, and the request
+    /// goes on to the origin behind it ([`revalidate_behind`]).
+    AnswerAndRevalidate(Response<CacheBody<B>>),
+    /// Nothing without validating it first.
+    Validate,
+}
+
+/// The entry's answer to a request, counted in the lookup metrics.
+pub(crate) fn from_store<B>(
+    shared: &Shared,
+    entry: &Entry,
+    request: &Parts,
     key: &str,
     directives: &RequestDirectives,
     now: Millis,
-) -> Result<Response<CacheBody<ResBody>>, (Parts, ReqBody)>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    S::Future: Send + 'static,
-    ResBody: Body + Send + 'static,
-    ResBody::Error: Into<BoxError>,
-{
-    let response = match shared.usable(entry, directives, now) {
-        Usable::Fresh => {
-            shared.metrics.lookup(Lookup::Hit);
-            from_entry(shared, entry, &parts, hit(shared, key), now)
-        }
-        Usable::Stale(StaleUse::MaxStale) => {
-            shared.metrics.lookup(Lookup::Stale);
-            from_entry(shared, entry, &parts, hit(shared, key), now)
-        }
-        Usable::Stale(StaleUse::WhileRevalidate) => {
-            shared.metrics.lookup(Lookup::Stale);
-            let response = from_entry(shared, entry, &parts, hit(shared, key), now);
-            revalidate_behind(shared, inner, parts, body, Arc::from(key), entry.clone());
-            response
-        }
-        Usable::Validate => return Err((parts, body)),
+) -> FromStore<B> {
+    let (result, swr) = match shared.usable(entry, directives, now) {
+        Usable::Fresh => (Lookup::Hit, false),
+        Usable::Stale(StaleUse::MaxStale) => (Lookup::Stale, false),
+        Usable::Stale(StaleUse::WhileRevalidate) => (Lookup::Stale, true),
+        Usable::Validate => return FromStore::Validate,
     };
-    Ok(response)
+    shared.metrics.lookup(result);
+    let response = from_entry(shared, entry, request, hit(shared, key), now);
+    if swr {
+        FromStore::AnswerAndRevalidate(response)
+    } else {
+        FromStore::Answer(response)
+    }
 }
 
 /// Where a request that could not be answered at once stands.
@@ -356,29 +349,22 @@ where
         Some(variants) if !variants.is_empty() => Forward::VaryMiss,
         _ => Forward::UriMiss,
     };
-    let (parts, body) = match &found {
-        Some(entry) => match from_store(
-            &shared,
-            &mut inner,
-            entry,
-            parts,
-            body,
-            &key,
-            &directives,
-            now,
-        ) {
-            Ok(response) => return Ok(response),
-            Err(request) => {
+    if let Some(entry) = &found {
+        match from_store(&shared, entry, &parts, &key, &directives, now) {
+            FromStore::Answer(response) => return Ok(response),
+            FromStore::AnswerAndRevalidate(response) => {
+                revalidate_behind(&shared, &mut inner, parts, body, key, entry.clone());
+                return Ok(response);
+            }
+            FromStore::Validate => {
                 why = if directives.no_cache || directives.cache_control.max_age().is_some() {
                     Forward::Request
                 } else {
                     Forward::Stale
                 };
-                request
             }
-        },
-        None => (parts, body),
-    };
+        }
+    }
     if directives.cache_control.only_if_cached() {
         shared.metrics.lookup(Lookup::Miss);
         return Ok(not_cached(&shared, &key));

@@ -7,7 +7,10 @@ use http_body::Body;
 use tower_service::Service;
 
 use super::body::CacheBody;
-use super::future::{AfterForward, Pending, ResponseFuture, StoreAnswer, answer, find, from_store};
+use super::future::{
+    AfterForward, FromStore, Pending, ResponseFuture, StoreAnswer, answer, find, from_store,
+    revalidate_behind,
+};
 use super::key::{CacheKey, primary_key};
 use super::metrics::Lookup;
 use super::policy::RequestDirectives;
@@ -118,7 +121,7 @@ where
             }
         }
         let shared = &self.shared;
-        let (mut parts, mut body) = request.into_parts();
+        let (parts, body) = request.into_parts();
         let key = primary_key(&parts, shared.key_normalizer.as_ref());
         let directives = RequestDirectives::from_headers(&parts.headers);
         let lookup = match shared.store.get(&key).now() {
@@ -129,18 +132,15 @@ where
         if let StoreAnswer::Known(Some(variants)) = &lookup {
             if let Some(entry) = find(shared, variants, &parts.headers) {
                 let now = shared.clock.now();
-                match from_store(
-                    shared,
-                    &mut self.inner,
-                    &entry,
-                    parts,
-                    body,
-                    &key,
-                    &directives,
-                    now,
-                ) {
-                    Ok(response) => return ResponseFuture::ready(response),
-                    Err(request) => (parts, body) = request,
+                match from_store(shared, &entry, &parts, &key, &directives, now) {
+                    FromStore::Answer(response) => return ResponseFuture::ready(response),
+                    FromStore::AnswerAndRevalidate(response) => {
+                        let shared = shared.clone();
+                        let key = Arc::from(&*key);
+                        revalidate_behind(&shared, &mut self.inner, parts, body, key, entry);
+                        return ResponseFuture::ready(response);
+                    }
+                    FromStore::Validate => {}
                 }
             }
         }

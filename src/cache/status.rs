@@ -152,13 +152,18 @@ pub(crate) fn write_hit(headers: &mut HeaderMap, name: &str, fresh_left: Millis)
 
 /// Adds a member made of `parts` after those already in `Cache-Status`
 /// (the caches nearer the origin), in one allocation of the exact size.
+#[inline]
 fn append_member(headers: &mut HeaderMap, parts: &[&[u8]]) {
     let joined = |before: &[u8]| {
         let separator: &[u8] = if before.is_empty() { b"" } else { b", " };
-        let length =
-            before.len() + separator.len() + parts.iter().map(|part| part.len()).sum::<usize>();
+        let mut length = before.len() + separator.len();
+        for part in parts {
+            length += part.len();
+        }
         let mut value = Vec::with_capacity(length);
-        for part in [before, separator].into_iter().chain(parts.iter().copied()) {
+        value.extend_from_slice(before);
+        value.extend_from_slice(separator);
+        for part in parts {
             value.extend_from_slice(part);
         }
         HeaderValue::from_maybe_shared(bytes::Bytes::from(value)).ok()
