@@ -72,6 +72,9 @@ pub enum Reason {
     /// The request allows only a cached answer (`only-if-cached`) and the
     /// cache has none it may use: 504 / `UNAVAILABLE`.
     NotCached,
+    /// A limit could not be decided because its shared store (Redis) is
+    /// unreachable, and the store is set to refuse then: 503 / `UNAVAILABLE`.
+    StoreUnavailable,
 }
 
 impl Reason {
@@ -79,7 +82,9 @@ impl Reason {
     pub fn http_status(self) -> StatusCode {
         match self {
             Reason::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Reason::CircuitOpen | Reason::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::CircuitOpen | Reason::Overloaded | Reason::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Reason::TimedOut | Reason::NotCached => StatusCode::GATEWAY_TIMEOUT,
             Reason::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -93,7 +98,10 @@ impl Reason {
     pub fn grpc_code(self) -> GrpcCode {
         match self {
             Reason::RateLimited | Reason::PayloadTooLarge => GrpcCode::ResourceExhausted,
-            Reason::CircuitOpen | Reason::Overloaded | Reason::NotCached => GrpcCode::Unavailable,
+            Reason::CircuitOpen
+            | Reason::Overloaded
+            | Reason::NotCached
+            | Reason::StoreUnavailable => GrpcCode::Unavailable,
             Reason::TimedOut | Reason::RequestBodyTimeout => GrpcCode::DeadlineExceeded,
             Reason::Unidentified | Reason::NotAcceptable | Reason::MalformedBody => {
                 GrpcCode::InvalidArgument
@@ -116,6 +124,7 @@ impl Reason {
             Reason::UnsupportedEncoding => "unsupported_encoding",
             Reason::MalformedBody => "malformed_body",
             Reason::NotCached => "not_cached",
+            Reason::StoreUnavailable => "store_unavailable",
         }
     }
 
@@ -132,6 +141,7 @@ impl Reason {
             Reason::UnsupportedEncoding => "the request body's content coding is not supported",
             Reason::MalformedBody => "the request body could not be decoded",
             Reason::NotCached => "the request allows only a cached response and none is usable",
+            Reason::StoreUnavailable => "the limit's shared store is unavailable",
         }
     }
 }

@@ -90,8 +90,12 @@ mod service;
 mod window;
 
 pub use crate::key::{KeyLimits, MissingKey};
+#[cfg(feature = "redis")]
+pub(crate) use breaker::{Breaker, Observer};
 pub use breaker::{CircuitHandle, StateChange, WindowStats};
 pub use core::CircuitState;
+#[cfg(feature = "redis")]
+pub(crate) use core::{Admission, Permit, Policy, WindowSpec};
 pub use future::{CircuitBreakerBody, ResponseFuture};
 pub use layer::{CircuitBreakerBuilder, CircuitBreakerLayer};
 pub use service::CircuitBreaker;

@@ -46,6 +46,9 @@ pub enum Placement {
     OverflowBucket,
     /// Nowhere: the store was full and refuses new keys.
     Full,
+    /// Nowhere: the store's backend could not be reached, and the store
+    /// refuses then (503 / `UNAVAILABLE`, not 429).
+    Unavailable,
 }
 
 /// A store's answer for one request.

@@ -118,6 +118,11 @@ impl<K: KeyExtractor, St: RateStore<K::Key>> Limiter<K, St> {
     }
 
     fn rate_headers(&self, decision: &Decision) -> Option<Box<RateHeaders>> {
+        // A store that could not tell (its backend down) gets no headers
+        // rather than made-up numbers.
+        if decision.quotas.len() != self.limits.len() {
+            return None;
+        }
         let policy = self.policy_header.clone()?;
         Some(Box::new(RateHeaders {
             policy,
@@ -152,7 +157,12 @@ where
             }
             Verdict::Refused(refusal) => {
                 self.metrics(|m| m.rejected.increment(1));
-                let rejection = Rejection::new("rate_limit", Reason::RateLimited);
+                let reason = if decision.placement == Placement::Unavailable {
+                    Reason::StoreUnavailable
+                } else {
+                    Reason::RateLimited
+                };
+                let rejection = Rejection::new("rate_limit", reason);
                 let rejection = match (refusal, decision.placement) {
                     (Some((wait, quota)), _) => {
                         let name = self.limits.get(quota).map_or("?", |limit| &limit.name);
@@ -160,6 +170,7 @@ where
                             .with_retry_after(wait)
                             .with_detail(format!("quota \"{name}\" exceeded"))
                     }
+                    (None, Placement::Unavailable) => rejection,
                     (None, Placement::Full) => {
                         rejection.with_detail("too many distinct clients; try again later")
                     }

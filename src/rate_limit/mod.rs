@@ -98,6 +98,8 @@ pub use crate::key::{
 };
 pub use decision::{Check, Decision, Placement, QuotaState, Verdict};
 pub use future::ResponseFuture;
+#[cfg(feature = "redis")]
+pub(crate) use gcra::MAX_QUOTAS;
 pub use gcra::Overflow;
 pub use layer::{InMemory, MakeStore, RateLimitBuilder, RateLimitHandle, RateLimitLayer};
 pub use limiter::Mode;
