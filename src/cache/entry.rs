@@ -181,6 +181,13 @@ impl Entry {
         self.variant.same_as(&other.variant)
     }
 
+    /// Its variant as bytes, the same for two entries exactly when
+    /// [`same_variant`](Self::same_variant) holds: a networked store's
+    /// field name for it.
+    pub fn variant_id(&self) -> Vec<u8> {
+        self.variant.id()
+    }
+
     /// When it stops being of any use, even stale: the end of its freshness
     /// and stale windows. A store may keep entries with a validator longer,
     /// for a 304 to refresh.

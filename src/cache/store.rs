@@ -241,6 +241,13 @@ impl MemoryStore {
         self.items.weighted_size()
     }
 
+    /// Drops every entry (a second tier that may have missed purges).
+    pub fn clear(&self) {
+        self.items.invalidate_all();
+        self.items.run_pending_tasks();
+        self.report_size();
+    }
+
     fn report_size(&self) {
         if let Some(events) = self.events.get() {
             events.stored_bytes(self.bytes.load(Ordering::Relaxed));

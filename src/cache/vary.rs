@@ -261,6 +261,24 @@ impl Variant {
         self == other
     }
 
+    /// The variant as bytes: equal exactly when [`same_as`](Self::same_as)
+    /// holds (every part length-prefixed, so no two read the same).
+    pub(crate) fn id(&self) -> Vec<u8> {
+        let mut id = Vec::new();
+        let mut part = |bytes: &[u8]| {
+            id.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            id.extend_from_slice(bytes);
+        };
+        for (name, value) in &self.fields {
+            part(name.as_str().as_bytes());
+            match value {
+                Some(value) => part(value.as_bytes()),
+                None => part(b"\xff absent"),
+            }
+        }
+        id
+    }
+
     /// Size of the variant's data, for the store's byte budget.
     pub(crate) fn weight(&self) -> usize {
         self.fields

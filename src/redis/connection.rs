@@ -8,6 +8,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use tokio::sync::OnceCell;
 
@@ -150,10 +151,87 @@ impl RedisConnection {
         }
     }
 
+    /// Every key matching `pattern`, from the server or from each Cluster
+    /// primary, by `SCAN` (never `KEYS`, which blocks Redis).
+    #[cfg_attr(not(feature = "cache"), allow(dead_code))]
+    pub(crate) async fn scan(&self, pattern: String) -> RedisResult<Vec<Vec<u8>>> {
+        let mut found = Vec::new();
+        match self.handle().await? {
+            Handle::Single(connection) => {
+                scan_node(&pattern, &mut found, |command| {
+                    let mut connection = connection.clone();
+                    async move { command.query_async(&mut connection).await }
+                })
+                .await?;
+            }
+            Handle::Cluster(connection) => {
+                let slots: Vec<Value> = redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query_async(&mut connection.clone())
+                    .await?;
+                let mut primaries: Vec<(String, u16)> = slots
+                    .iter()
+                    .filter_map(|range| match range {
+                        // [start, end, [host, port, id, ...], replicas...]
+                        Value::Array(parts) => match parts.get(2)? {
+                            Value::Array(node) => Some((
+                                redis::from_redis_value_ref::<String>(node.first()?).ok()?,
+                                redis::from_redis_value_ref::<u16>(node.get(1)?).ok()?,
+                            )),
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+                    .collect();
+                primaries.sort();
+                primaries.dedup();
+                for (host, port) in primaries {
+                    scan_node(&pattern, &mut found, |command| {
+                        let mut connection = connection.clone();
+                        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port,
+                        });
+                        async move {
+                            let answer = connection.route_command(command, routing).await?;
+                            Ok(redis::from_redis_value(answer)?)
+                        }
+                    })
+                    .await?;
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// A client for subscriptions.
     #[cfg_attr(not(feature = "cache"), allow(dead_code))]
     pub(crate) fn subscriber(&self) -> &redis::Client {
         &self.subscriber
+    }
+}
+
+/// Runs `SCAN` on one node until its cursor comes back to 0.
+async fn scan_node<F, Fut>(pattern: &str, found: &mut Vec<Vec<u8>>, run: F) -> RedisResult<()>
+where
+    F: Fn(Cmd) -> Fut,
+    Fut: std::future::Future<Output = RedisResult<(u64, Vec<Vec<u8>>)>>,
+{
+    let mut cursor = 0u64;
+    loop {
+        let mut command = redis::cmd("SCAN");
+        command
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(500);
+        let (next, keys) = run(command).await?;
+        found.extend(keys);
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
     }
 }
 

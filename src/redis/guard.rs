@@ -98,6 +98,15 @@ impl Guard {
         &self,
         call: impl Future<Output = RedisResult<T>>,
     ) -> Result<(T, Duration), Failed> {
+        self.call_within(self.timeout, call).await
+    }
+
+    /// The same with its own timeout (for work off the request path).
+    pub(crate) async fn call_within<T>(
+        &self,
+        timeout: Duration,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> Result<(T, Duration), Failed> {
         let permit = match self.breaker.admit() {
             Admission::Admitted(permit) => permit,
             Admission::Refused(_) => return Err(Failed::Open),
@@ -107,7 +116,7 @@ impl Guard {
             permit: Some(permit),
         };
         let started = Instant::now();
-        match tokio::time::timeout(self.timeout, call).await {
+        match tokio::time::timeout(timeout, call).await {
             Ok(Ok(answer)) => {
                 attempt.finish(Outcome::Success);
                 Ok((answer, started.elapsed()))

@@ -34,12 +34,16 @@
 //! is Redis's round trip in seconds. The breaker reports as
 //! `armor.circuit_breaker.*{name}`.
 
+#[cfg(feature = "cache")]
+mod cache;
 mod connection;
 mod guard;
 mod key;
 #[cfg(feature = "rate-limit")]
 mod rate;
 
+#[cfg(feature = "cache")]
+pub use cache::{RedisCacheStore, RedisCacheStoreBuilder};
 pub use connection::RedisConnection;
 pub use key::StoreKey;
 #[cfg(feature = "rate-limit")]

@@ -1,0 +1,453 @@
+//! The cache's entries in Redis, against real `redis-server`s each test
+//! starts for itself: one instance's entry is another's hit, expiry follows
+//! the usable life, a corrupt entry is a miss, and purges reach every
+//! instance's memory tier.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tower::{Service, ServiceExt};
+use tower_armor::cache::{CacheHandle, CacheLayer, CacheStore, MemoryStore, Purge};
+use tower_armor::redis::{RedisCacheStore, RedisCacheStoreBuilder, RedisConnection};
+
+#[path = "support/recording.rs"]
+#[allow(dead_code)]
+mod recording;
+#[path = "support/redis.rs"]
+mod server;
+
+use recording::{Recording, Value};
+
+type Body = Full<Bytes>;
+
+/// Runs `test` on a current-thread runtime in real time, with `recording`
+/// as the thread's recorder.
+fn run<F: Future>(recording: &Recording, test: impl FnOnce() -> F) -> F::Output {
+    metrics::with_local_recorder(recording, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(test())
+    })
+}
+
+/// An origin answering `body <n>` with `fields`, counting its calls.
+#[derive(Clone)]
+struct Origin {
+    calls: Arc<AtomicUsize>,
+    fields: &'static [(&'static str, &'static str)],
+}
+
+impl Origin {
+    fn new(fields: &'static [(&'static str, &'static str)]) -> Self {
+        Origin {
+            calls: Arc::default(),
+            fields,
+        }
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+/// One instance: a cache layer on `store` in front of `origin`.
+fn instance(
+    store: RedisCacheStore,
+    origin: &Origin,
+) -> (
+    impl Service<
+        Request<Body>,
+        Response = Response<tower_armor::cache::CacheBody<Body>>,
+        Error = Infallible,
+    > + Clone,
+    CacheHandle,
+) {
+    let layer = CacheLayer::builder().store(store).build().unwrap();
+    let handle = layer.handle();
+    let origin = origin.clone();
+    let service =
+        tower::ServiceBuilder::new()
+            .layer(layer)
+            .service_fn(move |_request: Request<Body>| {
+                let n = origin.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                let mut response = Response::builder();
+                for (name, value) in origin.fields {
+                    response = response.header(*name, *value);
+                }
+                let response = response.body(Full::from(format!("body {n}"))).unwrap();
+                async move { Ok::<_, Infallible>(response) }
+            });
+    (service, handle)
+}
+
+const URL: &str = "http://shop.example/items/7";
+
+/// GETs `url`; returns the status, `Cache-Status` and body.
+async fn get<S>(service: &S, url: &str) -> (StatusCode, String, String)
+where
+    S: Service<
+            Request<Body>,
+            Response = Response<tower_armor::cache::CacheBody<Body>>,
+            Error = Infallible,
+        > + Clone,
+{
+    let request = Request::get(url).body(Body::default()).unwrap();
+    let response = service.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let cache_status = response
+        .headers()
+        .get("cache-status")
+        .map(|value| value.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        cache_status,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+/// A plain client of the test's own, to look into Redis.
+async fn client(server: &server::RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// Waits (bounded) until Redis holds `count` entry hashes: stores write in
+/// the background, after the response has gone.
+async fn entry_keys(redis: &mut redis::aio::MultiplexedConnection, count: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("armor:cache:e:*")
+            .query_async(redis)
+            .await
+            .unwrap();
+        if keys.len() >= count {
+            return keys;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{keys:?}: the entry was never written"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn store(server: &server::RedisServer) -> RedisCacheStoreBuilder {
+    let connection = RedisConnection::open(&server.url()).unwrap();
+    RedisCacheStore::builder(connection).timeout(Duration::from_secs(2))
+}
+
+fn store_results(recording: &Recording, result: &str) -> u64 {
+    let wanted = format!("result={result}");
+    recording::series(recording)
+        .into_iter()
+        .filter(|series| series.name == "armor.cache.store" && series.labels.contains(&wanted))
+        .map(|series| match series.value {
+            Value::Count(count) => count,
+            _ => 0,
+        })
+        .sum()
+}
+
+#[test]
+fn a_response_stored_by_one_instance_is_a_hit_on_the_other() {
+    let Some(server) = server::RedisServer::start() else {
+        return;
+    };
+    run(&Recording::new(), || async {
+        let origin = Origin::new(&[("cache-control", "max-age=600")]);
+        let (first, _) = instance(store(&server).build().unwrap(), &origin);
+        let (second, _) = instance(store(&server).build().unwrap(), &origin);
+        let (status, cache_status, body) = get(&first, URL).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "body 1"));
+        assert!(cache_status.contains("fwd=uri-miss"), "{cache_status}");
+        let mut redis = client(&server).await;
+        entry_keys(&mut redis, 1).await;
+        let (status, cache_status, body) = get(&second, URL).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "body 1"));
+        assert!(cache_status.contains("hit"), "{cache_status}");
+        assert_eq!(origin.calls(), 1);
+    });
+}
+
+#[test]
+fn redis_keeps_an_entry_for_its_usable_life() {
+    let Some(server) = server::RedisServer::start() else {
+        return;
+    };
+    run(&Recording::new(), || async {
+        let mut redis = client(&server).await;
+        // Fresh for 100 s, then 20 s of stale-while-revalidate; no validator.
+        let origin = Origin::new(&[("cache-control", "max-age=100, stale-while-revalidate=20")]);
+        let (cache, _) = instance(store(&server).build().unwrap(), &origin);
+        get(&cache, URL).await;
+        let keys = entry_keys(&mut redis, 1).await;
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&keys[0])
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(ttl > 115_000 && ttl <= 120_000, "PTTL {ttl}");
+        // With a validator it stays `keep` longer, for a 304 to refresh it.
+        let origin = Origin::new(&[("cache-control", "max-age=100"), ("etag", "\"v1\"")]);
+        let (cache, _) = instance(
+            store(&server)
+                .keep(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            &origin,
+        );
+        get(&cache, "http://shop.example/validated").await;
+        let keys = entry_keys(&mut redis, 2).await;
+        let validated = keys.iter().find(|key| key.contains("validated")).unwrap();
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(validated)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(ttl > 155_000 && ttl <= 160_000, "PTTL {ttl}");
+    });
+}
+
+#[test]
+fn an_entry_that_does_not_decode_is_a_miss() {
+    let Some(server) = server::RedisServer::start() else {
+        return;
+    };
+    let recording = Recording::new();
+    run(&recording, || async {
+        let origin = Origin::new(&[("cache-control", "max-age=600")]);
+        let (first, _) = instance(store(&server).build().unwrap(), &origin);
+        get(&first, URL).await;
+        let mut redis = client(&server).await;
+        let keys = entry_keys(&mut redis, 1).await;
+        let fields: Vec<Vec<u8>> = redis::cmd("HKEYS")
+            .arg(&keys[0])
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert_eq!(fields.len(), 1);
+        // Overwritten by hand with something that is no entry.
+        let () = redis::cmd("HSET")
+            .arg(&keys[0])
+            .arg(&fields[0])
+            .arg("not an entry")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        let (second, _) = instance(store(&server).build().unwrap(), &origin);
+        let (status, cache_status, body) = get(&second, URL).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "body 2"));
+        assert!(cache_status.contains("fwd=uri-miss"), "{cache_status}");
+        assert_eq!(origin.calls(), 2);
+    });
+    assert_eq!(store_results(&recording, "corrupt"), 1);
+}
+
+/// Waits (bounded) until `memory` no longer answers `key`.
+async fn forgotten(memory: &MemoryStore, key: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while memory.get(key).await.is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the memory tier kept {key}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[test]
+fn a_purge_by_tag_on_one_instance_empties_the_other_instances_memory_tier() {
+    let Some(server) = server::RedisServer::start() else {
+        return;
+    };
+    run(&Recording::new(), || async {
+        let origin = Origin::new(&[
+            ("cache-control", "max-age=600"),
+            ("surrogate-key", "product-7 shelf"),
+        ]);
+        let memory = (MemoryStore::new(), MemoryStore::new());
+        let (first, first_handle) = instance(
+            store(&server).local(memory.0.clone()).build().unwrap(),
+            &origin,
+        );
+        let (second, _) = instance(
+            store(&server).local(memory.1.clone()).build().unwrap(),
+            &origin,
+        );
+        get(&first, URL).await;
+        let mut redis = client(&server).await;
+        entry_keys(&mut redis, 1).await;
+        // The second instance reads it from Redis and keeps it in memory.
+        let (_, cache_status, _) = get(&second, URL).await;
+        assert!(cache_status.contains("hit"), "{cache_status}");
+        let key = first_handle.key_of(&URL.parse().unwrap());
+        assert!(memory.1.get(&key).await.is_some());
+        // Both subscriptions are live before the purge.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg("armor:cache:purge")
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            if counts[0].1 == 2 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{counts:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let purged = first_handle
+            .purge(Purge::Tag("product-7".into()), false)
+            .await;
+        assert_eq!(purged, 1);
+        assert!(memory.0.get(&key).await.is_none(), "gone here at once");
+        forgotten(&memory.1, &key).await;
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(format!("armor:cache:e:{{{key}}}"))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(!exists, "gone from Redis");
+        let (_, cache_status, body) = get(&second, URL).await;
+        assert!(cache_status.contains("fwd=uri-miss"), "{cache_status}");
+        assert_eq!(body, "body 2");
+    });
+}
+
+#[test]
+fn a_soft_purge_by_prefix_marks_entries_stale_in_redis() {
+    let Some(server) = server::RedisServer::start() else {
+        return;
+    };
+    run(&Recording::new(), || async {
+        let origin = Origin::new(&[("cache-control", "max-age=600, stale-while-revalidate=600")]);
+        let (cache, handle) = instance(store(&server).build().unwrap(), &origin);
+        for path in ["/items/1", "/items/2", "/other/[1]*"] {
+            get(&cache, &format!("http://shop.example{path}")).await;
+        }
+        let mut redis = client(&server).await;
+        entry_keys(&mut redis, 3).await;
+        let prefix = handle.key_of(&"http://shop.example/items/".parse().unwrap());
+        assert_eq!(handle.purge(Purge::Prefix(prefix), true).await, 2);
+        // A glob character in the prefix is matched as itself.
+        let odd = handle.key_of(&"http://shop.example/other/[1]".parse().unwrap());
+        assert_eq!(handle.purge(Purge::Prefix(odd), false).await, 1);
+        let store = store(&server).build().unwrap();
+        let key = handle.key_of(&"http://shop.example/items/1".parse().unwrap());
+        let variants = store.get(&key).await.unwrap();
+        assert!(variants[0].is_marked_stale());
+        let key = handle.key_of(&"http://shop.example/other/[1]*".parse().unwrap());
+        assert!(store.get(&key).await.is_none());
+        // Served stale (a negative ttl) while it is fetched again.
+        let (_, cache_status, body) = get(&cache, "http://shop.example/items/1").await;
+        assert_eq!(body, "body 1");
+        assert!(cache_status.contains("hit; ttl=-"), "{cache_status}");
+    });
+}
+
+#[test]
+fn with_redis_down_the_cache_misses_and_serves_every_request() {
+    let Some(server) = server::RedisServer::start() else {
+        return;
+    };
+    let url = server.url();
+    drop(server);
+    let recording = Recording::new();
+    run(&recording, || async {
+        let origin = Origin::new(&[("cache-control", "max-age=600")]);
+        let connection = RedisConnection::open(&url).unwrap();
+        let (cache, handle) = instance(
+            RedisCacheStore::builder(connection).build().unwrap(),
+            &origin,
+        );
+        for n in 1..=20 {
+            let (status, _, body) = get(&cache, URL).await;
+            assert_eq!((status, body), (StatusCode::OK, format!("body {n}")));
+        }
+        assert_eq!(handle.purge(Purge::Tag("x".into()), false).await, 0);
+    });
+    assert!(
+        store_results(&recording, "fallback") > 0,
+        "the breaker opened"
+    );
+    assert_eq!(store_results(&recording, "ok"), 0);
+}
+
+#[test]
+fn instances_share_entries_over_a_three_node_cluster() {
+    let Some(cluster) = server::RedisCluster::start() else {
+        return;
+    };
+    run(&Recording::new(), || async {
+        let urls = cluster.urls();
+        let store = || {
+            let connection = RedisConnection::cluster(urls.iter().map(String::as_str)).unwrap();
+            RedisCacheStore::builder(connection)
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap()
+        };
+        let origin = Origin::new(&[("cache-control", "max-age=600"), ("cache-tag", "all")]);
+        let (first, handle) = instance(store(), &origin);
+        let (second, _) = instance(store(), &origin);
+        for i in 0..30 {
+            get(&first, &format!("http://shop.example/items/{i}")).await;
+        }
+        // Written in the background: wait until the last one is readable.
+        let last = handle.key_of(&"http://shop.example/items/29".parse().unwrap());
+        let reader = store();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while reader.get(&last).await.is_none() {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for i in 0..30 {
+            let (_, cache_status, _) =
+                get(&second, &format!("http://shop.example/items/{i}")).await;
+            assert!(cache_status.contains("hit"), "item {i}: {cache_status}");
+        }
+        assert_eq!(origin.calls(), 30);
+        let holding = cluster
+            .nodes
+            .iter()
+            .filter(|node| node.command("DBSIZE").as_deref() != Some(":0"))
+            .count();
+        assert!(holding >= 2, "entries on {holding} node(s)");
+        // Purge by prefix scans every primary.
+        let prefix = handle.key_of(&"http://shop.example/items/".parse().unwrap());
+        assert_eq!(handle.purge(Purge::Prefix(prefix), false).await, 30);
+        assert!(reader.get(&last).await.is_none());
+    });
+}
+
+#[test]
+fn bad_settings_are_refused() {
+    run(&Recording::new(), || async {
+        let connection = RedisConnection::open("redis://127.0.0.1:1/").unwrap();
+        let error = RedisCacheStore::builder(connection.clone())
+            .timeout(Duration::ZERO)
+            .build()
+            .unwrap_err();
+        assert!(error.to_string().contains("timeout"), "{error}");
+        let error = RedisCacheStore::builder(connection)
+            .max_variants(0)
+            .build()
+            .unwrap_err();
+        assert!(error.to_string().contains("variant"), "{error}");
+    });
+}
