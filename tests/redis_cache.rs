@@ -451,3 +451,111 @@ fn bad_settings_are_refused() {
         assert!(error.to_string().contains("variant"), "{error}");
     });
 }
+
+/// One instance whose origin takes `delay` to answer with `fields`.
+fn slow_instance(
+    store: RedisCacheStore,
+    origin: &Origin,
+    delay: Duration,
+) -> impl Service<
+    Request<Body>,
+    Response = Response<tower_armor::cache::CacheBody<Body>>,
+    Error = Infallible,
+> + Clone {
+    let layer = CacheLayer::builder()
+        .store(store)
+        .lock_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let origin = origin.clone();
+    tower::ServiceBuilder::new()
+        .layer(layer)
+        .service_fn(move |_request: Request<Body>| {
+            let origin = origin.clone();
+            async move {
+                tokio::time::sleep(delay).await;
+                let n = origin.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                let mut response = Response::builder();
+                for (name, value) in origin.fields {
+                    response = response.header(*name, *value);
+                }
+                Ok::<_, Infallible>(response.body(Full::from(format!("body {n}"))).unwrap())
+            }
+        })
+}
+
+#[test]
+fn instances_that_coalesce_send_one_request_upstream_for_a_url() {
+    let Some(server) = server::RedisServer::start() else {
+        return;
+    };
+    run(&Recording::new(), || async {
+        let origin = Origin::new(&[("cache-control", "max-age=600")]);
+        let delay = Duration::from_millis(200);
+        let coalescing = || {
+            store(&server)
+                .coalesce(Duration::from_secs(10))
+                .build()
+                .unwrap()
+        };
+        let first = slow_instance(coalescing(), &origin, delay);
+        let second = slow_instance(coalescing(), &origin, delay);
+        let requests = (0..20).map(|i| {
+            let instance = if i % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
+            async move { get(&instance, URL).await }
+        });
+        let answers = futures::future::join_all(requests).await;
+        assert_eq!(origin.calls(), 1, "one fetch for the whole fleet");
+        for (status, cache_status, body) in &answers {
+            assert_eq!((*status, body.as_str()), (StatusCode::OK, "body 1"));
+            assert!(!cache_status.is_empty());
+        }
+        let collapsed = answers
+            .iter()
+            .filter(|(_, cache_status, _)| cache_status.contains("collapsed"))
+            .count();
+        assert_eq!(collapsed, 19, "{answers:?}");
+        // The leader let go of its lock.
+        let mut redis = client(&server).await;
+        let locks: Vec<String> = redis::cmd("KEYS")
+            .arg("armor:cache:l:*")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(locks.is_empty(), "{locks:?}");
+    });
+}
+
+#[test]
+fn an_uncacheable_answer_frees_the_other_instances_at_once() {
+    let Some(server) = server::RedisServer::start() else {
+        return;
+    };
+    run(&Recording::new(), || async {
+        let origin = Origin::new(&[("cache-control", "no-store")]);
+        let delay = Duration::from_millis(100);
+        let coalescing = || {
+            store(&server)
+                .coalesce(Duration::from_secs(60))
+                .build()
+                .unwrap()
+        };
+        let first = slow_instance(coalescing(), &origin, delay);
+        let second = slow_instance(coalescing(), &origin, delay);
+        let started = tokio::time::Instant::now();
+        let (a, b) = tokio::join!(get(&first, URL), get(&second, URL));
+        assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK));
+        assert_eq!(origin.calls(), 2, "nothing to share: each went upstream");
+        // The second did not sit out the 60 s lock: it went once the
+        // first's fetch was over.
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
+    });
+}

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
+use super::store::CacheStore;
 use crate::sync::lock;
 
 /// The URLs being fetched now.
@@ -40,6 +41,7 @@ impl Flights {
             flights: self.clone(),
             key: key.clone(),
             sender,
+            store: None,
         })
     }
 
@@ -60,11 +62,28 @@ impl Flights {
 }
 
 /// A leader's claim on a URL; dropping it ends the flight.
-#[derive(Debug)]
 pub(crate) struct Flight {
     flights: Arc<Flights>,
     key: Arc<str>,
     sender: watch::Sender<()>,
+    /// A shared store that made this instance the leader of every
+    /// instance: told when the flight ends.
+    store: Option<Arc<dyn CacheStore>>,
+}
+
+impl std::fmt::Debug for Flight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flight")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Flight {
+    /// Tells `store` when this flight ends (it made this instance lead).
+    pub(crate) fn land_in(&mut self, store: Arc<dyn CacheStore>) {
+        self.store = Some(store);
+    }
 }
 
 impl Drop for Flight {
@@ -75,6 +94,10 @@ impl Drop for Flight {
             .is_some_and(|receiver| receiver.same_channel(&self.sender.subscribe()))
         {
             in_flight.remove(&self.key);
+        }
+        drop(in_flight);
+        if let Some(store) = self.store.take() {
+            store.landed(&self.key).run_detached(());
         }
         // The sender is dropped after this: every waiter wakes.
     }

@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use http::header::CONTENT_RANGE;
 use http::header::{
@@ -29,7 +30,7 @@ use super::policy::{Millis, NotStorable, RequestDirectives, StaleUse, Usable};
 use super::range::{self, RangeAnswer};
 use super::settings::Shared;
 use super::status::{CacheStatus, Forward, write_hit};
-use super::store::{StoreCall, Variants};
+use super::store::{Lead, StoreCall, Variants};
 use super::vary::vary_names;
 use crate::BoxError;
 use crate::grpc::Protocol;
@@ -376,30 +377,19 @@ where
     let mut flight = None;
     if whole_get {
         match shared.flights.join(&key) {
-            Join::Lead(leading) => flight = Some(leading),
+            Join::Lead(mut leading) => {
+                if let Some(hit) =
+                    lead_everywhere(&shared, &key, &parts, &directives, &mut leading).await
+                {
+                    return Ok(hit);
+                }
+                flight = Some(leading);
+            }
             Join::Wait(receiver) => {
                 shared.metrics.coalesced();
                 let _ = tokio::time::timeout(shared.lock_timeout, flight::landed(receiver)).await;
-                let again = shared.store.get(&key).await;
-                let now = shared.clock.now();
-                if let Some(entry) = again
-                    .as_ref()
-                    .and_then(|variants| find(&shared, variants, &parts.headers))
-                {
-                    if matches!(
-                        shared.usable(&entry, &directives, now),
-                        Usable::Fresh | Usable::Stale(StaleUse::MaxStale)
-                    ) {
-                        shared.metrics.lookup(Lookup::Hit);
-                        let status = status_of(&shared, &key).hit().collapsed();
-                        return Ok(from_entry(
-                            &shared,
-                            &entry,
-                            &parts,
-                            Member::Other(status),
-                            now,
-                        ));
-                    }
+                if let Some(hit) = collapsed_hit(&shared, &key, &parts, &directives).await {
+                    return Ok(hit);
                 }
             }
         }
@@ -413,6 +403,69 @@ where
         counted: true,
     };
     exchange.fetch(&mut inner, parts, body, validating).await
+}
+
+/// The entry another fetch of `key` stored, if it answers this request.
+async fn collapsed_hit<B>(
+    shared: &Arc<Shared>,
+    key: &Arc<str>,
+    parts: &Parts,
+    directives: &RequestDirectives,
+) -> Option<Response<CacheBody<B>>> {
+    let again = shared.store.get(key).await;
+    let now = shared.clock.now();
+    let entry = again
+        .as_ref()
+        .and_then(|variants| find(shared, variants, &parts.headers))?;
+    if !matches!(
+        shared.usable(&entry, directives, now),
+        Usable::Fresh | Usable::Stale(StaleUse::MaxStale)
+    ) {
+        return None;
+    }
+    shared.metrics.lookup(Lookup::Hit);
+    let status = status_of(shared, key).hit().collapsed();
+    Some(from_entry(
+        shared,
+        &entry,
+        parts,
+        Member::Other(status),
+        now,
+    ))
+}
+
+/// Leads the fetch of `key` for every instance sharing the store, or, while
+/// another instance fetches it, polls for its entry (5 ms, doubling to
+/// 100 ms, asking to lead in between) until the lock timeout, then goes
+/// upstream anyway.
+async fn lead_everywhere<B>(
+    shared: &Arc<Shared>,
+    key: &Arc<str>,
+    parts: &Parts,
+    directives: &RequestDirectives,
+    flight: &mut Flight,
+) -> Option<Response<CacheBody<B>>> {
+    let deadline = tokio::time::Instant::now() + shared.lock_timeout;
+    let mut pause = Duration::from_millis(5);
+    let mut counted = false;
+    loop {
+        if shared.store.lead(key).await == Lead::Go {
+            flight.land_in(shared.store.clone());
+            return None;
+        }
+        if !counted {
+            shared.metrics.coalesced();
+            counted = true;
+        }
+        if tokio::time::Instant::now() + pause > deadline {
+            return None;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+        if let Some(hit) = collapsed_hit(shared, key, parts, directives).await {
+            return Some(hit);
+        }
+    }
 }
 
 /// One trip to the origin for a GET or HEAD.

@@ -74,7 +74,7 @@ pub use metrics::Eviction;
 pub use policy::CacheMode;
 pub use service::CacheService;
 pub use store::{
-    CacheStore, MemoryStore, MemoryStoreBuilder, Purge, StoreCall, StoreEvents, Variants,
+    CacheStore, Lead, MemoryStore, MemoryStoreBuilder, Purge, StoreCall, StoreEvents, Variants,
 };
 pub use vary::VaryNormalizer;
 

@@ -89,6 +89,15 @@ impl<T> std::fmt::Debug for StoreCall<T> {
     }
 }
 
+/// Whether this instance may fetch a URL now ([`CacheStore::lead`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lead {
+    /// Go upstream; report [`CacheStore::landed`] when done.
+    Go,
+    /// Another instance is fetching it: look for its entry shortly.
+    Busy,
+}
+
 /// What a purge selects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Purge {
@@ -131,6 +140,24 @@ pub trait CacheStore: Send + Sync + 'static {
     /// they can still be served while revalidating or on errors. Returns
     /// how many entries were affected.
     fn purge(&self, selector: Purge, soft: bool) -> StoreCall<usize>;
+
+    /// Asks to fetch `key` for every instance sharing the store, before
+    /// this instance's one request for it goes upstream. A store shared
+    /// between instances may answer [`Lead::Busy`] while another instance
+    /// fetches it: the cache then polls for that instance's entry (with
+    /// backoff, asking again in between) until the lock timeout. The
+    /// default: always [`Lead::Go`].
+    fn lead(&self, key: &str) -> StoreCall<Lead> {
+        let _ = key;
+        StoreCall::ready(Lead::Go)
+    }
+
+    /// The fetch this instance led for `key` (after [`Lead::Go`]) is over,
+    /// stored or not. The default does nothing.
+    fn landed(&self, key: &str) -> StoreCall<()> {
+        let _ = key;
+        StoreCall::ready(())
+    }
 
     /// Called once by each cache layer built on the store, with where to
     /// report evictions and its size (the layer's `armor.cache.*`

@@ -25,7 +25,7 @@ use metrics::{Counter, SharedString};
 
 use super::connection::RedisConnection;
 use super::guard::{Failed, Guard};
-use crate::cache::{CacheStore, Entry, MemoryStore, Purge, StoreCall, StoreEvents, Variants};
+use crate::cache::{CacheStore, Entry, Lead, MemoryStore, Purge, StoreCall, StoreEvents, Variants};
 use crate::config::{ConfigError, instance_name};
 use crate::observe::PerRecorder;
 
@@ -47,6 +47,13 @@ const TAG_URL: &str = r"
 redis.call('SADD', KEYS[1], ARGV[1])
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1
+";
+
+/// Releases a URL's fetch lock if this instance still holds it.
+/// `KEYS[1]`: the lock. `ARGV[1]`: this instance's token.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 ";
 
 /// A [`CacheStore`] in Redis, shared by every instance using the same Redis
@@ -76,7 +83,12 @@ struct Shared {
     connection: RedisConnection,
     store_variant: redis::Script,
     tag_url: redis::Script,
+    release: redis::Script,
     prefix: String,
+    /// How long a fetch lock lasts, when instances coalesce their misses.
+    lock: Option<Duration>,
+    /// This instance's mark on the locks it takes.
+    token: String,
     local: Option<MemoryStore>,
     max_entry_bytes: usize,
     max_variants: usize,
@@ -119,6 +131,7 @@ pub struct RedisCacheStoreBuilder {
     max_variants: usize,
     keep: Duration,
     timeout: Duration,
+    lock: Option<Duration>,
 }
 
 impl RedisCacheStore {
@@ -136,6 +149,7 @@ impl RedisCacheStore {
             max_variants: 16,
             keep: Duration::from_secs(3600),
             timeout: Duration::from_millis(50),
+            lock: None,
         }
     }
 }
@@ -190,6 +204,15 @@ impl RedisCacheStoreBuilder {
         self
     }
 
+    /// Coalesces misses across instances: the instance that misses a URL
+    /// first takes a lock on it (`SET NX PX`, lasting at most `lock`) while
+    /// it fetches, and the others poll for its entry instead of going
+    /// upstream too, up to the cache's lock timeout. Off by default.
+    pub fn coalesce(mut self, lock: Duration) -> Self {
+        self.lock = Some(lock);
+        self
+    }
+
     /// The store; in two-tier mode this subscribes to purges (in the
     /// background, inside the current Tokio runtime).
     pub fn build(self) -> Result<RedisCacheStore, ConfigError> {
@@ -197,6 +220,15 @@ impl RedisCacheStoreBuilder {
             return Err(ConfigError::new(
                 "redis",
                 "the Redis call timeout must be above zero",
+            ));
+        }
+        if self
+            .lock
+            .is_some_and(|lock| lock < Duration::from_millis(1))
+        {
+            return Err(ConfigError::new(
+                "redis",
+                "a fetch lock lasts at least a millisecond",
             ));
         }
         if self.max_variants == 0 {
@@ -212,7 +244,10 @@ impl RedisCacheStoreBuilder {
         let shared = Arc::new(Shared {
             store_variant: redis::Script::new(STORE_VARIANT),
             tag_url: redis::Script::new(TAG_URL),
+            release: redis::Script::new(RELEASE),
             prefix: self.prefix,
+            lock: self.lock,
+            token: format!("{:016x}", crate::random::Jitter::new().next_u64()),
             local: self.local,
             max_entry_bytes: self.max_entry_bytes,
             max_variants: self.max_variants,
@@ -260,6 +295,46 @@ impl Shared {
 
     fn entries_key(&self, url: &str) -> Vec<u8> {
         format!("{}:e:{{{url}}}", self.prefix).into_bytes()
+    }
+
+    fn lock_key(&self, url: &str) -> Vec<u8> {
+        format!("{}:l:{{{url}}}", self.prefix).into_bytes()
+    }
+
+    /// Takes the fetch lock of `url` for `lock`; a failed call lets this
+    /// instance go ahead.
+    async fn lead(&self, url: &str, lock: Duration) -> Lead {
+        let key = self.lock_key(url);
+        let taken: Option<Option<String>> = self
+            .call(None, async {
+                let mut handle = self.connection.handle().await?;
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(&self.token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(lock.as_millis().max(1) as u64)
+                    .query_async(&mut handle)
+                    .await
+            })
+            .await;
+        match taken {
+            Some(None) => Lead::Busy,
+            Some(Some(_)) | None => Lead::Go,
+        }
+    }
+
+    async fn landed(&self, url: &str) {
+        let key = self.lock_key(url);
+        self.call(Some(self.purge_timeout), async {
+            let mut handle = self.connection.handle().await?;
+            self.release
+                .key(key)
+                .arg(&self.token)
+                .invoke_async::<()>(&mut handle)
+                .await
+        })
+        .await;
     }
 
     fn tag_key(&self, tag: &str) -> Vec<u8> {
@@ -674,6 +749,24 @@ impl CacheStore for RedisCacheStore {
             }
             affected.max(local_count)
         })
+    }
+
+    fn lead(&self, key: &str) -> StoreCall<Lead> {
+        let Some(lock) = self.shared.lock else {
+            return StoreCall::ready(Lead::Go);
+        };
+        let shared = self.shared.clone();
+        let url = key.to_owned();
+        StoreCall::later(async move { shared.lead(&url, lock).await })
+    }
+
+    fn landed(&self, key: &str) -> StoreCall<()> {
+        if self.shared.lock.is_none() {
+            return StoreCall::ready(());
+        }
+        let shared = self.shared.clone();
+        let url = key.to_owned();
+        StoreCall::later(async move { shared.landed(&url).await })
     }
 
     fn attach(&self, events: StoreEvents) {
