@@ -32,7 +32,7 @@ enum Kind {
 }
 
 /// Every `armor.*` metric the layers emit: name, kind, unit, meaning.
-const DESCRIPTIONS: [(&str, Kind, Unit, &str); 21] = [
+const DESCRIPTIONS: [(&str, Kind, Unit, &str); 24] = [
     (
         "armor.timeout.expired",
         Kind::Counter,
@@ -152,6 +152,24 @@ const DESCRIPTIONS: [(&str, Kind, Unit, &str); 21] = [
         Kind::Counter,
         Unit::Count,
         "Requests that waited for another request fetching the same URL.",
+    ),
+    (
+        "armor.rate_limit.store",
+        Kind::Counter,
+        Unit::Count,
+        "Decisions of a shared (Redis) rate-limit store, by where they were made: ok (Redis), cached (a refusal known locally), error, timeout, fallback (breaker open).",
+    ),
+    (
+        "armor.rate_limit.store_duration",
+        Kind::Histogram,
+        Unit::Seconds,
+        "Round trips of a shared (Redis) rate-limit store that answered.",
+    ),
+    (
+        "armor.cache.store",
+        Kind::Counter,
+        Unit::Count,
+        "Calls of a shared (Redis) cache store, by result: ok, error, timeout, fallback (breaker open), corrupt (an entry that did not decode).",
     ),
     (
         "armor.metrics.label_overflow",

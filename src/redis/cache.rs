@@ -363,7 +363,7 @@ impl Shared {
                     Failed::Error(_) => m.error.increment(1),
                 });
                 if self.guard.should_warn() {
-                    tracing::warn!(name = &*self.name, error = %failed,
+                    tracing::warn!(name = &*self.name, result = failed.label(), error = %failed,
                         "the cache's Redis store failed a call; treated as a miss or skipped");
                 }
                 None

@@ -37,6 +37,7 @@
 #[cfg(feature = "cache")]
 mod cache;
 mod connection;
+#[cfg_attr(not(any(feature = "rate-limit", feature = "cache")), allow(dead_code))]
 mod guard;
 mod key;
 #[cfg(feature = "rate-limit")]

@@ -44,21 +44,33 @@ use crate::sync::lock;
 /// quota's arrival time runs ahead of now (ns), after the decision.
 const GCRA: &str = r"
 local clock = redis.call('TIME')
-local now = (tonumber(clock[1]) - 1700000000) * 1000000 + tonumber(clock[2])
-local cost = tonumber(ARGV[1])
-local max_wait = tonumber(ARGV[2])
-local count = tonumber(ARGV[3])
-local tats = {}
+local now = (clock[1] - 1700000000) * 1000000 + clock[2]
+local cost, max_wait, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local stored = redis.call('GET', KEYS[1])
+if count == 1 then
+  -- One quota, the common case: no tables but the reply.
+  local tat = stored and tonumber(stored) or now
+  if tat < now then tat = now end
+  local next = tat + ARGV[4] * cost
+  local over = next - now - ARGV[5]
+  if over > max_wait then
+    return {0, math.floor(over * 1000), 0, math.floor((tat - now) * 1000)}
+  end
+  redis.call('PSETEX', KEYS[1], math.max(1, math.ceil((next - now) / 1000)), string.format('%.3f', next))
+  if over < 0 then over = 0 end
+  return {1, math.floor(over * 1000), -1, math.floor((next - now) * 1000)}
+end
+local tats = {}
 if stored then
   for value in string.gmatch(stored, '%S+') do tats[#tats + 1] = tonumber(value) end
 end
 local next, wait, refusing = {}, 0, -1
 for i = 1, count do
-  local interval, tolerance = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
-  tats[i] = math.max(tats[i] or now, now)
-  next[i] = tats[i] + interval * cost
-  local over = next[i] - now - tolerance
+  local tat = tats[i] or now
+  if tat < now then tat = now end
+  tats[i] = tat
+  next[i] = tat + ARGV[2 + 2 * i] * cost
+  local over = next[i] - now - ARGV[3 + 2 * i]
   if over > wait then wait, refusing = over, i - 1 end
 end
 local admitted = refusing < 0 or wait <= max_wait
@@ -68,9 +80,9 @@ if admitted then
   local parts, longest = {}, 0
   for i = 1, count do
     parts[i] = string.format('%.3f', next[i])
-    longest = math.max(longest, next[i] - now)
+    if next[i] - now > longest then longest = next[i] - now end
   end
-  redis.call('SET', KEYS[1], table.concat(parts, ' '), 'PX', math.max(1, math.ceil(longest / 1000)))
+  redis.call('PSETEX', KEYS[1], math.max(1, math.ceil(longest / 1000)), table.concat(parts, ' '))
 end
 local reply = {admitted and 1 or 0, math.floor(wait * 1000), refusing}
 for i = 1, count do reply[3 + i] = math.floor((result[i] - now) * 1000) end

@@ -1,0 +1,246 @@
+//! The Redis stores against a local `redis-server` this bench starts itself
+//! (skipped, with a message, where there is none).
+//!
+//! Rate limiting: decisions per second with 64 kept in flight over one
+//! multiplexed connection, for our GCRA script with one and two quotas,
+//! the in-memory store, a naive fixed window (`INCR` + `EXPIRE`, pipelined:
+//! one round trip, as a careful hand-written limiter does it), and a key
+//! refused locally (no round trip). Cache: a 1 KiB hit through the cache
+//! layer in memory only, two-tier (a memory hit) and Redis only.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use tower::{Layer, Service, ServiceExt};
+use tower_armor::cache::{CacheLayer, CacheStore, MemoryStore};
+use tower_armor::key::KeyLimits;
+use tower_armor::rate_limit::{Check, MakeStore, Overflow, Quota, RateStore};
+use tower_armor::redis::{RedisCacheStore, RedisConnection, RedisRateStore};
+
+#[path = "../tests/support/redis.rs"]
+mod server;
+
+/// Decisions in flight at once.
+const IN_FLIGHT: u64 = 64;
+
+fn check() -> Check {
+    Check {
+        cost: 1,
+        max_wait: Duration::ZERO,
+        want_states: true,
+    }
+}
+
+/// Decisions per timed batch.
+const BATCH: u64 = 1024;
+
+/// Runs `decide` for `BATCH` fresh keys, `IN_FLIGHT` at a time: as each
+/// ends the next starts, as requests keep arriving at a busy server.
+async fn batch<F, Fut>(next_key: &AtomicU64, decide: F)
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    use futures::StreamExt;
+    let start = next_key.fetch_add(BATCH, Ordering::Relaxed);
+    let allowed = futures::stream::iter((start..start + BATCH).map(&decide))
+        .buffer_unordered(IN_FLIGHT as usize)
+        .filter(|allowed| std::future::ready(*allowed))
+        .count()
+        .await;
+    assert_eq!(allowed as u64, BATCH);
+}
+
+fn rate_limit(c: &mut Criterion, runtime: &tokio::runtime::Runtime, url: &str) {
+    let keys = AtomicU64::new(0);
+    let connection = runtime.block_on(async { RedisConnection::open(url).unwrap() });
+    let make = |quotas: &[Quota]| -> RedisRateStore<u64> {
+        let _context = runtime.enter();
+        RedisRateStore::builder(connection.clone())
+            .timeout(Duration::from_secs(1))
+            .make_store(quotas, KeyLimits::default(), Overflow::SharedBucket)
+            .unwrap()
+    };
+    let one = make(&[Quota::per_second(1_000_000)]);
+    let two = make(&[Quota::per_second(1_000_000), Quota::per_hour(1_000_000)]);
+    let memory = tower_armor::rate_limit::MemoryStore::<u64>::new(
+        &[Quota::per_second(1_000_000), Quota::per_hour(1_000_000)],
+        KeyLimits::new(10_000_000, Duration::ZERO),
+        Overflow::SharedBucket,
+    )
+    .unwrap();
+    let naive = runtime.block_on(async {
+        redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    });
+    // A key refused for the next minute, known locally.
+    let refused = make(&[Quota::per_minute(1)]);
+    runtime.block_on(async {
+        refused.check(&u64::MAX, check()).await;
+        refused.check(&u64::MAX, check()).await;
+    });
+
+    let mut group = c.benchmark_group(format!("redis_rate/{IN_FLIGHT} in flight"));
+    group.throughput(Throughput::Elements(BATCH));
+    group.bench_function("memory store, 2 quotas", |b| {
+        b.iter(|| {
+            runtime.block_on(batch(&keys, |key| {
+                let decision = memory.check(&key, check());
+                async move { decision.await.quotas.len() == 2 }
+            }))
+        })
+    });
+    group.bench_function("naive INCR+EXPIRE", |b| {
+        b.iter(|| {
+            runtime.block_on(batch(&keys, |key| {
+                let mut connection = naive.clone();
+                async move {
+                    let name = format!("naive:{key}");
+                    let (count,): (u64,) = redis::pipe()
+                        .incr(&name, 1)
+                        .cmd("EXPIRE")
+                        .arg(&name)
+                        .arg(1)
+                        .arg("NX")
+                        .ignore()
+                        .query_async(&mut connection)
+                        .await
+                        .unwrap();
+                    count <= 1_000_000
+                }
+            }))
+        })
+    });
+    for (label, store) in [
+        ("redis GCRA, 1 quota", &one),
+        ("redis GCRA, 2 quotas", &two),
+    ] {
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                runtime.block_on(batch(&keys, |key| {
+                    let decision = store.check(&key, check());
+                    async move {
+                        let decision = decision.await;
+                        decision.verdict == tower_armor::rate_limit::Verdict::Allowed
+                    }
+                }))
+            })
+        });
+    }
+    group.bench_function("redis, a key refused locally", |b| {
+        b.iter(|| {
+            runtime.block_on(batch(&keys, |_| {
+                let decision = refused.check(&u64::MAX, check());
+                async move {
+                    matches!(
+                        decision.await.verdict,
+                        tower_armor::rate_limit::Verdict::Refused(_)
+                    )
+                }
+            }))
+        })
+    });
+    group.finish();
+}
+
+type Req = Request<Full<Bytes>>;
+
+fn handler() -> impl Service<
+    Req,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
+> + Clone
++ Send
++ 'static {
+    tower::service_fn(|_: Req| {
+        std::future::ready(Ok::<_, Infallible>(
+            Response::builder()
+                .header("cache-control", "max-age=3600")
+                .header("content-type", "application/json")
+                .body(Full::from(vec![b'x'; 1024]))
+                .unwrap(),
+        ))
+    })
+}
+
+/// Times a 1 KiB hit through a cache layer on `store`.
+fn time_hits(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    label: &str,
+    store: impl CacheStore,
+) {
+    let layer = CacheLayer::builder().store(store).build().unwrap();
+    let service = layer.layer(handler());
+    let get = || {
+        let service = service.clone();
+        async move {
+            let request = Request::get("http://bench.local/items/1")
+                .body(Full::default())
+                .unwrap();
+            let response = service.oneshot(request).await.unwrap();
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .len()
+        }
+    };
+    // Stored, and written through to Redis, before timing.
+    runtime.block_on(async {
+        get().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    });
+    group.bench_function(label, |b| b.iter(|| runtime.block_on(get())));
+}
+
+fn cache_hits(c: &mut Criterion, runtime: &tokio::runtime::Runtime, url: &str) {
+    let _context = runtime.enter();
+    let redis = || RedisConnection::open(url).unwrap();
+    let mut group = c.benchmark_group("redis_cache/1k hit");
+    time_hits(&mut group, runtime, "memory only", MemoryStore::new());
+    let two_tier = RedisCacheStore::builder(redis())
+        .local(MemoryStore::new())
+        .build()
+        .unwrap();
+    time_hits(&mut group, runtime, "two-tier (memory hit)", two_tier);
+    let redis_only = RedisCacheStore::builder(redis())
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    time_hits(&mut group, runtime, "redis only", redis_only);
+    group.finish();
+}
+
+fn bench(c: &mut Criterion) {
+    let Some(server) = server::RedisServer::start() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rate_limit(c, &runtime, &server.url());
+    cache_hits(c, &runtime, &server.url());
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);
