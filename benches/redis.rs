@@ -153,12 +153,11 @@ fn rate_limit(c: &mut Criterion, runtime: &tokio::runtime::Runtime, url: &str) {
 
 type Req = Request<Full<Bytes>>;
 
-fn handler() -> impl Service<
-    Req,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
-> + Clone
+type Answer = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>;
+
+fn handler()
+-> impl Service<Req, Response = Response<Full<Bytes>>, Error = Infallible, Future = Answer>
++ Clone
 + Send
 + 'static {
     tower::service_fn(|_: Req| {
