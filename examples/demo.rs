@@ -6,6 +6,7 @@
 //! cargo run --all-features --example demo -- --port 8080  # another port
 //! cargo run --all-features --example demo -- --check      # serves on a free port, checks every behaviour, exits
 //! cargo run --all-features --example demo -- --check --save-metrics FILE  # ...and keeps its last /metrics
+//! ARMOR_REDIS_URL=redis://127.0.0.1:6379/ cargo run --all-features --example demo  # the cache shared through Redis
 //! ```
 
 use std::convert::Infallible;
@@ -22,12 +23,13 @@ use http_body_util::BodyExt;
 use tokio::net::TcpListener;
 use tokio::time::{Instant, sleep};
 use tower_armor::Deadline;
-use tower_armor::cache::{CacheHandle, CacheLayer, Purge};
+use tower_armor::cache::{CacheHandle, CacheLayer, MemoryStore, Purge};
 use tower_armor::circuit_breaker::{CircuitBreakerLayer, CircuitHandle};
 use tower_armor::compression::{CompressionLayer, RequestDecompressionLayer};
 use tower_armor::health::{Check, CheckResult, HealthHandle, HealthLayer, Probe, check_fn, checks};
 use tower_armor::metrics::{Metrics, MetricsLayer, prometheus};
 use tower_armor::rate_limit::{Header, MissingKey, Quota, RateLimitLayer};
+use tower_armor::redis::{RedisCacheStore, RedisConnection};
 use tower_armor::retry::{ReplayBody, Retry, RetryLayer};
 use tower_armor::timeout::{RequestBodyTimeoutLayer, ResponseBodyDeadlineLayer, TimeoutLayer};
 
@@ -88,7 +90,10 @@ fn app(addr: SocketAddr, scrape: prometheus::Scrape) -> Result<(Router, HealthHa
         .name("demo")
         .build()?;
 
-    // Five requests per ten seconds, shared by everyone.
+    // Five requests per ten seconds, shared by everyone. To share it between
+    // every instance of a service as well, keep it in Redis (feature
+    // `redis`) with one more line:
+    //     .store_with(tower_armor::redis::RedisRateStore::builder(redis))
     let shared_limit =
         RateLimitLayer::builder(Quota::new(5, Duration::from_secs(10)).named("demo"))
             .name("shared")
@@ -161,7 +166,19 @@ fn app(addr: SocketAddr, scrape: prometheus::Scrape) -> Result<(Router, HealthHa
 
     // A cache in front of one route: fresh for 2 s, then revalidated with
     // its ETag; a change purges everything tagged `catalogue`.
-    let cache = CacheLayer::builder().name("demo").build()?;
+    // In memory by default; with ARMOR_REDIS_URL=redis://127.0.0.1:6379/
+    // every instance of the demo shares it through Redis, each with its own
+    // memory tier in front (purges reach them all).
+    let mut cache = CacheLayer::builder().name("demo");
+    if let Ok(url) = std::env::var("ARMOR_REDIS_URL") {
+        let redis = RedisConnection::open(&url)?;
+        cache = cache.store(
+            RedisCacheStore::builder(redis)
+                .local(MemoryStore::new())
+                .build()?,
+        );
+    }
+    let cache = cache.build()?;
     let cache_handle = cache.handle();
     let cached = Router::new()
         .route("/catalogue", get(catalogue))
