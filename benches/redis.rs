@@ -1,7 +1,7 @@
 //! The Redis stores against a local `redis-server` this bench starts itself
 //! (skipped, with a message, where there is none).
 //!
-//! Rate limiting: decisions per second with 64 kept in flight over one
+//! Rate limiting: decisions per second with 1 and 64 kept in flight over one
 //! multiplexed connection, for our GCRA script with one and two quotas,
 //! the in-memory store, a naive fixed window (`INCR` + `EXPIRE`, pipelined:
 //! one round trip, as a careful hand-written limiter does it), and a key
@@ -25,8 +25,9 @@ use tower_armor::redis::{RedisCacheStore, RedisConnection, RedisRateStore};
 #[path = "../tests/support/redis.rs"]
 mod server;
 
-/// Decisions in flight at once.
-const IN_FLIGHT: u64 = 64;
+/// Decisions in flight at once: one (each request's round trip, its
+/// latency) and 64 (a busy server).
+const IN_FLIGHT: [u64; 2] = [1, 64];
 
 fn check() -> Check {
     Check {
@@ -39,9 +40,9 @@ fn check() -> Check {
 /// Decisions per timed batch.
 const BATCH: u64 = 1024;
 
-/// Runs `decide` for `BATCH` fresh keys, `IN_FLIGHT` at a time: as each
+/// Runs `decide` for `BATCH` fresh keys, `in_flight` at a time: as each
 /// ends the next starts, as requests keep arriving at a busy server.
-async fn batch<F, Fut>(next_key: &AtomicU64, decide: F)
+async fn batch<F, Fut>(next_key: &AtomicU64, in_flight: u64, decide: F)
 where
     F: Fn(u64) -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -49,7 +50,7 @@ where
     use futures::StreamExt;
     let start = next_key.fetch_add(BATCH, Ordering::Relaxed);
     let allowed = futures::stream::iter((start..start + BATCH).map(&decide))
-        .buffer_unordered(IN_FLIGHT as usize)
+        .buffer_unordered(in_flight as usize)
         .filter(|allowed| std::future::ready(*allowed))
         .count()
         .await;
@@ -88,67 +89,73 @@ fn rate_limit(c: &mut Criterion, runtime: &tokio::runtime::Runtime, url: &str) {
         refused.check(&u64::MAX, check()).await;
     });
 
-    let mut group = c.benchmark_group(format!("redis_rate/{IN_FLIGHT} in flight"));
-    group.throughput(Throughput::Elements(BATCH));
-    group.bench_function("memory store, 2 quotas", |b| {
-        b.iter(|| {
-            runtime.block_on(batch(&keys, |key| {
-                let decision = memory.check(&key, check());
-                async move { decision.await.quotas.len() == 2 }
-            }))
-        })
-    });
-    group.bench_function("naive INCR+EXPIRE", |b| {
-        b.iter(|| {
-            runtime.block_on(batch(&keys, |key| {
-                let mut connection = naive.clone();
-                async move {
-                    let name = format!("naive:{key}");
-                    let (count,): (u64,) = redis::pipe()
-                        .incr(&name, 1)
-                        .cmd("EXPIRE")
-                        .arg(&name)
-                        .arg(1)
-                        .arg("NX")
-                        .ignore()
-                        .query_async(&mut connection)
-                        .await
-                        .unwrap();
-                    count <= 1_000_000
-                }
-            }))
-        })
-    });
-    for (label, store) in [
-        ("redis GCRA, 1 quota", &one),
-        ("redis GCRA, 2 quotas", &two),
-    ] {
-        group.bench_function(label, |b| {
+    for in_flight in IN_FLIGHT {
+        let mut group = c.benchmark_group(format!("redis_rate/{in_flight} in flight"));
+        group.throughput(Throughput::Elements(BATCH));
+        if in_flight > 1 {
+            group.bench_function("memory store, 2 quotas", |b| {
+                b.iter(|| {
+                    runtime.block_on(batch(&keys, in_flight, |key| {
+                        let decision = memory.check(&key, check());
+                        async move { decision.await.quotas.len() == 2 }
+                    }))
+                })
+            });
+        }
+        group.bench_function("naive INCR+EXPIRE", |b| {
             b.iter(|| {
-                runtime.block_on(batch(&keys, |key| {
-                    let decision = store.check(&key, check());
+                runtime.block_on(batch(&keys, in_flight, |key| {
+                    let mut connection = naive.clone();
                     async move {
-                        let decision = decision.await;
-                        decision.verdict == tower_armor::rate_limit::Verdict::Allowed
+                        let name = format!("naive:{key}");
+                        let (count,): (u64,) = redis::pipe()
+                            .incr(&name, 1)
+                            .cmd("EXPIRE")
+                            .arg(&name)
+                            .arg(1)
+                            .arg("NX")
+                            .ignore()
+                            .query_async(&mut connection)
+                            .await
+                            .unwrap();
+                        count <= 1_000_000
                     }
                 }))
             })
         });
+        for (label, store) in [
+            ("redis GCRA, 1 quota", &one),
+            ("redis GCRA, 2 quotas", &two),
+        ] {
+            group.bench_function(label, |b| {
+                b.iter(|| {
+                    runtime.block_on(batch(&keys, in_flight, |key| {
+                        let decision = store.check(&key, check());
+                        async move {
+                            let decision = decision.await;
+                            decision.verdict == tower_armor::rate_limit::Verdict::Allowed
+                        }
+                    }))
+                })
+            });
+        }
+        if in_flight > 1 {
+            group.bench_function("redis, a key refused locally", |b| {
+                b.iter(|| {
+                    runtime.block_on(batch(&keys, in_flight, |_| {
+                        let decision = refused.check(&u64::MAX, check());
+                        async move {
+                            matches!(
+                                decision.await.verdict,
+                                tower_armor::rate_limit::Verdict::Refused(_)
+                            )
+                        }
+                    }))
+                })
+            });
+        }
+        group.finish();
     }
-    group.bench_function("redis, a key refused locally", |b| {
-        b.iter(|| {
-            runtime.block_on(batch(&keys, |_| {
-                let decision = refused.check(&u64::MAX, check());
-                async move {
-                    matches!(
-                        decision.await.verdict,
-                        tower_armor::rate_limit::Verdict::Refused(_)
-                    )
-                }
-            }))
-        })
-    });
-    group.finish();
 }
 
 type Req = Request<Full<Bytes>>;

@@ -137,6 +137,12 @@ impl RedisConnection {
         })
     }
 
+    /// Whether this is a Cluster connection.
+    #[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.backend, Backend::Cluster(_))
+    }
+
     /// A handle to send commands through: connects the Cluster on first use.
     pub(crate) async fn handle(&self) -> RedisResult<Handle> {
         match &self.backend {

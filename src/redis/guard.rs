@@ -15,7 +15,7 @@ use crate::circuit_breaker::{Admission, Breaker, Observer, Permit, Policy, Windo
 use crate::classify::{FailureKind, Outcome};
 
 /// Why a guarded call brought no answer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Failed {
     /// The breaker is open: Redis was not asked.
     Open,

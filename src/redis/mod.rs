@@ -34,6 +34,8 @@
 //! is Redis's round trip in seconds. The breaker reports as
 //! `armor.circuit_breaker.*{name}`.
 
+#[cfg(feature = "rate-limit")]
+mod batch;
 #[cfg(feature = "cache")]
 mod cache;
 mod connection;

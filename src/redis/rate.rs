@@ -24,6 +24,9 @@ use std::time::Duration;
 use metrics::{Counter, Histogram, SharedString};
 use tokio::time::Instant;
 
+use tokio::sync::oneshot;
+
+use super::batch::{self, Batches, Waiting};
 use super::connection::RedisConnection;
 use super::guard::{Failed, Guard};
 use super::key::StoreKey;
@@ -36,56 +39,74 @@ use crate::rate_limit::{
 };
 use crate::sync::lock;
 
-/// The GCRA over every quota of one key, atomically, on Redis's clock.
+/// The GCRA over every quota of each key, atomically, on Redis's clock.
 ///
-/// `KEYS[1]`: the key's state. `ARGV`: cost, longest wait (µs), quota count,
-/// then each quota's interval and tolerance (µs). Replies: admitted (1/0),
-/// wait (ns), the refusing quota (0-based, -1 for none), then how far each
-/// quota's arrival time runs ahead of now (ns), after the decision.
+/// `KEYS`: each key's state. `ARGV`: the quota count, each quota's interval
+/// and tolerance (µs), then each key's cost and longest wait (µs). Replies,
+/// per key: admitted (1/0), wait (ns), the refusing quota (0-based, -1 for
+/// none), then how far each quota's arrival time runs ahead of now (ns),
+/// after the decision.
 const GCRA: &str = r"
 local clock = redis.call('TIME')
 local now = (clock[1] - 1700000000) * 1000000 + clock[2]
-local cost, max_wait, count = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local stored = redis.call('GET', KEYS[1])
-if count == 1 then
-  -- One quota, the common case: no tables but the reply.
-  local tat = stored and tonumber(stored) or now
-  if tat < now then tat = now end
-  local next = tat + ARGV[4] * cost
-  local over = next - now - ARGV[5]
-  if over > max_wait then
-    return {0, math.floor(over * 1000), 0, math.floor((tat - now) * 1000)}
+local count = tonumber(ARGV[1])
+local ceil, format, gmatch = math.ceil, string.format, string.gmatch
+local reply, n = {}, 0
+-- Reused for every key: the arrival times read, and those to write.
+local tats, next = {}, {}
+local layout = string.rep('%.3f ', count)
+for k = 1, #KEYS do
+  local cost = tonumber(ARGV[2 * count + 2 * k])
+  local max_wait = tonumber(ARGV[2 * count + 2 * k + 1])
+  local stored = redis.call('GET', KEYS[k])
+  if count == 1 then
+    -- One quota, the common case: no tables.
+    local tat = stored and tonumber(stored) or now
+    if tat < now then tat = now end
+    local due = tat + ARGV[2] * cost
+    local over = due - now - ARGV[3]
+    -- Numbers reply as integers, truncated: nanoseconds, never negative.
+    if over > max_wait then
+      reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4] = 0, over * 1000, 0, (tat - now) * 1000
+    else
+      -- Redis writes a number argument exactly (shortest round trip).
+      local ttl = ceil((due - now) / 1000)
+      redis.call('PSETEX', KEYS[k], ttl > 0 and ttl or 1, due)
+      if over < 0 then over = 0 end
+      reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4] = 1, over * 1000, -1, (due - now) * 1000
+    end
+    n = n + 4
+  else
+    -- Several quotas: one string of arrival times, read and written at once.
+    if stored then
+      local i = 0
+      for value in gmatch(stored, '%S+') do i = i + 1; tats[i] = tonumber(value) end
+      for j = i + 1, count do tats[j] = now end
+    else
+      for i = 1, count do tats[i] = now end
+    end
+    local wait, refusing, longest = 0, -1, 0
+    for i = 1, count do
+      local tat = tats[i]
+      if tat < now then tat = now; tats[i] = now end
+      local due = tat + ARGV[2 * i] * cost
+      next[i] = due
+      local over = due - now - ARGV[2 * i + 1]
+      if over > wait then wait, refusing = over, i - 1 end
+      if due - now > longest then longest = due - now end
+    end
+    local admitted = refusing < 0 or wait <= max_wait
+    local result = tats
+    if admitted then
+      result = next
+      local ttl = ceil(longest / 1000)
+      redis.call('PSETEX', KEYS[k], ttl > 0 and ttl or 1, format(layout, unpack(next, 1, count)))
+    end
+    reply[n + 1], reply[n + 2], reply[n + 3] = admitted and 1 or 0, wait * 1000, refusing
+    for i = 1, count do reply[n + 3 + i] = (result[i] - now) * 1000 end
+    n = n + 3 + count
   end
-  redis.call('PSETEX', KEYS[1], math.max(1, math.ceil((next - now) / 1000)), string.format('%.3f', next))
-  if over < 0 then over = 0 end
-  return {1, math.floor(over * 1000), -1, math.floor((next - now) * 1000)}
 end
-local tats = {}
-if stored then
-  for value in string.gmatch(stored, '%S+') do tats[#tats + 1] = tonumber(value) end
-end
-local next, wait, refusing = {}, 0, -1
-for i = 1, count do
-  local tat = tats[i] or now
-  if tat < now then tat = now end
-  tats[i] = tat
-  next[i] = tat + ARGV[2 + 2 * i] * cost
-  local over = next[i] - now - ARGV[3 + 2 * i]
-  if over > wait then wait, refusing = over, i - 1 end
-end
-local admitted = refusing < 0 or wait <= max_wait
-local result = tats
-if admitted then
-  result = next
-  local parts, longest = {}, 0
-  for i = 1, count do
-    parts[i] = string.format('%.3f', next[i])
-    if next[i] - now > longest then longest = next[i] - now end
-  end
-  redis.call('PSETEX', KEYS[1], math.max(1, math.ceil(longest / 1000)), table.concat(parts, ' '))
-end
-local reply = {admitted and 1 or 0, math.floor(wait * 1000), refusing}
-for i = 1, count do reply[3 + i] = math.floor((result[i] - now) * 1000) end
 return reply
 ";
 
@@ -139,6 +160,9 @@ struct Shared<K> {
     limits: Box<[(u64, u64)]>,
     arguments: Box<[String]>,
     guard: Guard,
+    /// Decisions waiting to share a call (one server); `None` on a
+    /// Cluster, where keys of one call must share a slot.
+    batches: Option<Arc<Batches>>,
     refusals: Refusals<K>,
     fallback: FallbackStore<K>,
     name: SharedString,
@@ -298,8 +322,16 @@ where
         let name = instance_name(self.name);
         let mut prefix = self.prefix.into_bytes();
         prefix.extend_from_slice(b":{");
-        Ok(RedisRateStore {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            ConfigError::new(
+                "redis",
+                "a Redis store must be built inside a Tokio runtime",
+            )
+        })?;
+        let batches = (!self.connection.is_cluster()).then(|| Arc::new(Batches::default()));
+        let store = RedisRateStore {
             shared: Arc::new(Shared {
+                batches: batches.clone(),
                 connection: self.connection,
                 script: redis::Script::new(GCRA),
                 prefix: prefix.into(),
@@ -311,7 +343,23 @@ where
                 name,
                 metrics: PerRecorder::default(),
             }),
-        })
+        };
+        if let Some(batches) = batches {
+            let shared = Arc::downgrade(&store.shared);
+            runtime.spawn(batch::send_batches(batches, move |batch| {
+                let shared = shared.upgrade()?;
+                Some(async move { shared.send(batch).await })
+            }));
+        }
+        Ok(store)
+    }
+}
+
+impl<K> Drop for Shared<K> {
+    fn drop(&mut self) {
+        if let Some(batches) = &self.batches {
+            batches.close();
+        }
     }
 }
 
@@ -392,21 +440,27 @@ where
             .collect()
     }
 
-    /// Asks Redis, and falls back if it cannot answer.
+    /// Asks Redis (with the decisions queued beside it), and falls back if
+    /// it cannot answer.
     async fn ask(self: Arc<Self>, key: K, redis_key: Vec<u8>, check: Check) -> Decision {
-        let call = async {
-            let mut handle = self.connection.handle().await?;
-            let mut invocation = self.script.key(redis_key);
-            invocation
-                .arg(check.cost)
-                .arg(micros(nanos(check.max_wait)))
-                .arg(self.limits.len());
-            for argument in &self.arguments {
-                invocation.arg(argument);
-            }
-            invocation.invoke_async::<Vec<i64>>(&mut handle).await
+        let (answer, answered) = oneshot::channel();
+        let waiting = Waiting {
+            redis_key,
+            cost: check.cost,
+            max_wait: check.max_wait,
+            answer,
         };
-        match self.guard.call(call).await {
+        match &self.batches {
+            Some(batches) => batches.push(waiting),
+            None => self.send(vec![waiting]).await,
+        }
+        let answer = answered.await.unwrap_or_else(|_| {
+            Err(Failed::Error(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "the store's sending task has ended",
+            ))))
+        });
+        match answer {
             Ok((reply, took)) => match self.read_reply(&key, &reply, check) {
                 Some(decision) => {
                     self.metrics(|m| {
@@ -415,15 +469,46 @@ where
                     });
                     decision
                 }
-                None => {
-                    let failed = Failed::Error(redis::RedisError::from((
-                        redis::ErrorKind::Parse,
-                        "unexpected reply from the rate-limit script",
-                    )));
-                    self.fall_back(&key, check, failed)
-                }
+                None => self.fall_back(&key, check, unexpected_reply()),
             },
             Err(failed) => self.fall_back(&key, check, failed),
+        }
+    }
+
+    /// Sends `batch` in one script call and hands each decision its part
+    /// of the reply (or the failure).
+    async fn send(&self, batch: Vec<Waiting>) {
+        let width = 3 + self.limits.len();
+        let call = async {
+            let mut handle = self.connection.handle().await?;
+            let mut invocation = self.script.prepare_invoke();
+            invocation.arg(self.limits.len());
+            for argument in &self.arguments {
+                invocation.arg(argument);
+            }
+            for waiting in &batch {
+                invocation
+                    .key(&waiting.redis_key)
+                    .arg(waiting.cost)
+                    .arg(micros(nanos(waiting.max_wait)));
+            }
+            invocation.invoke_async::<Vec<i64>>(&mut handle).await
+        };
+        let answer = match self.guard.call(call).await {
+            Ok((reply, _)) if reply.len() != width * batch.len() => Err(unexpected_reply()),
+            answer => answer,
+        };
+        match answer {
+            Ok((reply, took)) => {
+                for (waiting, values) in batch.into_iter().zip(reply.chunks(width)) {
+                    let _ = waiting.answer.send(Ok((values.to_vec(), took)));
+                }
+            }
+            Err(failed) => {
+                for waiting in batch {
+                    let _ = waiting.answer.send(Err(failed.clone()));
+                }
+            }
         }
     }
 
@@ -555,6 +640,13 @@ where
         });
         true
     }
+}
+
+fn unexpected_reply() -> Failed {
+    Failed::Error(redis::RedisError::from((
+        redis::ErrorKind::Parse,
+        "unexpected reply from the rate-limit script",
+    )))
 }
 
 /// Keys known to be refused, and until when.
