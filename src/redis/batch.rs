@@ -4,13 +4,14 @@
 //! the clock, the reply), not on one key's arithmetic. So while a few calls
 //! are on their way, decisions that arrive wait in a queue and leave
 //! together, in one call: under load a decision costs Redis about half as
-//! much, and when traffic is light each still leaves at once, alone.
+//! much, and when traffic is light each leaves at once, alone, from its own
+//! request.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::guard::Failed;
 use crate::sync::lock;
@@ -33,14 +34,36 @@ pub(crate) struct Waiting {
 }
 
 /// The queue shared by a store's requests and its sending task.
-#[derive(Default)]
 pub(crate) struct Batches {
     waiting: Mutex<Vec<Waiting>>,
     wake: Notify,
     closed: AtomicBool,
+    /// One permit per call on its way.
+    calls: Arc<Semaphore>,
+}
+
+impl Default for Batches {
+    fn default() -> Self {
+        Batches {
+            waiting: Mutex::default(),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+            calls: Arc::new(Semaphore::new(CALLS_IN_FLIGHT)),
+        }
+    }
 }
 
 impl Batches {
+    /// A call of its own for a decision when nothing waits and a call is
+    /// free (light traffic): it leaves at once, without a hop through the
+    /// sending task.
+    pub(crate) fn alone(&self) -> Option<OwnedSemaphorePermit> {
+        if !lock(&self.waiting).is_empty() {
+            return None;
+        }
+        self.calls.clone().try_acquire_owned().ok()
+    }
+
     /// Queues a decision; the sending task takes it with the next call.
     pub(crate) fn push(&self, waiting: Waiting) {
         lock(&self.waiting).push(waiting);
@@ -80,7 +103,7 @@ where
     F: Fn(Vec<Waiting>) -> Option<Fut>,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let calls = Arc::new(Semaphore::new(CALLS_IN_FLIGHT));
+    let calls = batches.calls.clone();
     loop {
         let Ok(call) = calls.clone().acquire_owned().await else {
             return;

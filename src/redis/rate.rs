@@ -451,7 +451,13 @@ where
             answer,
         };
         match &self.batches {
-            Some(batches) => batches.push(waiting),
+            Some(batches) => match batches.alone() {
+                Some(call) => {
+                    self.send(vec![waiting]).await;
+                    drop(call);
+                }
+                None => batches.push(waiting),
+            },
             None => self.send(vec![waiting]).await,
         }
         let answer = answered.await.unwrap_or_else(|_| {
