@@ -16,8 +16,7 @@
 //! use tower_armor::redis::{RedisConnection, RedisRateStore};
 //!
 //! let redis = RedisConnection::open("redis://127.0.0.1:6379/")?;
-//! let limit = RateLimitLayer::builder()
-//!     .quota(Quota::per_second(100))
+//! let limit = RateLimitLayer::builder(Quota::per_second(100))
 //!     .key(PeerIp)
 //!     // The one line that moves the limit from this process to Redis:
 //!     .store_with(RedisRateStore::builder(redis))

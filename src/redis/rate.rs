@@ -138,8 +138,7 @@ pub enum Fallback {
 /// use tower_armor::redis::{Fallback, RedisConnection, RedisRateStore};
 ///
 /// let redis = RedisConnection::open("redis://127.0.0.1:6379/")?;
-/// let layer = RateLimitLayer::builder()
-///     .quota(Quota::per_second(100))
+/// let layer = RateLimitLayer::builder(Quota::per_second(100))
 ///     .key(PeerIp)
 ///     .store_with(RedisRateStore::builder(redis).fallback(Fallback::Local(0.1)))
 ///     .build()?;
