@@ -421,37 +421,40 @@ impl Shared {
             return;
         };
         let ttl = life.as_millis().max(1) as u64;
-        let encoded = entry.encode();
-        let key = self.entries_key(&url);
-        let stored = self
-            .call(None, async {
-                let mut handle = self.connection.handle().await?;
-                self.store_variant
-                    .key(key)
-                    .arg(entry.variant_id())
-                    .arg(encoded.as_ref())
-                    .arg(ttl)
-                    .arg(self.max_variants)
-                    .invoke_async::<()>(&mut handle)
-                    .await
-            })
-            .await;
-        if stored.is_none() {
-            return;
-        }
+        // Tags first: once the entry can be read, a purge by any of its
+        // tags finds it. (An entry stored while a purge runs may outlive
+        // that purge, as a write that came after it; never a later one.)
         for tag in entry.tags() {
             let tag_key = self.tag_key(tag);
-            self.call(None, async {
-                let mut handle = self.connection.handle().await?;
-                self.tag_url
-                    .key(tag_key)
-                    .arg(&*url)
-                    .arg(ttl)
-                    .invoke_async::<()>(&mut handle)
-                    .await
-            })
-            .await;
+            let tagged = self
+                .call(None, async {
+                    let mut handle = self.connection.handle().await?;
+                    self.tag_url
+                        .key(tag_key)
+                        .arg(&*url)
+                        .arg(ttl)
+                        .invoke_async::<()>(&mut handle)
+                        .await
+                })
+                .await;
+            if tagged.is_none() {
+                return;
+            }
         }
+        let encoded = entry.encode();
+        let key = self.entries_key(&url);
+        self.call(None, async {
+            let mut handle = self.connection.handle().await?;
+            self.store_variant
+                .key(key)
+                .arg(entry.variant_id())
+                .arg(encoded.as_ref())
+                .arg(ttl)
+                .arg(self.max_variants)
+                .invoke_async::<()>(&mut handle)
+                .await
+        })
+        .await;
     }
 
     /// Applies `selector` to the URL `url` in Redis; returns how many
@@ -531,17 +534,8 @@ impl Shared {
         for url in &urls {
             affected += self.purge_url(url, &selector, soft).await;
         }
-        if let (Purge::Tag(tag), false) = (&selector, soft) {
-            let key = self.tag_key(tag);
-            self.call(timeout, async {
-                let mut handle = self.connection.handle().await?;
-                redis::cmd("DEL")
-                    .arg(key)
-                    .query_async::<()>(&mut handle)
-                    .await
-            })
-            .await;
-        }
+        // A tag's set is left to expire: an entry stored with the tag
+        // while this purge ran must stay findable by the next one.
         affected
     }
 
