@@ -559,3 +559,50 @@ fn an_uncacheable_answer_frees_the_other_instances_at_once() {
         );
     });
 }
+
+#[test]
+fn a_body_over_the_redis_limit_stays_in_the_memory_tier() {
+    let Some(server) = server::RedisServer::start() else {
+        return;
+    };
+    run(&Recording::new(), || async {
+        // "body 1" is 6 bytes: over a 4-byte limit.
+        let origin = Origin::new(&[("cache-control", "max-age=600")]);
+        let memory = MemoryStore::new();
+        let (cache, handle) = instance(
+            store(&server)
+                .local(memory.clone())
+                .max_entry_bytes(4)
+                .build()
+                .unwrap(),
+            &origin,
+        );
+        get(&cache, URL).await;
+        let (_, cache_status, _) = get(&cache, URL).await;
+        assert!(cache_status.contains("hit"), "{cache_status}");
+        let key = handle.key_of(&URL.parse().unwrap());
+        assert!(memory.get(&key).await.is_some());
+        // Nothing reached Redis (a short wait for a write that never comes).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut redis = client(&server).await;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("armor:*")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(keys.is_empty(), "{keys:?}");
+        // Without a memory tier it is not stored at all.
+        let (cache, _) = instance(store(&server).max_entry_bytes(4).build().unwrap(), &origin);
+        let (_, cache_status, _) = get(&cache, "http://shop.example/other").await;
+        assert!(cache_status.contains("stored"), "{cache_status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("armor:*")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(keys.is_empty(), "{keys:?}");
+        let (_, cache_status, _) = get(&cache, "http://shop.example/other").await;
+        assert!(cache_status.contains("fwd=uri-miss"), "{cache_status}");
+    });
+}

@@ -456,3 +456,280 @@ fn a_connection_needs_a_runtime_and_a_valid_url() {
         assert!(error.to_string().contains("timeout"), "{error}");
     });
 }
+
+#[test]
+fn redis_killed_while_requests_are_in_flight_loses_none_when_failing_open() {
+    let Some(mut server) = redis::RedisServer::start() else {
+        return;
+    };
+    let recording = Recording::new();
+    let statuses = run(&recording, || async {
+        let connection = RedisConnection::open(&server.url()).unwrap();
+        let limited = service(
+            RateLimitLayer::builder(Quota::per_minute(100_000))
+                .key(PeerIp)
+                .store_with(RedisRateStore::builder(connection)),
+        );
+        assert_eq!(status(&limited, from("192.0.2.1")).await, StatusCode::OK);
+        let requests = (0..300).map(|i| {
+            let limited = limited.clone();
+            async move { status(&limited, from(&format!("192.0.2.{}", i % 250))).await }
+        });
+        // Every request has started (queued or sent) before the kill.
+        let killer = async {
+            tokio::task::yield_now().await;
+            server.kill();
+        };
+        let (statuses, ()) = tokio::join!(futures::future::join_all(requests), killer);
+        statuses
+    });
+    assert_eq!(statuses, vec![StatusCode::OK; 300]);
+    let failed = store_results(&recording, "error")
+        + store_results(&recording, "timeout")
+        + store_results(&recording, "fallback");
+    assert!(failed > 0, "some requests met the outage");
+}
+
+#[test]
+fn a_script_flushed_from_redis_is_loaded_again() {
+    let Some(server) = redis::RedisServer::start() else {
+        return;
+    };
+    let recording = Recording::new();
+    run(&recording, || async {
+        let connection = RedisConnection::open(&server.url()).unwrap();
+        let store = store::<String>(
+            RedisRateStore::builder(connection),
+            &[Quota::per_minute(10)],
+        );
+        let key = "k".to_owned();
+        assert_eq!(store.check(&key, check(1)).await.verdict, Verdict::Allowed);
+        // A failover or a restart empties Redis's script cache: EVALSHA
+        // answers NOSCRIPT, and the script is sent again.
+        assert_eq!(server.command("SCRIPT FLUSH").as_deref(), Some("+OK"));
+        let decision = store.check(&key, check(1)).await;
+        assert_eq!(decision.verdict, Verdict::Allowed);
+        assert_eq!(decision.quotas[0].remaining, 8, "the state survived");
+    });
+    assert_eq!(store_results(&recording, "ok"), 2);
+    assert_eq!(store_results(&recording, "error"), 0);
+}
+
+/// Warnings logged while `run` runs: each event's fields as `name=value`.
+fn warnings_during(run: impl FnOnce()) -> Vec<String> {
+    use std::sync::{Arc, Mutex};
+
+    struct Fields<'a>(&'a mut String);
+    impl tracing::field::Visit for Fields<'_> {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            self.0.push_str(&format!("{}={:?} ", field.name(), value));
+        }
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            self.0.push_str(&format!("{}={} ", field.name(), value));
+        }
+    }
+    struct Warnings(Arc<Mutex<Vec<String>>>);
+    impl tracing::Subscriber for Warnings {
+        fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+            *metadata.level() == tracing::Level::WARN
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let mut text = String::new();
+            event.record(&mut Fields(&mut text));
+            self.0.lock().unwrap().push(text);
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    tracing::subscriber::with_default(Warnings(seen.clone()), run);
+    let seen = seen.lock().unwrap().clone();
+    seen
+}
+
+#[test]
+fn failures_are_logged_at_most_once_every_ten_seconds() {
+    let warnings = warnings_during(|| {
+        run(&Recording::new(), || async {
+            // Nothing listens on port 1: every call fails at once.
+            let connection = RedisConnection::open("redis://127.0.0.1:1/").unwrap();
+            let limited = service(
+                RateLimitLayer::builder(Quota::per_minute(10))
+                    .key(PeerIp)
+                    .store_with(RedisRateStore::builder(connection).name("shared")),
+            );
+            tokio::time::pause();
+            for _ in 0..20 {
+                assert_eq!(status(&limited, from("192.0.2.1")).await, StatusCode::OK);
+            }
+            tokio::time::advance(Duration::from_millis(9_900)).await;
+            status(&limited, from("192.0.2.1")).await;
+            tokio::time::advance(Duration::from_millis(100)).await;
+            status(&limited, from("192.0.2.1")).await;
+        })
+    });
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert!(warnings[0].contains("name=shared"), "{}", warnings[0]);
+    // Refused connections are retried quickly by the connection, so the
+    // call runs out of time first.
+    assert!(warnings[0].contains("result=timeout"), "{}", warnings[0]);
+    assert!(
+        warnings[0].contains("did not answer in time"),
+        "{}",
+        warnings[0]
+    );
+    // Ten seconds on, the breaker's probe times out too, and says so.
+    assert!(warnings[1].contains("name=shared"), "{}", warnings[1]);
+    assert!(warnings[1].contains("result=timeout"), "{}", warnings[1]);
+}
+
+#[test]
+fn the_stores_task_ends_with_the_store() {
+    let Some(server) = redis::RedisServer::start() else {
+        return;
+    };
+    run(&Recording::new(), || async {
+        let connection = RedisConnection::open(&server.url()).unwrap();
+        let alive = || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+        };
+        let settle = || async {
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        };
+        // The connection's own tasks start with its first use.
+        let first = store::<String>(
+            RedisRateStore::builder(connection.clone()),
+            &[Quota::per_minute(10)],
+        );
+        first.check(&"k".to_owned(), check(1)).await;
+        settle().await;
+        let before = alive();
+        let store = store::<String>(
+            RedisRateStore::builder(connection),
+            &[Quota::per_minute(10)],
+        );
+        assert_eq!(
+            store.check(&"k".to_owned(), check(1)).await.verdict,
+            Verdict::Allowed
+        );
+        settle().await;
+        assert_eq!(alive(), before + 1, "one sending task per store");
+        drop(store);
+        settle().await;
+        assert_eq!(alive(), before, "and it is gone with the store");
+    });
+}
+
+#[test]
+fn a_decision_may_wait_for_its_turn_which_is_spent_in_advance() {
+    let Some(server) = redis::RedisServer::start() else {
+        return;
+    };
+    run(&Recording::new(), || async {
+        let connection = RedisConnection::open(&server.url()).unwrap();
+        let store = store::<String>(RedisRateStore::builder(connection), &[Quota::per_minute(1)]);
+        let key = "patient".to_owned();
+        let waiting = |seconds| Check {
+            cost: 1,
+            max_wait: Duration::from_secs(seconds),
+            want_states: false,
+        };
+        assert_eq!(
+            store.check(&key, waiting(90)).await.verdict,
+            Verdict::Allowed
+        );
+        let Verdict::Delayed(wait) = store.check(&key, waiting(90)).await.verdict else {
+            panic!("a wait within 90 s");
+        };
+        assert!(
+            wait > Duration::from_secs(55) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+        // The next turn is two minutes off: past the 90 s it may wait.
+        let Verdict::Refused(Some((wait, 0))) = store.check(&key, waiting(90)).await.verdict else {
+            panic!("refused");
+        };
+        assert!(
+            wait > Duration::from_secs(115) && wait <= Duration::from_secs(120),
+            "{wait:?}"
+        );
+        // A refusal remembered locally is still asked about when the wait
+        // allowed reaches its end: 130 s is enough.
+        assert!(matches!(
+            store.check(&key, waiting(130)).await.verdict,
+            Verdict::Delayed(_)
+        ));
+    });
+}
+
+#[test]
+fn a_call_dropped_midway_is_reported_to_the_breaker_as_cancelled() {
+    let Some(server) = redis::RedisServer::start() else {
+        return;
+    };
+    let recording = Recording::new();
+    run(&recording, || async {
+        let connection = RedisConnection::open(&server.url()).unwrap();
+        let store = store::<String>(
+            RedisRateStore::builder(connection).name("dropped"),
+            &[Quota::per_minute(10)],
+        );
+        // Connected and warm.
+        store.check(&"warm".to_owned(), check(1)).await;
+        server.pause();
+        let pending = store.check(&"k".to_owned(), check(1));
+        // Polled once: the call is on its way, then the caller goes away.
+        let _ = tokio::time::timeout(Duration::from_millis(5), pending).await;
+        server.resume();
+    });
+    let cancelled: u64 = recording::series(&recording)
+        .into_iter()
+        .filter(|series| {
+            series.name == "armor.circuit_breaker.calls"
+                && series.labels.contains(&"name=dropped".to_owned())
+                && series.labels.contains(&"outcome=cancelled".to_owned())
+        })
+        .map(|series| match series.value {
+            Value::Count(count) => count,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(cancelled, 1);
+}
+
+#[test]
+fn a_reset_key_is_whole_again_everywhere() {
+    let Some(server) = redis::RedisServer::start() else {
+        return;
+    };
+    let store = run(&Recording::new(), || async {
+        let connection = RedisConnection::open(&server.url()).unwrap();
+        let store = store::<String>(RedisRateStore::builder(connection), &[Quota::per_minute(1)]);
+        let key = "k".to_owned();
+        store.check(&key, check(1)).await;
+        assert!(matches!(
+            store.check(&key, check(1)).await.verdict,
+            Verdict::Refused(_)
+        ));
+        assert!(store.reset(&key), "reset in the background");
+        // Its state in Redis is deleted, and its local refusal forgotten.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while server.command("EXISTS armor:rate_limit:{k}").as_deref() != Some(":0") {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(store.check(&key, check(1)).await.verdict, Verdict::Allowed);
+        store
+    });
+    // Outside a runtime nothing can reach Redis: it says so.
+    assert!(!store.reset(&"k".to_owned()));
+}

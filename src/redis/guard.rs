@@ -164,3 +164,20 @@ impl Drop for Attempt<'_> {
         self.finish(Outcome::Cancelled);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_name_themselves() {
+        let error = Failed::Error(redis::RedisError::from((redis::ErrorKind::Io, "boom")));
+        assert!(error.to_string().starts_with("Redis failed: "), "{error}");
+        assert!(error.to_string().contains("boom"), "{error}");
+        assert_eq!(error.label(), "error");
+        assert_eq!(Failed::Timeout.label(), "timeout");
+        assert_eq!(Failed::Timeout.to_string(), "Redis did not answer in time");
+        assert_eq!(Failed::Open.label(), "fallback");
+        assert_eq!(Failed::Open.to_string(), "its circuit breaker is open");
+    }
+}

@@ -83,7 +83,7 @@ integer_keys!(u32, u64, i32, i64, u128);
 mod tests {
     use super::*;
 
-    fn bytes(key: &impl StoreKey) -> Vec<u8> {
+    fn bytes(key: &(impl StoreKey + ?Sized)) -> Vec<u8> {
         let mut out = Vec::new();
         key.write_key(&mut out);
         out
@@ -92,6 +92,8 @@ mod tests {
     #[test]
     fn keys_are_written_as_their_text() {
         assert_eq!(bytes(&()), b"");
+        assert_eq!(bytes("a key"), b"a key");
+        assert_eq!(bytes(&"a key".to_owned()), b"a key");
         assert_eq!(bytes(&"10.0.0.1".parse::<IpAddr>().unwrap()), b"10.0.0.1");
         assert_eq!(
             bytes(&"2001:db8::1".parse::<IpAddr>().unwrap()),

@@ -740,3 +740,150 @@ impl<K: Hash + Eq + Clone> Refusals<K> {
         before - keys.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nanoseconds_become_exact_decimal_microseconds() {
+        assert_eq!(micros(1_234_567), "1234.567");
+        assert_eq!(micros(5), "0.005");
+        assert_eq!(micros(0), "0.000");
+        assert_eq!(nanos(Duration::from_millis(3)), 3_000_000);
+        assert_eq!(nanos(Duration::MAX), u64::MAX);
+    }
+
+    const SECOND: u64 = 1_000_000_000;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_lasts_until_one_unit_could_pass() {
+        let refusals = Refusals::new(100);
+        // One per 10 s, burst 1: a key 10 s ahead passes again in 10 s.
+        let limits = [(10 * SECOND, 10 * SECOND)];
+        refusals.remember(&"k", &limits, &[10 * SECOND]);
+        let start = Instant::now();
+        let (wait, quota, aheads) = refusals.refused(&"k", start).unwrap();
+        assert_eq!(
+            (wait, quota, aheads),
+            (Duration::from_secs(10), 0, vec![10 * SECOND, 0, 0, 0])
+        );
+        let later = start + Duration::from_secs(4);
+        let (wait, _, aheads) = refusals.refused(&"k", later).unwrap();
+        assert_eq!((wait, aheads[0]), (Duration::from_secs(6), 6 * SECOND));
+        // At the moment it could pass, it is asked about again.
+        assert!(
+            refusals
+                .refused(&"k", start + Duration::from_secs(10))
+                .is_none()
+        );
+        assert!(refusals.refused(&"other", start).is_none());
+        // A key that could pass at once is not remembered.
+        refusals.remember(&"whole", &limits, &[0]);
+        assert!(refusals.refused(&"whole", start).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_longest_blocked_quota_is_the_one_that_refuses() {
+        let refusals = Refusals::new(100);
+        let limits = [(SECOND, SECOND), (60 * SECOND, 60 * SECOND)];
+        refusals.remember(&"k", &limits, &[SECOND, 90 * SECOND]);
+        let (wait, quota, _) = refusals.refused(&"k", Instant::now()).unwrap();
+        assert_eq!((wait, quota), (Duration::from_secs(90), 1));
+        // Equally blocked: the first one is named.
+        refusals.remember(&"tie", &limits, &[5 * SECOND, 5 * SECOND]);
+        let (wait, quota, _) = refusals.refused(&"tie", Instant::now()).unwrap();
+        assert_eq!((wait, quota), (Duration::from_secs(5), 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusals_are_capped_and_forgotten_when_over() {
+        let refusals = Refusals::new(2);
+        let limits = [(SECOND, SECOND)];
+        let start = Instant::now();
+        refusals.remember(&"a", &limits, &[10 * SECOND]);
+        refusals.remember(&"b", &limits, &[20 * SECOND]);
+        // Full, nothing over yet: a third key is not remembered...
+        refusals.remember(&"c", &limits, &[30 * SECOND]);
+        assert!(refusals.refused(&"c", start).is_none());
+        // ...but a known one is updated.
+        refusals.remember(&"a", &limits, &[15 * SECOND]);
+        assert_eq!(
+            refusals.refused(&"a", start).unwrap().0,
+            Duration::from_secs(15)
+        );
+        tokio::time::advance(Duration::from_secs(16)).await;
+        // Room again once one is over.
+        refusals.remember(&"c", &limits, &[30 * SECOND]);
+        assert!(refusals.refused(&"c", Instant::now()).is_some());
+        assert!(refusals.refused(&"b", Instant::now()).is_some());
+        refusals.forget(&"c");
+        assert!(refusals.refused(&"c", Instant::now()).is_none());
+        assert_eq!(refusals.forget_expired(Instant::now()), 0);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(refusals.forget_expired(Instant::now()), 1, "b is over");
+        assert_eq!(refusals.forget_expired(Instant::now()), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn evicting_idle_keys_forgets_refusals_that_are_over() {
+        let connection = RedisConnection::open("redis://127.0.0.1:1/").unwrap();
+        let store: RedisRateStore<String> = RedisRateStore::builder(connection)
+            .make_store(
+                &[Quota::per_second(1)],
+                KeyLimits::default(),
+                Overflow::SharedBucket,
+            )
+            .unwrap();
+        let limits = [(SECOND, SECOND)];
+        store
+            .shared
+            .refusals
+            .remember(&"a".to_owned(), &limits, &[2 * SECOND]);
+        store
+            .shared
+            .refusals
+            .remember(&"b".to_owned(), &limits, &[5 * SECOND]);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(store.evict_idle(), 1);
+        assert_eq!(store.evict_idle(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_store_and_its_answers_say_what_they_are() {
+        let connection = RedisConnection::open("redis://127.0.0.1:1/").unwrap();
+        let store: RedisRateStore<String> = RedisRateStore::builder(connection)
+            .name("api")
+            .prefix("limits")
+            .make_store(
+                &[Quota::per_second(5)],
+                KeyLimits::default(),
+                Overflow::SharedBucket,
+            )
+            .unwrap();
+        let shown = format!("{store:?}");
+        assert!(
+            shown.contains("RedisRateStore") && shown.contains("\"api\""),
+            "{shown}"
+        );
+        assert!(shown.contains("limits:{"), "{shown}");
+        let key = "k".to_owned();
+        let impossible = Check {
+            cost: 6,
+            max_wait: Duration::ZERO,
+            want_states: false,
+        };
+        assert_eq!(
+            format!("{:?}", store.check(&key, impossible)),
+            "RedisDecision::Ready"
+        );
+        let asking = store.check(
+            &key,
+            Check {
+                cost: 1,
+                ..impossible
+            },
+        );
+        assert_eq!(format!("{asking:?}"), "RedisDecision::Asking");
+    }
+}
