@@ -548,8 +548,8 @@ fn warnings_during(run: impl FnOnce()) -> Vec<String> {
     }
     let seen = Arc::new(Mutex::new(Vec::new()));
     tracing::subscriber::with_default(Warnings(seen.clone()), run);
-    let seen = seen.lock().unwrap().clone();
-    seen
+    let mut warnings = seen.lock().unwrap();
+    std::mem::take(&mut *warnings)
 }
 
 #[test]
