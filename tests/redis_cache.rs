@@ -4,7 +4,6 @@
 //! instance's memory tier.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -22,21 +21,9 @@ mod recording;
 #[path = "support/redis.rs"]
 mod server;
 
-use recording::{Recording, Value};
+use recording::{Recording, run_real_time as run};
 
 type Body = Full<Bytes>;
-
-/// Runs `test` on a current-thread runtime in real time, with `recording`
-/// as the thread's recorder.
-fn run<F: Future>(recording: &Recording, test: impl FnOnce() -> F) -> F::Output {
-    metrics::with_local_recorder(recording, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(test())
-    })
-}
 
 /// An origin answering `body <n>` with `fields`, counting its calls.
 #[derive(Clone)]
@@ -151,15 +138,11 @@ fn store(server: &server::RedisServer) -> RedisCacheStoreBuilder {
 }
 
 fn store_results(recording: &Recording, result: &str) -> u64 {
-    let wanted = format!("result={result}");
-    recording::series(recording)
-        .into_iter()
-        .filter(|series| series.name == "armor.cache.store" && series.labels.contains(&wanted))
-        .map(|series| match series.value {
-            Value::Count(count) => count,
-            _ => 0,
-        })
-        .sum()
+    recording::count(
+        recording,
+        "armor.cache.store",
+        &[&format!("result={result}")],
+    )
 }
 
 #[test]
@@ -461,7 +444,8 @@ fn slow_instance(
     Request<Body>,
     Response = Response<tower_armor::cache::CacheBody<Body>>,
     Error = Infallible,
-> + Clone {
+> + Clone
++ use<> {
     let layer = CacheLayer::builder()
         .store(store)
         .lock_timeout(Duration::from_secs(60))
@@ -484,6 +468,30 @@ fn slow_instance(
         })
 }
 
+/// Two instances in front of `origin` (slow by `delay`) whose stores
+/// coalesce misses through one Redis.
+fn coalescing_pair(
+    server: &server::RedisServer,
+    origin: &Origin,
+    delay: Duration,
+) -> [impl Service<
+    Request<Body>,
+    Response = Response<tower_armor::cache::CacheBody<Body>>,
+    Error = Infallible,
+> + Clone
++ use<>; 2] {
+    let coalescing = || {
+        store(server)
+            .coalesce(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    };
+    [
+        slow_instance(coalescing(), origin, delay),
+        slow_instance(coalescing(), origin, delay),
+    ]
+}
+
 #[test]
 fn instances_that_coalesce_send_one_request_upstream_for_a_url() {
     let Some(server) = server::RedisServer::start() else {
@@ -492,14 +500,7 @@ fn instances_that_coalesce_send_one_request_upstream_for_a_url() {
     run(&Recording::new(), || async {
         let origin = Origin::new(&[("cache-control", "max-age=600")]);
         let delay = Duration::from_millis(200);
-        let coalescing = || {
-            store(&server)
-                .coalesce(Duration::from_secs(10))
-                .build()
-                .unwrap()
-        };
-        let first = slow_instance(coalescing(), &origin, delay);
-        let second = slow_instance(coalescing(), &origin, delay);
+        let [first, second] = coalescing_pair(&server, &origin, delay);
         let requests = (0..20).map(|i| {
             let instance = if i % 2 == 0 {
                 first.clone()
@@ -538,19 +539,12 @@ fn an_uncacheable_answer_frees_the_other_instances_at_once() {
     run(&Recording::new(), || async {
         let origin = Origin::new(&[("cache-control", "no-store")]);
         let delay = Duration::from_millis(100);
-        let coalescing = || {
-            store(&server)
-                .coalesce(Duration::from_secs(60))
-                .build()
-                .unwrap()
-        };
-        let first = slow_instance(coalescing(), &origin, delay);
-        let second = slow_instance(coalescing(), &origin, delay);
+        let [first, second] = coalescing_pair(&server, &origin, delay);
         let started = tokio::time::Instant::now();
         let (a, b) = tokio::join!(get(&first, URL), get(&second, URL));
         assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK));
         assert_eq!(origin.calls(), 2, "nothing to share: each went upstream");
-        // The second did not sit out the 60 s lock: it went once the
+        // The second did not sit out the 30 s lock: it went once the
         // first's fetch was over.
         assert!(
             started.elapsed() < Duration::from_secs(30),

@@ -7,7 +7,6 @@
 //! depend on how fast the machine runs the test.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -28,21 +27,9 @@ mod recording;
 #[path = "support/redis.rs"]
 mod redis;
 
-use recording::{Recording, Value};
+use recording::{Recording, run_real_time as run};
 
 type Body = Full<Bytes>;
-
-/// Runs `test` on a current-thread runtime in real time (Redis's clock is
-/// real), with `recording` as the thread's recorder.
-fn run<F: Future>(recording: &Recording, test: impl FnOnce() -> F) -> F::Output {
-    metrics::with_local_recorder(recording, || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(test())
-    })
-}
 
 fn service<K: KeyExtractor>(
     builder: RateLimitBuilder<K, RedisRateStoreBuilder>,
@@ -72,17 +59,29 @@ where
     service.clone().oneshot(request).await.unwrap().status()
 }
 
+/// One instance of a service limited to 5 a minute per `key`, its state
+/// in Redis through `connection`.
+fn instance<K: KeyExtractor>(
+    connection: RedisConnection,
+    key: K,
+) -> impl Service<Request<Body>, Response = Response<ArmorBody<Body>>, Error = Infallible> + Clone
+where
+    K::Key: tower_armor::redis::StoreKey,
+{
+    service(
+        RateLimitLayer::builder(Quota::per_minute(5))
+            .key(key)
+            .store_with(RedisRateStore::builder(connection).timeout(Duration::from_secs(5))),
+    )
+}
+
 /// The value of the counter `armor.rate_limit.store{result}`.
 fn store_results(recording: &Recording, result: &str) -> u64 {
-    let wanted = format!("result={result}");
-    recording::series(recording)
-        .into_iter()
-        .filter(|series| series.name == "armor.rate_limit.store" && series.labels.contains(&wanted))
-        .map(|series| match series.value {
-            Value::Count(count) => count,
-            _ => 0,
-        })
-        .sum()
+    recording::count(
+        recording,
+        "armor.rate_limit.store",
+        &[&format!("result={result}")],
+    )
 }
 
 fn store<K>(builder: RedisRateStoreBuilder, quotas: &[Quota]) -> RedisRateStore<K>
@@ -110,16 +109,7 @@ fn two_instances_against_one_redis_let_exactly_the_quota_through() {
     let recording = Recording::new();
     let (allowed, refused) = run(&recording, || async {
         // Two "nodes": separate layers, separate connections, one Redis.
-        let node = || {
-            let connection = RedisConnection::open(&server.url()).unwrap();
-            service(
-                RateLimitLayer::builder(Quota::per_minute(5))
-                    .key(Global)
-                    .store_with(
-                        RedisRateStore::builder(connection).timeout(Duration::from_secs(5)),
-                    ),
-            )
-        };
+        let node = || instance(RedisConnection::open(&server.url()).unwrap(), Global);
         let (first, second) = (node(), node());
         let requests = (0..1000).map(|i| {
             let node = if i % 2 == 0 {
@@ -389,13 +379,7 @@ fn instances_share_one_limit_over_a_three_node_cluster() {
         let urls = cluster.urls();
         let node = || {
             let connection = RedisConnection::cluster(urls.iter().map(String::as_str)).unwrap();
-            service(
-                RateLimitLayer::builder(Quota::per_minute(5))
-                    .key(PeerIp)
-                    .store_with(
-                        RedisRateStore::builder(connection).timeout(Duration::from_secs(5)),
-                    ),
-            )
+            instance(connection, PeerIp)
         };
         let (first, second) = (node(), node());
         // 20 clients, 50 requests each, split across the two instances.
@@ -691,18 +675,11 @@ fn a_call_dropped_midway_is_reported_to_the_breaker_as_cancelled() {
         let _ = tokio::time::timeout(Duration::from_millis(5), pending).await;
         server.resume();
     });
-    let cancelled: u64 = recording::series(&recording)
-        .into_iter()
-        .filter(|series| {
-            series.name == "armor.circuit_breaker.calls"
-                && series.labels.contains(&"name=dropped".to_owned())
-                && series.labels.contains(&"outcome=cancelled".to_owned())
-        })
-        .map(|series| match series.value {
-            Value::Count(count) => count,
-            _ => 0,
-        })
-        .sum();
+    let cancelled = recording::count(
+        &recording,
+        "armor.circuit_breaker.calls",
+        &["name=dropped", "outcome=cancelled"],
+    );
     assert_eq!(cancelled, 1);
 }
 

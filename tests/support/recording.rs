@@ -120,3 +120,37 @@ pub fn active(recording: &Recording, name: &str) -> Vec<(Vec<String>, f64)> {
         })
         .collect()
 }
+
+/// The sum of counter `name` over its series that carry every one of
+/// `labels` (`key=value`).
+pub fn count(recording: &Recording, name: &str, labels: &[&str]) -> u64 {
+    series(recording)
+        .into_iter()
+        .filter(|series| {
+            series.name == name
+                && labels
+                    .iter()
+                    .all(|label| series.labels.iter().any(|have| have == label))
+        })
+        .map(|series| match series.value {
+            Value::Count(count) => count,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Runs `test` on a current-thread runtime in real time (for tests against
+/// real servers, whose clocks are real) with `recording` as the thread's
+/// recorder.
+pub fn run_real_time<F: std::future::Future>(
+    recording: &Recording,
+    test: impl FnOnce() -> F,
+) -> F::Output {
+    metrics::with_local_recorder(recording, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(test())
+    })
+}
