@@ -294,6 +294,15 @@ fn a_purge_by_tag_on_one_instance_empties_the_other_instances_memory_tier() {
             assert!(tokio::time::Instant::now() < deadline, "{counts:?}");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        // Each tag indexes the URLs whose entries carry it.
+        for tag in ["product-7", "shelf"] {
+            let urls: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(format!("armor:cache:t:{{{tag}}}"))
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            assert_eq!(urls, [key.clone()], "{tag}");
+        }
         let purged = first_handle
             .purge(Purge::Tag("product-7".into()), false)
             .await;
@@ -427,11 +436,27 @@ fn bad_settings_are_refused() {
             .build()
             .unwrap_err();
         assert!(error.to_string().contains("timeout"), "{error}");
-        let error = RedisCacheStore::builder(connection)
+        let error = RedisCacheStore::builder(connection.clone())
             .max_variants(0)
             .build()
             .unwrap_err();
         assert!(error.to_string().contains("variant"), "{error}");
+        let error = RedisCacheStore::builder(connection.clone())
+            .coalesce(Duration::from_micros(999))
+            .build()
+            .unwrap_err();
+        assert!(error.to_string().contains("lock"), "{error}");
+        let store = RedisCacheStore::builder(connection)
+            .coalesce(Duration::from_millis(1))
+            .local(MemoryStore::new())
+            .prefix("pages")
+            .build()
+            .unwrap();
+        let shown = format!("{store:?}");
+        assert!(
+            shown.contains("\"pages\"") && shown.contains("two_tier: true"),
+            "{shown}"
+        );
     });
 }
 
@@ -509,7 +534,19 @@ fn instances_that_coalesce_send_one_request_upstream_for_a_url() {
             };
             async move { get(&instance, URL).await }
         });
-        let answers = futures::future::join_all(requests).await;
+        // While the first fetch is out, its lock names the URL.
+        let watch_lock = async {
+            tokio::time::sleep(delay / 2).await;
+            let mut redis = client(&server).await;
+            let locks: Vec<String> = redis::cmd("KEYS")
+                .arg("armor:cache:l:*")
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            locks
+        };
+        let (answers, locks) = tokio::join!(futures::future::join_all(requests), watch_lock);
+        assert_eq!(locks, ["armor:cache:l:{http://shop.example/items/7}"]);
         assert_eq!(origin.calls(), 1, "one fetch for the whole fleet");
         for (status, cache_status, body) in &answers {
             assert_eq!((*status, body.as_str()), (StatusCode::OK, "body 1"));
@@ -559,7 +596,8 @@ fn a_body_over_the_redis_limit_stays_in_the_memory_tier() {
     let Some(server) = server::RedisServer::start() else {
         return;
     };
-    run(&Recording::new(), || async {
+    let recording = Recording::new();
+    run(&recording, || async {
         // "body 1" is 6 bytes: over a 4-byte limit.
         let origin = Origin::new(&[("cache-control", "max-age=600")]);
         let memory = MemoryStore::new();
@@ -585,6 +623,15 @@ fn a_body_over_the_redis_limit_stays_in_the_memory_tier() {
             .await
             .unwrap();
         assert!(keys.is_empty(), "{keys:?}");
+        // A body exactly at the limit goes to Redis.
+        let (cache, _) = instance(store(&server).max_entry_bytes(6).build().unwrap(), &origin);
+        get(&cache, "http://shop.example/exact").await;
+        let stored = entry_keys(&mut redis, 1).await;
+        assert_eq!(stored.len(), 1);
+        let () = redis::cmd("FLUSHALL")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
         // Without a memory tier it is not stored at all.
         let (cache, _) = instance(store(&server).max_entry_bytes(4).build().unwrap(), &origin);
         let (_, cache_status, _) = get(&cache, "http://shop.example/other").await;
@@ -598,5 +645,95 @@ fn a_body_over_the_redis_limit_stays_in_the_memory_tier() {
         assert!(keys.is_empty(), "{keys:?}");
         let (_, cache_status, _) = get(&cache, "http://shop.example/other").await;
         assert!(cache_status.contains("fwd=uri-miss"), "{cache_status}");
+    });
+    // The memory tier reports its size as the cache's.
+    let held = recording::series(&recording)
+        .into_iter()
+        .find(|series| series.name == "armor.cache.stored_bytes")
+        .map(|series| series.value);
+    assert!(
+        matches!(held, Some(recording::Value::Level(bytes)) if bytes > 0.0),
+        "{held:?}"
+    );
+}
+
+#[test]
+fn the_memory_tier_is_forgotten_after_a_lost_subscription_and_hears_purges_again() {
+    let Some(mut server) = server::RedisServer::start() else {
+        return;
+    };
+    run(&Recording::new(), || async {
+        let origin = Origin::new(&[("cache-control", "max-age=600")]);
+        let memory = (MemoryStore::new(), MemoryStore::new());
+        let (first, handle) = instance(
+            store(&server).local(memory.0.clone()).build().unwrap(),
+            &origin,
+        );
+        let (second, _) = instance(
+            store(&server).local(memory.1.clone()).build().unwrap(),
+            &origin,
+        );
+        let key = handle.key_of(&URL.parse().unwrap());
+        get(&second, URL).await;
+        assert!(memory.1.get(&key).await.is_some());
+        // Redis restarts: purges made meanwhile were never heard, so the
+        // memory tier is dropped once the subscription is back.
+        server.kill();
+        server.restart();
+        forgotten(&memory.1, &key).await;
+        // And purges are heard again.
+        let mut redis = client(&server).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg("armor:cache:purge")
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            if counts[0].1 == 2 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{counts:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        get(&second, URL).await;
+        assert!(memory.1.get(&key).await.is_some());
+        handle.purge(Purge::Key(key.clone()), false).await;
+        forgotten(&memory.1, &key).await;
+        drop(first);
+    });
+}
+
+#[test]
+fn a_successful_unsafe_request_on_one_instance_invalidates_the_url_for_all() {
+    let Some(server) = server::RedisServer::start() else {
+        return;
+    };
+    run(&Recording::new(), || async {
+        let origin = Origin::new(&[("cache-control", "max-age=600")]);
+        let (first, handle) = instance(store(&server).build().unwrap(), &origin);
+        let (second, _) = instance(store(&server).build().unwrap(), &origin);
+        get(&first, URL).await;
+        let mut redis = client(&server).await;
+        entry_keys(&mut redis, 1).await;
+        let post = Request::post(URL).body(Body::default()).unwrap();
+        assert_eq!(
+            first.clone().oneshot(post).await.unwrap().status(),
+            StatusCode::OK
+        );
+        // Removed from Redis in the background.
+        let entry = format!("armor:cache:e:{{{}}}", handle.key_of(&URL.parse().unwrap()));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while server.command(&format!("EXISTS {entry}")).as_deref() != Some(":0") {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{entry} is still there"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let (_, cache_status, body) = get(&second, URL).await;
+        assert!(cache_status.contains("fwd=uri-miss"), "{cache_status}");
+        assert_eq!(body, "body 3");
     });
 }

@@ -274,3 +274,28 @@ impl ConnectionLike for Handle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connection_says_what_it_reaches() {
+        let single = RedisConnection::open("redis://127.0.0.1:6390/").unwrap();
+        let shown = format!("{single:?}");
+        assert!(
+            shown.contains("single") && shown.contains("6390"),
+            "{shown}"
+        );
+        assert!(!single.is_cluster());
+        let cluster =
+            RedisConnection::cluster(["redis://127.0.0.1:7001/", "redis://127.0.0.1:7002/"])
+                .unwrap();
+        let shown = format!("{cluster:?}");
+        assert!(
+            shown.contains("cluster") && shown.contains("7001"),
+            "{shown}"
+        );
+        assert!(cluster.is_cluster());
+    }
+}
