@@ -301,7 +301,7 @@ fn a_purge_by_tag_on_one_instance_empties_the_other_instances_memory_tier() {
                 .query_async(&mut redis)
                 .await
                 .unwrap();
-            assert_eq!(urls, [key.clone()], "{tag}");
+            assert_eq!(urls, std::slice::from_ref(&key), "{tag}");
         }
         let purged = first_handle
             .purge(Purge::Tag("product-7".into()), false)
