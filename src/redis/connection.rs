@@ -111,9 +111,10 @@ impl RedisConnection {
             .first()
             .ok_or_else(|| config_error("a Redis Cluster connection needs at least one node"))?;
         let subscriber = redis::Client::open(*first).map_err(config_error)?;
+        // redis-rs's own retries follow MOVED / ASK / TRYAGAIN while slots
+        // move; the store's timeout bounds how long a call may take.
         let client = ClusterClient::builder(nodes)
             .connection_timeout(CONNECT_TIMEOUT)
-            .retries(1)
             .build()
             .map_err(config_error)?;
         Ok(RedisConnection {
