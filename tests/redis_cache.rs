@@ -522,7 +522,8 @@ fn instances_that_coalesce_send_one_request_upstream_for_a_url() {
     let Some(server) = server::RedisServer::start() else {
         return;
     };
-    run(&Recording::new(), || async {
+    let recording = Recording::new();
+    run(&recording, || async {
         let origin = Origin::new(&[("cache-control", "max-age=600")]);
         let delay = Duration::from_millis(200);
         let [first, second] = coalescing_pair(&server, &origin, delay);
@@ -565,6 +566,119 @@ fn instances_that_coalesce_send_one_request_upstream_for_a_url() {
             .await
             .unwrap();
         assert!(locks.is_empty(), "{locks:?}");
+    });
+    // Nine waited on each instance's own leader, and the second leader
+    // waited once on the first instance.
+    assert_eq!(
+        recording::count(&recording, "armor.cache.coalesced", &[]),
+        19
+    );
+}
+
+#[test]
+fn a_lock_whose_holder_never_lands_is_waited_out_then_ignored() {
+    let Some(server) = server::RedisServer::start() else {
+        return;
+    };
+    let recording = Recording::new();
+    run(&recording, || async {
+        // Held by an instance that died mid-fetch, for a minute.
+        let lock = "armor:cache:l:{http://shop.example/items/7}";
+        assert_eq!(
+            server
+                .command(&format!("SET {lock} gone PX 60000"))
+                .as_deref(),
+            Some("+OK")
+        );
+        let origin = Origin::new(&[("cache-control", "max-age=600")]);
+        let layer = CacheLayer::builder()
+            .store(
+                store(&server)
+                    .coalesce(Duration::from_secs(60))
+                    .build()
+                    .unwrap(),
+            )
+            .lock_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let counted = origin.clone();
+        let cache =
+            tower::ServiceBuilder::new()
+                .layer(layer)
+                .service_fn(move |_request: Request<Body>| {
+                    let n = counted.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                    async move {
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .header("cache-control", "max-age=600")
+                                .body(Full::from(format!("body {n}")))
+                                .unwrap(),
+                        )
+                    }
+                });
+        let answer = tokio::time::timeout(Duration::from_secs(10), get(&cache, URL)).await;
+        let (status, _, body) = answer.expect("given up after the lock timeout");
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "body 1"));
+        assert_eq!(origin.calls(), 1);
+    });
+    assert_eq!(
+        recording::count(&recording, "armor.cache.coalesced", &[]),
+        1
+    );
+}
+
+#[test]
+fn every_variant_of_a_url_is_kept_in_redis() {
+    let Some(server) = server::RedisServer::start() else {
+        return;
+    };
+    run(&Recording::new(), || async {
+        let origin = Origin::new(&[
+            ("cache-control", "max-age=600"),
+            ("vary", "accept-language"),
+        ]);
+        let (first, handle) = instance(store(&server).build().unwrap(), &origin);
+        let (second, _) = instance(store(&server).build().unwrap(), &origin);
+        let in_language = |language: &'static str| {
+            Request::get(URL)
+                .header("accept-language", language)
+                .body(Body::default())
+                .unwrap()
+        };
+        for language in ["en", "de"] {
+            // Stored once the body has been read.
+            let response = first.clone().oneshot(in_language(language)).await.unwrap();
+            response.into_body().collect().await.unwrap();
+        }
+        let entry = format!("armor:cache:e:{{{}}}", handle.key_of(&URL.parse().unwrap()));
+        let mut redis = client(&server).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let variants: u64 = redis::cmd("HLEN")
+                .arg(&entry)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            if variants == 2 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{variants} variant(s)"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        for (language, body) in [("en", "body 1"), ("de", "body 2")] {
+            let response = second.clone().oneshot(in_language(language)).await.unwrap();
+            let cache_status = response.headers()["cache-status"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert!(cache_status.contains("hit"), "{language}: {cache_status}");
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(bytes, body.as_bytes());
+        }
+        assert_eq!(origin.calls(), 2);
     });
 }
 

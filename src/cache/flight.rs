@@ -112,6 +112,15 @@ pub(crate) async fn landed(mut receiver: watch::Receiver<()>) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_flight_shows_its_url() {
+        let flights = Arc::new(Flights::default());
+        let Join::Lead(leader) = flights.join(&Arc::from("https://a.example/x")) else {
+            panic!("first request leads")
+        };
+        assert!(format!("{leader:?}").contains("https://a.example/x"));
+    }
+
     #[tokio::test]
     async fn one_leader_and_waiters_woken_when_it_ends() {
         let flights = Arc::new(Flights::default());
