@@ -673,3 +673,23 @@ async fn a_store_decides_its_own_failure_policy() {
         );
     }
 }
+
+#[test]
+fn the_key_gauge_follows_new_keys() {
+    let recording = support::recording::Recording::new();
+    support::run_recorded(&recording, || async {
+        let mut service = limited(RateLimitLayer::builder(Quota::per_minute(5)).key(PeerIp));
+        for peer in ["192.0.2.1", "192.0.2.2", "192.0.2.2", "192.0.2.3"] {
+            status(&mut service, from(peer)).await;
+        }
+    });
+    let keys: Vec<f64> = support::recording::series(&recording)
+        .into_iter()
+        .filter(|series| series.name == "armor.rate_limit.keys")
+        .filter_map(|series| match series.value {
+            support::recording::Value::Level(level) => Some(level),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys, [3.0]);
+}
