@@ -812,14 +812,15 @@ mod tests {
             refusals.refused(&"a", start).unwrap().0,
             Duration::from_secs(15)
         );
-        tokio::time::advance(Duration::from_secs(16)).await;
-        // Room again once one is over.
+        // Room again once one is over: "a" is, at exactly 15 s.
+        tokio::time::advance(Duration::from_secs(15)).await;
         refusals.remember(&"c", &limits, &[30 * SECOND]);
         assert!(refusals.refused(&"c", Instant::now()).is_some());
         assert!(refusals.refused(&"b", Instant::now()).is_some());
         refusals.forget(&"c");
         assert!(refusals.refused(&"c", Instant::now()).is_none());
         assert_eq!(refusals.forget_expired(Instant::now()), 0);
+        // "b" is over at exactly 20 s.
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(refusals.forget_expired(Instant::now()), 1, "b is over");
         assert_eq!(refusals.forget_expired(Instant::now()), 0);
