@@ -22,9 +22,10 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use metrics::{Counter, SharedString};
+use redis::{Cmd, FromRedisValue, ScriptInvocation};
 
 use super::connection::RedisConnection;
-use super::guard::{Failed, Guard};
+use super::guard::{Guard, Results, result};
 use crate::cache::{CacheStore, Entry, Lead, MemoryStore, Purge, StoreCall, StoreEvents, Variants};
 use crate::config::{ConfigError, instance_name};
 use crate::observe::PerRecorder;
@@ -101,12 +102,11 @@ struct Shared {
     _subscribed: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+const STORE_METRIC: &str = "armor.cache.store";
+
 /// `armor.cache.store{name,result}`.
 struct Handles {
-    ok: Counter,
-    error: Counter,
-    timeout: Counter,
-    fallback: Counter,
+    results: Results,
     corrupt: Counter,
 }
 
@@ -276,18 +276,9 @@ impl RedisCacheStoreBuilder {
 impl Shared {
     fn metrics<R>(&self, f: impl FnOnce(&Handles) -> R) -> R {
         self.metrics.with(
-            || {
-                let result = |result: &'static str| {
-                    metrics::counter!("armor.cache.store",
-                        "name" => self.name.clone(), "result" => result)
-                };
-                Handles {
-                    ok: result("ok"),
-                    error: result("error"),
-                    timeout: result("timeout"),
-                    fallback: result("fallback"),
-                    corrupt: result("corrupt"),
-                }
+            || Handles {
+                results: Results::new(STORE_METRIC, &self.name),
+                corrupt: result(STORE_METRIC, &self.name, "corrupt"),
             },
             f,
         )
@@ -304,20 +295,13 @@ impl Shared {
     /// Takes the fetch lock of `url` for `lock`; a failed call lets this
     /// instance go ahead.
     async fn lead(&self, url: &str, lock: Duration) -> Lead {
-        let key = self.lock_key(url);
-        let taken: Option<Option<String>> = self
-            .call(None, async {
-                let mut handle = self.connection.handle().await?;
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(&self.token)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(lock.as_millis().max(1) as u64)
-                    .query_async(&mut handle)
-                    .await
-            })
-            .await;
+        let mut take = redis::cmd("SET");
+        take.arg(self.lock_key(url))
+            .arg(&self.token)
+            .arg("NX")
+            .arg("PX")
+            .arg(lock.as_millis().max(1) as u64);
+        let taken: Option<Option<String>> = self.query(None, &take).await;
         match taken {
             Some(None) => Lead::Busy,
             Some(Some(_)) | None => Lead::Go,
@@ -325,16 +309,9 @@ impl Shared {
     }
 
     async fn landed(&self, url: &str) {
-        let key = self.lock_key(url);
-        self.call(Some(self.purge_timeout), async {
-            let mut handle = self.connection.handle().await?;
-            self.release
-                .key(key)
-                .arg(&self.token)
-                .invoke_async::<()>(&mut handle)
-                .await
-        })
-        .await;
+        let mut release = self.release.key(self.lock_key(url));
+        release.arg(&self.token);
+        self.invoke::<()>(Some(self.purge_timeout), &release).await;
     }
 
     fn tag_key(&self, tag: &str) -> Vec<u8> {
@@ -353,36 +330,44 @@ impl Shared {
         };
         match answer {
             Ok((value, _)) => {
-                self.metrics(|m| m.ok.increment(1));
+                self.metrics(|m| m.results.ok.increment(1));
                 Some(value)
             }
             Err(failed) => {
-                self.metrics(|m| match failed {
-                    Failed::Open => m.fallback.increment(1),
-                    Failed::Timeout => m.timeout.increment(1),
-                    Failed::Error(_) => m.error.increment(1),
-                });
-                if self.guard.should_warn() {
-                    tracing::warn!(name = &*self.name, result = failed.label(), error = %failed,
-                        "the cache's Redis store failed a call; treated as a miss or skipped");
-                }
+                self.metrics(|m| m.results.failed(&failed));
+                self.guard.warn(
+                    &self.name,
+                    &failed,
+                    "cache's Redis store failed a call; treated as a miss or skipped",
+                );
                 None
             }
         }
     }
 
+    /// Runs one command through the guard, counting how it went.
+    async fn query<T: FromRedisValue>(
+        &self,
+        timeout: Option<Duration>,
+        command: &Cmd,
+    ) -> Option<T> {
+        self.call(timeout, self.connection.query(command)).await
+    }
+
+    /// Runs a script through the guard, counting how it went.
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        timeout: Option<Duration>,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Option<T> {
+        self.call(timeout, self.connection.invoke(invocation)).await
+    }
+
     /// Every variant stored in Redis under `url`, decoded, with their ids.
     async fn read(&self, url: &str, timeout: Option<Duration>) -> Option<Vec<(Bytes, Entry)>> {
-        let key = self.entries_key(url);
-        let fields: Vec<(Vec<u8>, Vec<u8>)> = self
-            .call(timeout, async {
-                let mut handle = self.connection.handle().await?;
-                redis::cmd("HGETALL")
-                    .arg(key)
-                    .query_async(&mut handle)
-                    .await
-            })
-            .await?;
+        let mut read = redis::cmd("HGETALL");
+        read.arg(self.entries_key(url));
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = self.query(timeout, &read).await?;
         let mut entries = Vec::with_capacity(fields.len());
         for (id, encoded) in fields {
             match Entry::decode(&Bytes::from(encoded)) {
@@ -425,36 +410,19 @@ impl Shared {
         // tags finds it. (An entry stored while a purge runs may outlive
         // that purge, as a write that came after it; never a later one.)
         for tag in entry.tags() {
-            let tag_key = self.tag_key(tag);
-            let tagged = self
-                .call(None, async {
-                    let mut handle = self.connection.handle().await?;
-                    self.tag_url
-                        .key(tag_key)
-                        .arg(&*url)
-                        .arg(ttl)
-                        .invoke_async::<()>(&mut handle)
-                        .await
-                })
-                .await;
-            if tagged.is_none() {
+            let mut tag_url = self.tag_url.key(self.tag_key(tag));
+            tag_url.arg(&*url).arg(ttl);
+            if self.invoke::<()>(None, &tag_url).await.is_none() {
                 return;
             }
         }
-        let encoded = entry.encode();
-        let key = self.entries_key(&url);
-        self.call(None, async {
-            let mut handle = self.connection.handle().await?;
-            self.store_variant
-                .key(key)
-                .arg(entry.variant_id())
-                .arg(encoded.as_ref())
-                .arg(ttl)
-                .arg(self.max_variants)
-                .invoke_async::<()>(&mut handle)
-                .await
-        })
-        .await;
+        let mut store = self.store_variant.key(self.entries_key(&url));
+        store
+            .arg(entry.variant_id())
+            .arg(entry.encode().as_ref())
+            .arg(ttl)
+            .arg(self.max_variants);
+        self.invoke::<()>(None, &store).await;
     }
 
     /// Applies `selector` to the URL `url` in Redis; returns how many
@@ -489,12 +457,7 @@ impl Shared {
             }
             command
         };
-        let done = self
-            .call(timeout, async {
-                let mut handle = self.connection.handle().await?;
-                command.query_async::<()>(&mut handle).await
-            })
-            .await;
+        let done: Option<()> = self.query(timeout, &command).await;
         done.map_or(0, |()| selected.len())
     }
 
@@ -503,16 +466,9 @@ impl Shared {
         let urls: Vec<String> = match &selector {
             Purge::Key(url) => vec![url.clone()],
             Purge::Tag(tag) => {
-                let key = self.tag_key(tag);
-                self.call(timeout, async {
-                    let mut handle = self.connection.handle().await?;
-                    redis::cmd("SMEMBERS")
-                        .arg(key)
-                        .query_async(&mut handle)
-                        .await
-                })
-                .await
-                .unwrap_or_default()
+                let mut members = redis::cmd("SMEMBERS");
+                members.arg(self.tag_key(tag));
+                self.query(timeout, &members).await.unwrap_or_default()
             }
             Purge::Prefix(prefix) => {
                 let pattern = format!("{}:e:{{{}*", self.prefix, glob_escape(prefix));
@@ -540,30 +496,17 @@ impl Shared {
     }
 
     async fn remove(&self, url: &str) {
-        let key = self.entries_key(url);
-        self.call(None, async {
-            let mut handle = self.connection.handle().await?;
-            redis::cmd("DEL")
-                .arg(key)
-                .query_async::<()>(&mut handle)
-                .await
-        })
-        .await;
+        let mut delete = redis::cmd("DEL");
+        delete.arg(self.entries_key(url));
+        self.query::<()>(None, &delete).await;
     }
 
     /// Tells every instance's memory tier (this one's included) to apply
     /// `message`.
     async fn publish(&self, message: Vec<u8>) {
-        let channel = format!("{}:purge", self.prefix);
-        self.call(Some(self.purge_timeout), async {
-            let mut handle = self.connection.handle().await?;
-            redis::cmd("PUBLISH")
-                .arg(channel)
-                .arg(message)
-                .query_async::<()>(&mut handle)
-                .await
-        })
-        .await;
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(format!("{}:purge", self.prefix)).arg(message);
+        self.query::<()>(Some(self.purge_timeout), &publish).await;
     }
 
     /// Applies a purge message heard on the channel to the memory tier.

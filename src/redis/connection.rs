@@ -9,7 +9,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, ScriptInvocation, Value};
 use tokio::sync::OnceCell;
 
 use crate::config::ConfigError;
@@ -144,8 +144,23 @@ impl RedisConnection {
         matches!(self.backend, Backend::Cluster(_))
     }
 
+    /// Runs one command.
+    #[cfg_attr(not(any(feature = "rate-limit", feature = "cache")), allow(dead_code))]
+    pub(crate) async fn query<T: FromRedisValue>(&self, command: &Cmd) -> RedisResult<T> {
+        command.query_async(&mut self.handle().await?).await
+    }
+
+    /// Runs a script (`EVALSHA`, loading it again on `NOSCRIPT`).
+    #[cfg_attr(not(any(feature = "rate-limit", feature = "cache")), allow(dead_code))]
+    pub(crate) async fn invoke<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> RedisResult<T> {
+        invocation.invoke_async(&mut self.handle().await?).await
+    }
+
     /// A handle to send commands through: connects the Cluster on first use.
-    pub(crate) async fn handle(&self) -> RedisResult<Handle> {
+    async fn handle(&self) -> RedisResult<Handle> {
         match &self.backend {
             Backend::Single(manager) => Ok(Handle::Single(manager.clone())),
             Backend::Cluster(lazy) => {
@@ -243,7 +258,7 @@ where
 }
 
 /// One caller's handle on the shared connection.
-pub(crate) enum Handle {
+enum Handle {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use metrics::SharedString;
+use metrics::{Counter, SharedString};
 use redis::RedisResult;
 use tokio::time::Instant;
 
@@ -44,6 +44,40 @@ impl Failed {
             Failed::Error(_) => "error",
         }
     }
+}
+
+/// The results every store counts in `armor.<layer>.store{name,result}`:
+/// Redis answered, or what kept it from answering.
+pub(crate) struct Results {
+    pub(crate) ok: Counter,
+    error: Counter,
+    timeout: Counter,
+    fallback: Counter,
+}
+
+impl Results {
+    pub(crate) fn new(metric: &'static str, name: &SharedString) -> Results {
+        Results {
+            ok: result(metric, name, "ok"),
+            error: result(metric, name, "error"),
+            timeout: result(metric, name, "timeout"),
+            fallback: result(metric, name, "fallback"),
+        }
+    }
+
+    /// Counts a call that brought no answer, under its `result`.
+    pub(crate) fn failed(&self, failed: &Failed) {
+        match failed {
+            Failed::Open => self.fallback.increment(1),
+            Failed::Timeout => self.timeout.increment(1),
+            Failed::Error(_) => self.error.increment(1),
+        }
+    }
+}
+
+/// One `result` of `metric` for the store `name`.
+pub(crate) fn result(metric: &'static str, name: &SharedString, result: &'static str) -> Counter {
+    metrics::counter!(metric, "name" => name.clone(), "result" => result)
 }
 
 /// Timeout and breaker around one store's Redis calls.
@@ -132,8 +166,17 @@ impl Guard {
         }
     }
 
+    /// Logs a failure of the store `name`, at most once every 10 s,
+    /// saying what happens instead (`instead`).
+    pub(crate) fn warn(&self, name: &str, failed: &Failed, instead: &str) {
+        if self.should_warn() {
+            tracing::warn!(name, result = failed.label(), error = %failed,
+                "the {instead}");
+        }
+    }
+
     /// Whether a failure should be logged now (at most once per 10 s).
-    pub(crate) fn should_warn(&self) -> bool {
+    fn should_warn(&self) -> bool {
         let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
         let last = self.warned_at.load(Ordering::Relaxed);
         let due = last == u64::MAX || now.saturating_sub(last) >= WARN_EVERY.as_millis() as u64;

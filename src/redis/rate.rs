@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 
 use super::batch::{self, Batches, Waiting};
 use super::connection::RedisConnection;
-use super::guard::{Failed, Guard};
+use super::guard::{Failed, Guard, Results, result};
 use super::key::StoreKey;
 use crate::config::{ConfigError, instance_name};
 use crate::key::KeyLimits;
@@ -174,12 +174,11 @@ enum FallbackStore<K> {
     Local(MemoryStore<K>),
 }
 
+const STORE_METRIC: &str = "armor.rate_limit.store";
+
 /// `armor.rate_limit.store{name,result}` and the round-trip histogram.
 struct Handles {
-    ok: Counter,
-    error: Counter,
-    timeout: Counter,
-    fallback: Counter,
+    results: Results,
     cached: Counter,
     duration: Histogram,
 }
@@ -409,23 +408,23 @@ where
 {
     fn metrics<R>(&self, f: impl FnOnce(&Handles) -> R) -> R {
         self.metrics.with(
-            || {
-                let result = |result: &'static str| {
-                    metrics::counter!("armor.rate_limit.store",
-                        "name" => self.name.clone(), "result" => result)
-                };
-                Handles {
-                    ok: result("ok"),
-                    error: result("error"),
-                    timeout: result("timeout"),
-                    fallback: result("fallback"),
-                    cached: result("cached"),
-                    duration: metrics::histogram!("armor.rate_limit.store_duration",
-                        "name" => self.name.clone()),
-                }
+            || Handles {
+                results: Results::new(STORE_METRIC, &self.name),
+                cached: result(STORE_METRIC, &self.name, "cached"),
+                duration: metrics::histogram!("armor.rate_limit.store_duration",
+                    "name" => self.name.clone()),
             },
             f,
         )
+    }
+
+    /// `key`'s name in Redis: the prefix, then the key in a hash tag.
+    fn redis_key(&self, key: &K) -> Vec<u8> {
+        let mut redis_key = Vec::with_capacity(self.prefix.len() + 24);
+        redis_key.extend_from_slice(&self.prefix);
+        key.write_key(&mut redis_key);
+        redis_key.push(b'}');
+        redis_key
     }
 
     fn states(&self, aheads: &[u64]) -> Vec<QuotaState> {
@@ -469,7 +468,7 @@ where
             Ok((reply, took)) => match self.read_reply(&key, &reply, check) {
                 Some(decision) => {
                     self.metrics(|m| {
-                        m.ok.increment(1);
+                        m.results.ok.increment(1);
                         m.duration.record(took.as_secs_f64());
                     });
                     decision
@@ -484,21 +483,18 @@ where
     /// of the reply (or the failure).
     async fn send(&self, batch: Vec<Waiting>) {
         let width = 3 + self.limits.len();
-        let call = async {
-            let mut handle = self.connection.handle().await?;
-            let mut invocation = self.script.prepare_invoke();
-            invocation.arg(self.limits.len());
-            for argument in &self.arguments {
-                invocation.arg(argument);
-            }
-            for waiting in &batch {
-                invocation
-                    .key(&waiting.redis_key)
-                    .arg(waiting.cost)
-                    .arg(micros(nanos(waiting.max_wait)));
-            }
-            invocation.invoke_async::<Vec<i64>>(&mut handle).await
-        };
+        let mut invocation = self.script.prepare_invoke();
+        invocation.arg(self.limits.len());
+        for argument in &self.arguments {
+            invocation.arg(argument);
+        }
+        for waiting in &batch {
+            invocation
+                .key(&waiting.redis_key)
+                .arg(waiting.cost)
+                .arg(micros(nanos(waiting.max_wait)));
+        }
+        let call = self.connection.invoke::<Vec<i64>>(&invocation);
         let answer = match self.guard.call(call).await {
             Ok((reply, _)) if reply.len() != width * batch.len() => Err(unexpected_reply()),
             answer => answer,
@@ -546,19 +542,12 @@ where
 
     /// Decides without Redis, as the fallback says.
     fn fall_back(&self, key: &K, check: Check, failed: Failed) -> Decision {
-        self.metrics(|m| match failed {
-            Failed::Open => m.fallback.increment(1),
-            Failed::Timeout => m.timeout.increment(1),
-            Failed::Error(_) => m.error.increment(1),
-        });
-        if self.guard.should_warn() {
-            tracing::warn!(
-                name = &*self.name,
-                result = failed.label(),
-                error = %failed,
-                "the rate limit's Redis store cannot decide; its fallback does"
-            );
-        }
+        self.metrics(|m| m.results.failed(&failed));
+        self.guard.warn(
+            &self.name,
+            &failed,
+            "rate limit's Redis store cannot decide; its fallback does",
+        );
         match &self.fallback {
             FallbackStore::Allow => decided(Verdict::Allowed, Vec::new(), Placement::Own),
             FallbackStore::Refuse => {
@@ -605,13 +594,9 @@ where
                 ))));
             }
         }
-        let mut redis_key = Vec::with_capacity(shared.prefix.len() + 24);
-        redis_key.extend_from_slice(&shared.prefix);
-        key.write_key(&mut redis_key);
-        redis_key.push(b'}');
         RedisDecision(Pending::Asking(Box::pin(shared.clone().ask(
             key.clone(),
-            redis_key,
+            shared.redis_key(key),
             check,
         ))))
     }
@@ -629,19 +614,14 @@ where
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return false;
         };
-        let mut redis_key = shared.prefix.to_vec();
-        key.write_key(&mut redis_key);
-        redis_key.push(b'}');
+        let mut delete = redis::cmd("DEL");
+        delete.arg(shared.redis_key(key));
         let shared = shared.clone();
         runtime.spawn(async move {
-            let delete = async {
-                let mut handle = shared.connection.handle().await?;
-                redis::cmd("DEL")
-                    .arg(redis_key)
-                    .query_async::<()>(&mut handle)
-                    .await
-            };
-            let _ = shared.guard.call(delete).await;
+            let _ = shared
+                .guard
+                .call(shared.connection.query::<()>(&delete))
+                .await;
         });
         true
     }
