@@ -113,23 +113,46 @@ async fn client(server: &server::RedisServer) -> redis::aio::MultiplexedConnecti
 
 /// Waits (bounded) until Redis holds `count` entry hashes: stores write in
 /// the background, after the response has gone.
-async fn entry_keys(redis: &mut redis::aio::MultiplexedConnection, count: usize) -> Vec<String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("armor:cache:e:*")
-            .query_async(redis)
-            .await
-            .unwrap();
-        if keys.len() >= count {
-            return keys;
+async fn entry_keys(redis: &redis::aio::MultiplexedConnection, count: usize) -> Vec<String> {
+    let wait = Duration::from_secs(5);
+    server::eventually("the entry was never written", wait, || {
+        let mut redis = redis.clone();
+        async move {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("armor:cache:e:*")
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            if keys.len() >= count {
+                Ok(keys)
+            } else {
+                Err(format!("{keys:?}"))
+            }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{keys:?}: the entry was never written"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    })
+    .await
+}
+
+/// Waits (bounded) until both instances' stores listen for purges.
+async fn both_subscribed(redis: &redis::aio::MultiplexedConnection) {
+    let wait = Duration::from_secs(5);
+    server::eventually("two subscribers to the purge channel", wait, || {
+        let mut redis = redis.clone();
+        async move {
+            let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg("armor:cache:purge")
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            if counts[0].1 == 2 {
+                Ok(())
+            } else {
+                Err(format!("{counts:?}"))
+            }
+        }
+    })
+    .await
 }
 
 fn store(server: &server::RedisServer) -> RedisCacheStoreBuilder {
@@ -157,8 +180,8 @@ fn a_response_stored_by_one_instance_is_a_hit_on_the_other() {
         let (status, cache_status, body) = get(&first, URL).await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, "body 1"));
         assert!(cache_status.contains("fwd=uri-miss"), "{cache_status}");
-        let mut redis = client(&server).await;
-        entry_keys(&mut redis, 1).await;
+        let redis = client(&server).await;
+        entry_keys(&redis, 1).await;
         let (status, cache_status, body) = get(&second, URL).await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, "body 1"));
         assert!(cache_status.contains("hit"), "{cache_status}");
@@ -177,7 +200,7 @@ fn redis_keeps_an_entry_for_its_usable_life() {
         let origin = Origin::new(&[("cache-control", "max-age=100, stale-while-revalidate=20")]);
         let (cache, _) = instance(store(&server).build().unwrap(), &origin);
         get(&cache, URL).await;
-        let keys = entry_keys(&mut redis, 1).await;
+        let keys = entry_keys(&redis, 1).await;
         let ttl: i64 = redis::cmd("PTTL")
             .arg(&keys[0])
             .query_async(&mut redis)
@@ -194,7 +217,7 @@ fn redis_keeps_an_entry_for_its_usable_life() {
             &origin,
         );
         get(&cache, "http://shop.example/validated").await;
-        let keys = entry_keys(&mut redis, 2).await;
+        let keys = entry_keys(&redis, 2).await;
         let validated = keys.iter().find(|key| key.contains("validated")).unwrap();
         let ttl: i64 = redis::cmd("PTTL")
             .arg(validated)
@@ -216,7 +239,7 @@ fn an_entry_that_does_not_decode_is_a_miss() {
         let (first, _) = instance(store(&server).build().unwrap(), &origin);
         get(&first, URL).await;
         let mut redis = client(&server).await;
-        let keys = entry_keys(&mut redis, 1).await;
+        let keys = entry_keys(&redis, 1).await;
         let fields: Vec<Vec<u8>> = redis::cmd("HKEYS")
             .arg(&keys[0])
             .query_async(&mut redis)
@@ -242,14 +265,26 @@ fn an_entry_that_does_not_decode_is_a_miss() {
 
 /// Waits (bounded) until `memory` no longer answers `key`.
 async fn forgotten(memory: &MemoryStore, key: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while memory.get(key).await.is_some() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the memory tier kept {key}"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let wait = Duration::from_secs(5);
+    server::eventually("the memory tier kept the entry", wait, || async move {
+        match memory.get(key).await {
+            None => Ok(()),
+            Some(_) => Err(key.to_owned()),
+        }
+    })
+    .await
+}
+
+/// Waits (bounded) until Redis no longer has `key`.
+async fn gone(server: &server::RedisServer, key: &str) {
+    let wait = Duration::from_secs(5);
+    server::eventually("the key is still there", wait, || async move {
+        match server.command(&format!("EXISTS {key}")).as_deref() {
+            Some(":0") => Ok(()),
+            other => Err(format!("{key}: {other:?}")),
+        }
+    })
+    .await
 }
 
 #[test]
@@ -273,27 +308,14 @@ fn a_purge_by_tag_on_one_instance_empties_the_other_instances_memory_tier() {
         );
         get(&first, URL).await;
         let mut redis = client(&server).await;
-        entry_keys(&mut redis, 1).await;
+        entry_keys(&redis, 1).await;
         // The second instance reads it from Redis and keeps it in memory.
         let (_, cache_status, _) = get(&second, URL).await;
         assert!(cache_status.contains("hit"), "{cache_status}");
         let key = first_handle.key_of(&URL.parse().unwrap());
         assert!(memory.1.get(&key).await.is_some());
         // Both subscriptions are live before the purge.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg("armor:cache:purge")
-                .query_async(&mut redis)
-                .await
-                .unwrap();
-            if counts[0].1 == 2 {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{counts:?}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        both_subscribed(&redis).await;
         // Each tag indexes the URLs whose entries carry it.
         for tag in ["product-7", "shelf"] {
             let urls: Vec<String> = redis::cmd("SMEMBERS")
@@ -332,8 +354,8 @@ fn a_soft_purge_by_prefix_marks_entries_stale_in_redis() {
         for path in ["/items/1", "/items/2", "/other/[1]*"] {
             get(&cache, &format!("http://shop.example{path}")).await;
         }
-        let mut redis = client(&server).await;
-        entry_keys(&mut redis, 3).await;
+        let redis = client(&server).await;
+        entry_keys(&redis, 3).await;
         let prefix = handle.key_of(&"http://shop.example/items/".parse().unwrap());
         assert_eq!(handle.purge(Purge::Prefix(prefix), true).await, 2);
         // A glob character in the prefix is matched as itself.
@@ -403,11 +425,15 @@ fn instances_share_entries_over_a_three_node_cluster() {
         // Written in the background: wait until the last one is readable.
         let last = handle.key_of(&"http://shop.example/items/29".parse().unwrap());
         let reader = store();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while reader.get(&last).await.is_none() {
-            assert!(tokio::time::Instant::now() < deadline);
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let wait = Duration::from_secs(5);
+        server::eventually("the last entry was never written", wait, || async {
+            reader
+                .get(&last)
+                .await
+                .map(drop)
+                .ok_or_else(|| last.clone())
+        })
+        .await;
         for i in 0..30 {
             let (_, cache_status, _) =
                 get(&second, &format!("http://shop.example/items/{i}")).await;
@@ -651,23 +677,24 @@ fn every_variant_of_a_url_is_kept_in_redis() {
             response.into_body().collect().await.unwrap();
         }
         let entry = format!("armor:cache:e:{{{}}}", handle.key_of(&URL.parse().unwrap()));
-        let mut redis = client(&server).await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let variants: u64 = redis::cmd("HLEN")
-                .arg(&entry)
-                .query_async(&mut redis)
-                .await
-                .unwrap();
-            if variants == 2 {
-                break;
+        let redis = client(&server).await;
+        server::eventually("two variants in Redis", Duration::from_secs(5), || {
+            let mut redis = redis.clone();
+            let entry = entry.clone();
+            async move {
+                let variants: u64 = redis::cmd("HLEN")
+                    .arg(&entry)
+                    .query_async(&mut redis)
+                    .await
+                    .unwrap();
+                if variants == 2 {
+                    Ok(())
+                } else {
+                    Err(format!("{variants} variant(s)"))
+                }
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{variants} variant(s)"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        })
+        .await;
         for (language, body) in [("en", "body 1"), ("de", "body 2")] {
             let response = second.clone().oneshot(in_language(language)).await.unwrap();
             let cache_status = response.headers()["cache-status"]
@@ -740,7 +767,7 @@ fn a_body_over_the_redis_limit_stays_in_the_memory_tier() {
         // A body exactly at the limit goes to Redis.
         let (cache, _) = instance(store(&server).max_entry_bytes(6).build().unwrap(), &origin);
         get(&cache, "http://shop.example/exact").await;
-        let stored = entry_keys(&mut redis, 1).await;
+        let stored = entry_keys(&redis, 1).await;
         assert_eq!(stored.len(), 1);
         let () = redis::cmd("FLUSHALL")
             .query_async(&mut redis)
@@ -796,21 +823,8 @@ fn the_memory_tier_is_forgotten_after_a_lost_subscription_and_hears_purges_again
         server.restart();
         forgotten(&memory.1, &key).await;
         // And purges are heard again.
-        let mut redis = client(&server).await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let counts: Vec<(String, u64)> = redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg("armor:cache:purge")
-                .query_async(&mut redis)
-                .await
-                .unwrap();
-            if counts[0].1 == 2 {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{counts:?}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let redis = client(&server).await;
+        both_subscribed(&redis).await;
         get(&second, URL).await;
         assert!(memory.1.get(&key).await.is_some());
         handle.purge(Purge::Key(key.clone()), false).await;
@@ -829,8 +843,8 @@ fn a_successful_unsafe_request_on_one_instance_invalidates_the_url_for_all() {
         let (first, handle) = instance(store(&server).build().unwrap(), &origin);
         let (second, _) = instance(store(&server).build().unwrap(), &origin);
         get(&first, URL).await;
-        let mut redis = client(&server).await;
-        entry_keys(&mut redis, 1).await;
+        let redis = client(&server).await;
+        entry_keys(&redis, 1).await;
         let post = Request::post(URL).body(Body::default()).unwrap();
         assert_eq!(
             first.clone().oneshot(post).await.unwrap().status(),
@@ -838,14 +852,7 @@ fn a_successful_unsafe_request_on_one_instance_invalidates_the_url_for_all() {
         );
         // Removed from Redis in the background.
         let entry = format!("armor:cache:e:{{{}}}", handle.key_of(&URL.parse().unwrap()));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while server.command(&format!("EXISTS {entry}")).as_deref() != Some(":0") {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{entry} is still there"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        gone(&server, &entry).await;
         let (_, cache_status, body) = get(&second, URL).await;
         assert!(cache_status.contains("fwd=uri-miss"), "{cache_status}");
         assert_eq!(body, "body 3");

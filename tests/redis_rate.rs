@@ -257,16 +257,16 @@ fn through_an_outage(fallback: Fallback) -> (Vec<StatusCode>, Recording, bool) {
         server.restart();
         // Back within a second or so (the breaker probes at most a second
         // apart): the fresh, empty Redis decides again.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let ok_before = store_results(&recording, "ok");
-        while store_results(&recording, "ok") == ok_before {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the store never recovered"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let wait = Duration::from_secs(10);
+        redis::eventually("the store never recovered", wait, || async {
             status(&limited, from("192.0.2.3")).await;
-        }
+            match store_results(&recording, "ok") {
+                ok if ok > ok_before => Ok(()),
+                ok => Err(format!("{ok} decided by Redis")),
+            }
+        })
+        .await;
         statuses
     });
     (statuses, recording, true)
@@ -699,11 +699,14 @@ fn a_reset_key_is_whole_again_everywhere() {
         ));
         assert!(store.reset(&key), "reset in the background");
         // Its state in Redis is deleted, and its local refusal forgotten.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while server.command("EXISTS armor:rate_limit:{k}").as_deref() != Some(":0") {
-            assert!(tokio::time::Instant::now() < deadline);
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        let wait = Duration::from_secs(5);
+        redis::eventually("the key's state is still in Redis", wait, || async {
+            match server.command("EXISTS armor:rate_limit:{k}").as_deref() {
+                Some(":0") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
         assert_eq!(store.check(&key, check(1)).await.verdict, Verdict::Allowed);
         store
     });

@@ -292,3 +292,24 @@ fn binary() -> Option<String> {
         .exists()
         .then(|| debian.to_owned())
 }
+
+/// Waits until `check` gives a value, asking every 2 ms, for at most
+/// `within` (Redis writes made in the background land within
+/// milliseconds); panics with `what` and the last value seen otherwise.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what} (last seen: {seen})"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
