@@ -8,15 +8,11 @@
 //! refused locally (no round trip). Cache: a 1 KiB hit through the cache
 //! layer in memory only, two-tier (a memory hit) and Redis only.
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
-use tower::{Layer, Service, ServiceExt};
+use tower::Layer;
 use tower_armor::cache::{CacheLayer, CacheStore, MemoryStore};
 use tower_armor::key::KeyLimits;
 use tower_armor::rate_limit::{Check, MakeStore, Overflow, Quota, RateStore};
@@ -24,6 +20,8 @@ use tower_armor::redis::{RedisCacheStore, RedisConnection, RedisRateStore};
 
 #[path = "../tests/support/redis.rs"]
 mod server;
+#[path = "support/cache_stacks.rs"]
+mod stacks;
 
 /// Decisions in flight at once: one (each request's round trip, its
 /// latency) and 64 (a busy server).
@@ -158,26 +156,6 @@ fn rate_limit(c: &mut Criterion, runtime: &tokio::runtime::Runtime, url: &str) {
     }
 }
 
-type Req = Request<Full<Bytes>>;
-
-type Answer = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>;
-
-fn handler()
--> impl Service<Req, Response = Response<Full<Bytes>>, Error = Infallible, Future = Answer>
-+ Clone
-+ Send
-+ 'static {
-    tower::service_fn(|_: Req| {
-        std::future::ready(Ok::<_, Infallible>(
-            Response::builder()
-                .header("cache-control", "max-age=3600")
-                .header("content-type", "application/json")
-                .body(Full::from(vec![b'x'; 1024]))
-                .unwrap(),
-        ))
-    })
-}
-
 /// Times a 1 KiB hit through a cache layer on `store`.
 fn time_hits(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
@@ -186,29 +164,13 @@ fn time_hits(
     store: impl CacheStore,
 ) {
     let layer = CacheLayer::builder().store(store).build().unwrap();
-    let service = layer.layer(handler());
-    let get = || {
-        let service = service.clone();
-        async move {
-            let request = Request::get("http://bench.local/items/1")
-                .body(Full::default())
-                .unwrap();
-            let response = service.oneshot(request).await.unwrap();
-            response
-                .into_body()
-                .collect()
-                .await
-                .unwrap()
-                .to_bytes()
-                .len()
-        }
-    };
+    let mut service = layer.layer(stacks::handler(1 << 10));
     // Stored, and written through to Redis, before timing.
-    runtime.block_on(async {
-        get().await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    stacks::drive(runtime, &mut service, stacks::request(stacks::URL));
+    runtime.block_on(tokio::time::sleep(Duration::from_millis(200)));
+    group.bench_function(label, |b| {
+        b.iter(|| stacks::drive(runtime, &mut service, stacks::request(stacks::URL)))
     });
-    group.bench_function(label, |b| b.iter(|| runtime.block_on(get())));
 }
 
 fn cache_hits(c: &mut Criterion, runtime: &tokio::runtime::Runtime, url: &str) {
