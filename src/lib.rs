@@ -163,6 +163,26 @@ pub mod compression;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
+#[cfg(armor_presets)]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        feature = "cache",
+        feature = "metrics",
+        feature = "health",
+        feature = "timeout",
+        feature = "rate-limit",
+        feature = "circuit-breaker",
+        feature = "retry",
+        any(
+            feature = "compression-gzip",
+            feature = "compression-deflate",
+            feature = "compression-br",
+            feature = "compression-zstd"
+        )
+    )))
+)]
+pub mod preset;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;

@@ -57,7 +57,8 @@ impl VaryNormalizer {
     /// assert_eq!(normalize.apply("gzip;q=1, br;q=0.5"), "gzip");
     /// assert_eq!(normalize.apply("deflate"), "identity");
     /// ```
-    pub fn negotiated_coding<const N: usize>(preference: [&'static str; N]) -> VaryNormalizer {
+    pub fn negotiated_coding(preference: impl IntoIterator<Item = &'static str>) -> VaryNormalizer {
+        let preference: Vec<&'static str> = preference.into_iter().collect();
         VaryNormalizer::new(move |value| negotiated(value, &preference).to_owned())
     }
 

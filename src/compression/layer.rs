@@ -39,6 +39,12 @@ impl CompressionLayer {
         Self::default()
     }
 
+    /// The codings this layer offers, in its order of preference (what a
+    /// cache above it gives `VaryNormalizer::negotiated_coding`).
+    pub fn encodings(&self) -> &[Encoding] {
+        &self.shared.preference
+    }
+
     /// Starts a layer with the defaults, to change some of them.
     pub fn builder() -> CompressionBuilder {
         CompressionBuilder {
