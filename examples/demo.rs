@@ -1,5 +1,6 @@
-//! The tower-armor demo: an axum server with every layer that exists so far,
-//! one route per behaviour, and the curl commands that show each one.
+//! The tower-armor demo: an axum server built on the server preset, with
+//! every layer, one route per behaviour, and the curl commands that show
+//! each one.
 //!
 //! ```text
 //! cargo run --all-features --example demo                 # serves on 127.0.0.1:3000
@@ -23,20 +24,23 @@ use http_body_util::BodyExt;
 use tokio::net::TcpListener;
 use tokio::time::{Instant, sleep};
 use tower_armor::Deadline;
-use tower_armor::cache::{CacheHandle, CacheLayer, MemoryStore, Purge};
+use tower_armor::cache::{CacheHandle, CacheLayer, MemoryStore, Purge, VaryNormalizer};
 use tower_armor::circuit_breaker::{CircuitBreakerLayer, CircuitHandle};
-use tower_armor::compression::{CompressionLayer, RequestDecompressionLayer};
+use tower_armor::compression::{Encoding, RequestDecompressionLayer};
 use tower_armor::health::{Check, CheckResult, HealthHandle, HealthLayer, Probe, check_fn, checks};
-use tower_armor::metrics::{Metrics, MetricsLayer, prometheus};
+use tower_armor::metrics::{MetricsLayer, prometheus};
+use tower_armor::preset::{ClientPreset, ServerPreset};
 use tower_armor::rate_limit::{Header, MissingKey, Quota, RateLimitLayer};
 use tower_armor::redis::{RedisCacheStore, RedisConnection};
-use tower_armor::retry::{ReplayBody, Retry, RetryLayer};
+use tower_armor::retry::{ReplayBody, RetryLayer};
 use tower_armor::timeout::{RequestBodyTimeoutLayer, ResponseBodyDeadlineLayer, TimeoutLayer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Handlers get one second to start answering.
 const HANDLER_TIMEOUT: Duration = Duration::from_secs(1);
+/// No route, uploads and streams included, may take longer to its head.
+const REQUEST_CEILING: Duration = Duration::from_secs(10);
 /// A client may pause this long while uploading.
 const UPLOAD_IDLE: Duration = Duration::from_secs(2);
 /// A streamed response must finish within this.
@@ -47,21 +51,16 @@ const BREAKER_OPEN: Duration = Duration::from_secs(2);
 /// Calls the shaky upstream has had; two of every three fail.
 static SHAKY_CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-/// The demo's own HTTP client to its shaky upstream, with retries, measured
-/// as one request however many attempts it takes.
-type RetryingClient = Metrics<
-    Retry<
-        hyper_util::client::legacy::Client<
-            hyper_util::client::legacy::connect::HttpConnector,
-            ReplayBody<http_body_util::Empty<Bytes>>,
-        >,
-        tower_armor::key::Global,
-        tower_armor::classify::DefaultClassifier,
-        tower_armor::retry::AsReplayBody,
-    >,
-    tower_armor::metrics::DefaultRoute,
-    tower_armor::classify::DefaultClassifier,
+/// The HTTP client under the demo's own client stack.
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    ReplayBody<http_body_util::Empty<Bytes>>,
 >;
+
+/// The demo's own HTTP client to its shaky upstream: the client preset
+/// (metrics, a 10 s timeout, retries, a breaker per upstream), measured as
+/// one request however many attempts it takes.
+type RetryingClient = <ClientPreset as tower::Layer<HttpClient>>::Service;
 
 /// Decoded request bodies may grow to this; past it, 413.
 const MAX_DECODED_UPLOAD: u64 = 1024 * 1024;
@@ -134,59 +133,59 @@ fn app(addr: SocketAddr, scrape: prometheus::Scrape) -> Result<(Router, HealthHa
         .build()?;
     let health_handle = health.handle();
 
-    // A client that retries: up to 3 attempts, jittered backoff, budgeted.
-    let retry = RetryLayer::builder()
-        .name("shaky")
-        .backoff(Duration::from_millis(20), Duration::from_millis(200))
-        .build()?;
+    // A client that retries: the client preset, its retries backing off
+    // from 20 ms (up to 3 attempts, budgeted).
     let client: RetryingClient = tower::ServiceBuilder::new()
-        .layer(MetricsLayer::client().name("shaky").build()?)
-        .layer(retry)
+        .layer(
+            ClientPreset::builder()
+                .name("shaky")
+                .retry(
+                    RetryLayer::builder()
+                        .name("shaky")
+                        .backoff(Duration::from_millis(20), Duration::from_millis(200))
+                        .build()?,
+                )
+                .build()?,
+        )
         .service(
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build_http(),
         );
     let shaky_url = format!("http://{addr}/shaky");
 
-    // Compressed answers for clients that accept them; compressed uploads
-    // decoded, up to 1 MiB once decoded.
-    let compression = CompressionLayer::builder().name("demo").build()?;
+    // Compressed uploads decoded, up to 1 MiB once decoded. (Answers are
+    // compressed by the preset, for every route.)
     let decompression = RequestDecompressionLayer::builder()
         .name("demo")
         .max_decompressed_bytes(MAX_DECODED_UPLOAD)
         .build()?;
-    let compressed = Router::new()
+    let orders = Router::new()
         .route("/orders", get(orders).post(import_orders))
-        .route("/events", get(events))
-        .layer(
-            tower::ServiceBuilder::new()
-                .layer(compression)
-                .layer(decompression),
-        );
+        .layer(decompression);
 
-    // A cache in front of one route: fresh for 2 s, then revalidated with
-    // its ETag; a change purges everything tagged `catalogue`.
-    // In memory by default; with ARMOR_REDIS_URL=redis://127.0.0.1:6379/
-    // every instance of the demo shares it through Redis, each with its own
-    // memory tier in front (purges reach them all).
-    let mut cache = CacheLayer::builder().name("demo");
-    if let Ok(url) = std::env::var("ARMOR_REDIS_URL") {
-        let redis = RedisConnection::open(&url)?;
-        cache = cache.store(
-            RedisCacheStore::builder(redis)
-                .local(MemoryStore::new())
+    // The catalogue is fresh for 2 s, then revalidated with its ETag; a
+    // change purges everything tagged `catalogue`. The preset's cache (below)
+    // stores what says it may be stored, in memory; with
+    // ARMOR_REDIS_URL=redis://127.0.0.1:6379/ every instance of the demo
+    // shares it through Redis, each with its own memory tier in front
+    // (purges reach them all).
+    let redis_cache = match std::env::var("ARMOR_REDIS_URL") {
+        Ok(url) => Some(
+            CacheLayer::builder()
+                .name("demo")
+                .vary_normalizer(
+                    http::header::ACCEPT_ENCODING,
+                    VaryNormalizer::negotiated_coding(Encoding::compiled().map(Encoding::as_str)),
+                )
+                .store(
+                    RedisCacheStore::builder(RedisConnection::open(&url)?)
+                        .local(MemoryStore::new())
+                        .build()?,
+                )
                 .build()?,
-        );
-    }
-    let cache = cache.build()?;
-    let cache_handle = cache.handle();
-    let cached = Router::new()
-        .route("/catalogue", get(catalogue))
-        .layer(cache)
-        .route(
-            "/catalogue/change",
-            post(move || change_catalogue(cache_handle.clone())),
-        );
+        ),
+        Err(_) => None,
+    };
 
     // A real gRPC service (grpc.health.v1), served by the same axum router.
     let grpc = tonic::service::Routes::new(health_handle.grpc()).into_axum_router();
@@ -216,9 +215,10 @@ fn app(addr: SocketAddr, scrape: prometheus::Scrape) -> Result<(Router, HealthHa
             "/retried",
             get(move || call_shaky(client.clone(), shaky_url.clone())),
         )
+        .route("/catalogue", get(catalogue))
+        .route("/events", get(events))
         .merge(grpc)
-        .merge(compressed)
-        .merge(cached)
+        .merge(orders)
         .layer(timeout)
         // Body limits go only where they are wanted: they change the body types.
         .route(
@@ -237,11 +237,34 @@ fn app(addr: SocketAddr, scrape: prometheus::Scrape) -> Result<(Router, HealthHa
                     .build()?,
             ),
         )
-        .route_service("/metrics", scrape)
-        // Metrics around everything else, so refusals of every other layer
-        // are counted too; health outermost, so probes are never counted.
-        .layer(metrics)
-        .layer(health);
+        .route_service("/metrics", scrape);
+
+    // The server preset around everything: health outermost (probes are
+    // never counted or refused), metrics (every other layer's refusals
+    // counted too), a 10 s ceiling for every route, the cache, compression.
+    // The demo's limits and its breaker are per route, above, so the
+    // preset's are off.
+    let mut preset = ServerPreset::builder()
+        .name("demo")
+        .health(health)
+        .metrics(metrics)
+        .timeout(
+            TimeoutLayer::builder(REQUEST_CEILING)
+                .name("ceiling")
+                .build()?,
+        )
+        .without_circuit_breaker();
+    if let Some(cache) = redis_cache {
+        preset = preset.cache(cache);
+    }
+    let preset = preset.build()?;
+    let cache_handle = preset.cache().expect("the cache is on").handle();
+    let router = router
+        .route(
+            "/catalogue/change",
+            post(move || change_catalogue(cache_handle.clone())),
+        )
+        .layer(preset);
     Ok((router, health_handle))
 }
 
