@@ -12,6 +12,7 @@
 //! benches/instructions-per-request.sh target/release/examples/perreq metrics:armor  # request metrics, body read to its end
 //! benches/instructions-per-request.sh target/release/examples/perreq health:armor   # a request that is not a probe
 //! benches/instructions-per-request.sh target/release/examples/perreq cache:hit-1k    # a hit, body read (also bare-1k, miss-1k, anchor-hit-1k, -64k)
+//! benches/instructions-per-request.sh target/release/examples/perreq preset:preset  # the server preset (also bare, preset-without-PART)
 //! ```
 
 #[path = "../benches/support/common.rs"]
@@ -41,6 +42,9 @@ mod health_stacks;
 
 #[path = "../benches/support/cache_stacks.rs"]
 mod cache_stacks;
+
+#[path = "../benches/support/preset_stacks.rs"]
+mod preset_stacks;
 
 #[path = "../benches/support/compression_driver.rs"]
 mod compression_driver;
@@ -165,6 +169,9 @@ fn main() {
         health_stacks::run(name, n)
     } else if let Some(name) = stack.strip_prefix("cache:") {
         cache_stacks::run(name, n)
+    } else if let Some(name) = stack.strip_prefix("preset:") {
+        let _handle = metrics_stacks::install();
+        preset_stacks::run(name, n)
     } else if let Some(name) = stack.strip_prefix("metrics:") {
         // One global recorder, as axum-prometheus installs; a subscriber
         // that formats tower-http's DEBUG events and discards them.

@@ -711,6 +711,117 @@ async fn waiters_recover_when_the_leader_is_dropped_or_uncacheable() {
     assert_eq!(origin.calls(), 5);
 }
 
+/// How long `count` concurrent GETs of `path` take to be answered.
+async fn concurrent_wave(
+    service: &CacheService<Origin>,
+    path: &'static str,
+    count: usize,
+) -> Duration {
+    let started = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..count {
+        let mut service = service.clone();
+        tasks.push(tokio::spawn(
+            async move { send(&mut service, get(path)).await },
+        ));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().0, StatusCode::OK);
+    }
+    started.elapsed()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_url_found_uncacheable_is_not_coalesced_for_a_while() {
+    // Answers 1 to 11 cannot be stored; later ones can.
+    let mut origin = Origin::new(|_, n| {
+        let builder = Response::builder();
+        let builder = if n > 11 {
+            builder.header("cache-control", "max-age=100")
+        } else {
+            builder
+        };
+        builder.body(Full::from(format!("body {n}"))).unwrap()
+    });
+    origin.delay = Duration::from_millis(100);
+    let service = cached(&origin);
+    // The first answer shows the URL uncacheable; the next wave goes
+    // upstream together instead of queueing behind a leader.
+    assert_eq!(
+        concurrent_wave(&service, "/api", 1).await,
+        Duration::from_millis(100)
+    );
+    assert_eq!(
+        concurrent_wave(&service, "/api", 10).await,
+        Duration::from_millis(100)
+    );
+    assert_eq!(origin.calls(), 11);
+    // A storable answer is stored as ever, and then served.
+    assert_eq!(
+        concurrent_wave(&service, "/api", 1).await,
+        Duration::from_millis(100)
+    );
+    let (_, headers, body) = send(&mut service.clone(), get("/api")).await;
+    assert_eq!(body, "body 12");
+    assert!(cache_status(&headers).contains("hit"), "{headers:?}");
+
+    // Without the window (or once it is over), the wave waits for one
+    // leader's uncacheable answer, then goes upstream.
+    let mut origin = Origin::with_headers(&[]);
+    origin.delay = Duration::from_millis(100);
+    let layer = CacheLayer::builder()
+        .pass_uncacheable_for(Duration::ZERO)
+        .build()
+        .unwrap();
+    let service = cached_with(&origin, &layer);
+    assert_eq!(
+        concurrent_wave(&service, "/api", 1).await,
+        Duration::from_millis(100)
+    );
+    assert_eq!(
+        concurrent_wave(&service, "/api", 10).await,
+        Duration::from_millis(200)
+    );
+    let service = cached(&origin);
+    assert_eq!(
+        concurrent_wave(&service, "/other", 1).await,
+        Duration::from_millis(100)
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        concurrent_wave(&service, "/other", 10).await,
+        Duration::from_millis(200)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_refused_for_its_own_credentials_leaves_the_url_coalesced() {
+    let mut origin = Origin::with_headers(&[("cache-control", "max-age=100")]);
+    origin.delay = Duration::from_millis(100);
+    let service = cached(&origin);
+    let mut private = service.clone();
+    send(
+        &mut private,
+        request(Method::GET, "/me", &[("authorization", "Bearer a")]),
+    )
+    .await;
+    // Nothing stored for it, and the next wave still makes one request.
+    assert_eq!(
+        concurrent_wave(&service, "/me", 10).await,
+        Duration::from_millis(100)
+    );
+    assert_eq!(origin.calls(), 2);
+}
+
+#[test]
+fn an_uncacheable_pass_window_over_a_year_is_refused() {
+    let error = CacheLayer::builder()
+        .pass_uncacheable_for(Duration::from_secs(366 * 24 * 3600))
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("365 days"), "{error}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn bodies_over_the_limit_or_cut_short_are_passed_on_and_not_stored() {
     let origin = Origin::new(|_, n| {

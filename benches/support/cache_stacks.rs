@@ -44,10 +44,31 @@ pub fn handler(
 + Clone
 + Send
 + 'static {
+    handler_saying(size, "max-age=3600")
+}
+
+/// A handler whose answers a cache may not store (no freshness, no
+/// validator): what most routes of an API are.
+pub fn uncacheable(
+    size: usize,
+) -> impl Service<Req, Response = Response<Full<Bytes>>, Error = Infallible, Future = Ready<Answer>>
++ Clone
++ Send
++ 'static {
+    handler_saying(size, "no-cache, private")
+}
+
+fn handler_saying(
+    size: usize,
+    cache_control: &'static str,
+) -> impl Service<Req, Response = Response<Full<Bytes>>, Error = Infallible, Future = Ready<Answer>>
++ Clone
++ Send
++ 'static {
     service_fn(move |_req: Req| {
         let response = Response::builder()
             .header("content-type", "application/json")
-            .header("cache-control", "max-age=3600")
+            .header("cache-control", cache_control)
             .body(Full::new(Bytes::from(vec![b'x'; size])))
             .expect("a valid response");
         ready(Ok(response))
@@ -63,12 +84,29 @@ pub fn armor(
     Response = Response<impl http_body::Body<Error = tower_armor::BoxError>>,
     Error = Infallible,
 > + Clone {
+    cached(handler(size))
+}
+
+/// Our cache around `handler`.
+pub fn cached<S>(
+    handler: S,
+) -> impl Service<
+    Req,
+    Response = Response<impl http_body::Body<Error = tower_armor::BoxError>>,
+    Error = Infallible,
+> + Clone
+where
+    S: Service<Req, Response = Response<Full<Bytes>>, Error = Infallible, Future = Ready<Answer>>
+        + Clone
+        + Send
+        + 'static,
+{
     let store = MemoryStore::builder().max_bytes(32 << 20).build();
     CacheLayer::builder()
         .store(store)
         .build()
         .expect("valid settings")
-        .layer(handler(size))
+        .layer(handler)
 }
 
 /// http-cache-tower (1.0.0-alpha.9) with its moka manager: the anchor.
@@ -103,7 +141,9 @@ where
 }
 
 /// Runs `n` requests through a named stack; false for an unknown name.
-/// Names: `bare-1k`, `hit-1k`, `anchor-hit-1k`, `miss-1k` (and `-64k`).
+/// Names: `bare-1k`, `hit-1k`, `anchor-hit-1k`, `miss-1k` (and `-64k`);
+/// `uncacheable-1k` and `pass-1k`: a handler whose answers may not be
+/// stored, bare and behind the cache.
 pub fn run(name: &str, n: u64) -> bool {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -135,6 +175,8 @@ pub fn run(name: &str, n: u64) -> bool {
         "anchor-hit" => go(&runtime, anchor(size), n, || URL.to_owned()),
         "miss" => go(&runtime, armor(size), n, fresh_url),
         "anchor-miss" => go(&runtime, anchor(size), n, fresh_url),
+        "uncacheable" => go(&runtime, uncacheable(size), n, || URL.to_owned()),
+        "pass" => go(&runtime, cached(uncacheable(size)), n, || URL.to_owned()),
         _ => return false,
     }
     true

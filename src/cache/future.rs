@@ -376,7 +376,8 @@ where
     let validating = found.filter(|_| whole_get);
     let mut flight = None;
     if whole_get {
-        match shared.flights.join(&key) {
+        match shared.flights.join(&key, now) {
+            Join::Pass => {}
             Join::Lead(mut leading) => {
                 if let Some(hit) =
                     lead_everywhere(&shared, &key, &parts, &directives, &mut leading).await
@@ -682,6 +683,11 @@ impl Exchange {
                 )
             }
             Err(reason) => {
+                // Another request's answer may differ only by its own
+                // credentials; any other reason is the URL's.
+                if let Some(flight) = self.flight.filter(|_| reason != NotStorable::Authorization) {
+                    flight.pass(now);
+                }
                 status = status.detail(reason.as_str());
                 CacheBody::upstream(body)
             }

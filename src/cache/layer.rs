@@ -11,7 +11,7 @@ use super::clock::Clock;
 use super::flight::Flights;
 use super::key::{CacheKey, KeyNormalizer};
 use super::metrics::CacheMetrics;
-use super::policy::{CacheMode, Policy};
+use super::policy::{CacheMode, Millis, Policy};
 use super::service::CacheService;
 use super::settings::{Bypass, Shared};
 use super::status::member_name;
@@ -61,6 +61,7 @@ impl CacheLayer {
             strip_tags: true,
             show_key: false,
             lock_timeout: Duration::from_secs(5),
+            pass_uncacheable_for: Duration::from_secs(30),
             max_background: 64,
         }
     }
@@ -112,6 +113,7 @@ pub struct CacheBuilder {
     strip_tags: bool,
     show_key: bool,
     lock_timeout: Duration,
+    pass_uncacheable_for: Duration,
     max_background: usize,
 }
 
@@ -256,6 +258,18 @@ impl CacheBuilder {
         self
     }
 
+    /// How long the requests for a URL whose last answer could not be
+    /// stored go to the origin without waiting for one another (default
+    /// 30 s; zero: they always wait for the one in flight). Without it, the
+    /// concurrent requests of a route that is never cacheable (most of an
+    /// API) would queue behind one another's response heads. An answer that
+    /// can be stored ends it at once; a request's own `Authorization` never
+    /// starts it. At most 4,096 URLs are remembered.
+    pub fn pass_uncacheable_for(mut self, window: Duration) -> Self {
+        self.pass_uncacheable_for = window;
+        self
+    }
+
     /// Background revalidations (`stale-while-revalidate`) running at once
     /// (default 64); past it, stale answers are served without one.
     pub fn max_background_revalidations(mut self, count: usize) -> Self {
@@ -277,6 +291,12 @@ impl CacheBuilder {
                 "the lock timeout must be above zero",
             ));
         }
+        if self.pass_uncacheable_for > Duration::from_secs(365 * 24 * 3600) {
+            return Err(ConfigError::new(
+                "cache",
+                "the uncacheable pass window must be at most 365 days",
+            ));
+        }
         let status_name = member_name(self.name.as_deref().unwrap_or("tower-armor"));
         let name = self.name.unwrap_or(SharedString::const_str("default"));
         let metrics = Arc::new(CacheMetrics::new(name.clone()));
@@ -296,7 +316,7 @@ impl CacheBuilder {
             lock_timeout: self.lock_timeout,
             max_background: self.max_background,
             store,
-            flights: Arc::new(Flights::default()),
+            flights: Arc::new(Flights::new(self.pass_uncacheable_for.as_millis() as Millis)),
             clock: Clock::new(),
             background: AtomicUsize::new(0),
             metrics,
