@@ -61,6 +61,10 @@ fn bench(c: &mut Criterion) {
         allocations(stacks::armor_global())
     );
     println!(
+        "  armor, headers   {:+.2}",
+        allocations(stacks::armor_global_headers())
+    );
+    println!(
         "  tower_governor   {:+.2}",
         allocations(stacks::tower_governor_global())
     );
@@ -72,6 +76,12 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("rate_limit/global");
     measure(&mut group, "bare", 1, stacks::handler());
     measure(&mut group, "armor", 1, stacks::armor_global());
+    measure(
+        &mut group,
+        "armor_headers",
+        1,
+        stacks::armor_global_headers(),
+    );
     measure(
         &mut group,
         "tower_governor",

@@ -138,6 +138,7 @@ fn run_rate_limit(name: &str, n: u64) -> bool {
     match name {
         "bare" => go(rl::handler(), 1, n),
         "armor-global" => go(rl::armor_global(), 1, n),
+        "armor-global-headers" => go(rl::armor_global_headers(), 1, n),
         "armor-ip-10k" => go(rl::armor_peer_ip(10_000), 10_000, n),
         "tower-governor-global" => go(rl::tower_governor_global(), 1, n),
         "tower-governor-ip-10k" => go(rl::tower_governor_smart_ip(), 10_000, n),

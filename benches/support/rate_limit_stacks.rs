@@ -57,6 +57,15 @@ pub fn armor_global() -> impl Service<Req, Error = Infallible> {
         .layer(handler())
 }
 
+/// The same with the IETF `RateLimit-Policy` and `RateLimit` fields, the
+/// layer's default.
+pub fn armor_global_headers() -> impl Service<Req, Error = Infallible> {
+    tower_armor::rate_limit::RateLimitLayer::builder(armor_quota())
+        .build()
+        .expect("a valid limit")
+        .layer(handler())
+}
+
 pub fn armor_peer_ip(keys: usize) -> impl Service<Req, Error = Infallible> {
     tower_armor::rate_limit::RateLimitLayer::builder(armor_quota())
         .key(tower_armor::rate_limit::PeerIp)

@@ -6,8 +6,7 @@
 //! RateLimit: "10-per-1s";r=3;t=1, "daily";r=880;t=3600
 //! ```
 
-use std::fmt::Write;
-
+use bytes::Bytes;
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
 
@@ -31,58 +30,119 @@ impl RateHeaders {
     }
 }
 
-/// The `RateLimit-Policy` value: one item per quota, `q` = burst, `w` = window seconds.
-pub(crate) fn policy(limits: &[Limit]) -> HeaderValue {
-    let mut value = String::new();
-    for (i, limit) in limits.iter().enumerate() {
-        if i > 0 {
-            value.push_str(", ");
-        }
-        push_name(&mut value, &limit.name);
-        let _ = write!(value, ";q={};w={}", limit.burst, limit.window_secs);
-    }
-    header_value(value)
+/// What a layer knows of its two fields before any request: the whole
+/// `RateLimit-Policy` value, and each quota's part of `RateLimit` up to its
+/// numbers, so a response only writes a few integers.
+#[derive(Debug, Clone)]
+pub(crate) struct HeaderTemplate {
+    policy: HeaderValue,
+    /// Per quota: `"name";r=` (with `, ` before all but the first).
+    prefixes: Box<[Box<[u8]>]>,
+    /// The longest `RateLimit` value: the prefixes, `;t=`, two u64s each.
+    capacity: usize,
 }
 
-/// The `RateLimit` value: `r` = units left, `t` = seconds until the quota is
-/// whole again, rounded up.
-pub(crate) fn remaining(limits: &[Limit], states: &[QuotaState]) -> HeaderValue {
-    let mut value = String::new();
-    for (i, (limit, state)) in limits.iter().zip(states).enumerate() {
+impl HeaderTemplate {
+    pub(crate) fn new(limits: &[Limit]) -> HeaderTemplate {
+        let prefixes: Box<[Box<[u8]>]> = limits
+            .iter()
+            .enumerate()
+            .map(|(i, limit)| {
+                let mut prefix = Vec::new();
+                if i > 0 {
+                    prefix.extend_from_slice(b", ");
+                }
+                push_name(&mut prefix, &limit.name);
+                prefix.extend_from_slice(b";r=");
+                prefix.into_boxed_slice()
+            })
+            .collect();
+        let capacity = prefixes
+            .iter()
+            .map(|prefix| prefix.len() + 3 + 2 * 20)
+            .sum();
+        HeaderTemplate {
+            policy: policy(limits),
+            prefixes,
+            capacity,
+        }
+    }
+
+    /// Both fields for quotas in `states` (in the layer's order).
+    pub(crate) fn fields(&self, states: &[QuotaState]) -> RateHeaders {
+        RateHeaders {
+            policy: self.policy.clone(),
+            remaining: self.remaining(states),
+        }
+    }
+
+    /// The `RateLimit` value: `r` = units left, `t` = seconds until the
+    /// quota is whole again, rounded up.
+    fn remaining(&self, states: &[QuotaState]) -> HeaderValue {
+        let mut value = Vec::with_capacity(self.capacity);
+        for (prefix, state) in self.prefixes.iter().zip(states) {
+            value.extend_from_slice(prefix);
+            push_integer(&mut value, state.remaining);
+            value.extend_from_slice(b";t=");
+            let seconds = state.reset.as_secs() + u64::from(state.reset.subsec_nanos() > 0);
+            push_integer(&mut value, seconds);
+        }
+        header_value(value)
+    }
+}
+
+/// The `RateLimit-Policy` value: one item per quota, `q` = burst, `w` = window seconds.
+fn policy(limits: &[Limit]) -> HeaderValue {
+    let mut value = Vec::new();
+    for (i, limit) in limits.iter().enumerate() {
         if i > 0 {
-            value.push_str(", ");
+            value.extend_from_slice(b", ");
         }
         push_name(&mut value, &limit.name);
-        let _ = write!(
-            value,
-            ";r={};t={}",
-            state.remaining,
-            state.reset.as_nanos().div_ceil(1_000_000_000)
-        );
+        value.extend_from_slice(b";q=");
+        push_integer(&mut value, u64::from(limit.burst));
+        value.extend_from_slice(b";w=");
+        push_integer(&mut value, limit.window_secs);
     }
     header_value(value)
 }
 
 /// A structured-field String: printable ASCII, with `"` and `\` escaped;
 /// anything else in a name is replaced by `_`.
-fn push_name(out: &mut String, name: &str) {
-    out.push('"');
+fn push_name(out: &mut Vec<u8>, name: &str) {
+    out.push(b'"');
     for c in name.chars() {
         match c {
             '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
+                out.push(b'\\');
+                out.push(c as u8);
             }
-            ' '..='~' => out.push(c),
-            _ => out.push('_'),
+            ' '..='~' => out.push(c as u8),
+            _ => out.push(b'_'),
         }
     }
-    out.push('"');
+    out.push(b'"');
 }
 
-fn header_value(value: String) -> HeaderValue {
+/// `n` in decimal, without going through `fmt`.
+fn push_integer(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+fn header_value(value: Vec<u8>) -> HeaderValue {
     // Only printable ASCII is ever written above.
-    HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static(""))
+    HeaderValue::from_maybe_shared(Bytes::from(value))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 #[cfg(test)]
@@ -100,10 +160,7 @@ mod tests {
                 .compile()
                 .unwrap(),
         ];
-        assert_eq!(
-            policy(&limits),
-            r#""10-per-1s";q=10;w=1, "da\"ily _";q=1000;w=86400"#
-        );
+        let template = HeaderTemplate::new(&limits);
         let states = [
             QuotaState {
                 remaining: 3,
@@ -114,9 +171,29 @@ mod tests {
                 reset: Duration::from_nanos(3_600_000_000_001),
             },
         ];
+        let fields = template.fields(&states);
         assert_eq!(
-            remaining(&limits, &states),
+            fields.policy,
+            r#""10-per-1s";q=10;w=1, "da\"ily _";q=1000;w=86400"#
+        );
+        assert_eq!(
+            fields.remaining,
             r#""10-per-1s";r=3;t=1, "da\"ily _";r=880;t=3601"#
+        );
+        // Whole seconds stay as they are; the largest numbers fit.
+        let states = [
+            QuotaState {
+                remaining: 0,
+                reset: Duration::from_secs(2),
+            },
+            QuotaState {
+                remaining: u64::MAX,
+                reset: Duration::ZERO,
+            },
+        ];
+        assert_eq!(
+            template.fields(&states).remaining,
+            r#""10-per-1s";r=0;t=2, "da\"ily _";r=18446744073709551615;t=0"#
         );
     }
 }

@@ -9,7 +9,7 @@ use tower_layer::Layer;
 use super::RateLimit;
 use super::decision::QuotaState;
 use super::gcra::{MAX_QUOTAS, Overflow};
-use super::headers;
+use super::headers::HeaderTemplate;
 use super::limiter::{CostFn, Limiter, Mode};
 use super::quota::{Limit, Quota};
 use super::store::{MemoryStore, RateStore};
@@ -351,7 +351,7 @@ impl<K, M> RateLimitBuilder<K, M> {
             .iter()
             .map(Quota::compile)
             .collect::<Result<_, _>>()?;
-        let policy_header = settings.headers.then(|| headers::policy(&limits));
+        let header_template = settings.headers.then(|| HeaderTemplate::new(&limits));
         let store =
             self.store
                 .make_store(&settings.quotas, settings.key_limits, settings.overflow)?;
@@ -369,7 +369,7 @@ impl<K, M> RateLimitBuilder<K, M> {
             max_wait,
             missing_key: settings.missing_key,
             missing_key_log: MissingKeyLog::default(),
-            policy_header,
+            header_template,
             renderer: settings.renderer,
             name: settings.name,
             metrics: PerRecorder::default(),

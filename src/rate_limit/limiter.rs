@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Response};
+use http::Response;
 use metrics::{Counter, Gauge, SharedString};
 
 use super::decision::{Decision, Placement, Verdict};
-use super::headers::{self, RateHeaders};
+use super::headers::{HeaderTemplate, RateHeaders};
 use super::quota::Limit;
 use super::store::{MemoryStore, RateStore};
 use crate::grpc::Protocol;
@@ -47,8 +47,8 @@ pub(crate) struct Limiter<K: KeyExtractor, St> {
     pub(crate) max_wait: Duration,
     pub(crate) missing_key: MissingKey,
     pub(crate) missing_key_log: MissingKeyLog,
-    /// The `RateLimit-Policy` value, when headers are on.
-    pub(crate) policy_header: Option<HeaderValue>,
+    /// The IETF fields' fixed parts, when headers are on.
+    pub(crate) header_template: Option<HeaderTemplate>,
     pub(crate) renderer: Renderer,
     pub(crate) name: SharedString,
     pub(crate) metrics: PerRecorder<Handles>,
@@ -123,11 +123,8 @@ impl<K: KeyExtractor, St: RateStore<K::Key>> Limiter<K, St> {
         if decision.quotas.len() != self.limits.len() {
             return None;
         }
-        let policy = self.policy_header.clone()?;
-        Some(Box::new(RateHeaders {
-            policy,
-            remaining: headers::remaining(&self.limits, &decision.quotas),
-        }))
+        let template = self.header_template.as_ref()?;
+        Some(Box::new(template.fields(&decision.quotas)))
     }
 }
 

@@ -69,7 +69,7 @@ where
         let check = Check {
             cost: limiter.cost.as_ref().map_or(1, |cost| cost(&head)),
             max_wait: limiter.max_wait,
-            want_states: limiter.policy_header.is_some(),
+            want_states: limiter.header_template.is_some(),
         };
         let decision = match limiter.extractor.extract(&head) {
             Some(key) => {
