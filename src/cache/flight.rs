@@ -88,7 +88,6 @@ impl Flights {
     }
 
     /// Fetches in flight now.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         let slots = lock(&self.slots);
         slots.by_url.len() - slots.passes

@@ -354,6 +354,19 @@ impl CacheHandle {
         self.shared.store.purge(selector, soft).await
     }
 
+    /// URLs being fetched from the origin now with other requests waiting
+    /// on them or free to (request coalescing); 0 when the cache is idle.
+    pub fn fetches_in_flight(&self) -> usize {
+        self.shared.flights.len()
+    }
+
+    /// `stale-while-revalidate` refreshes running in the background now.
+    pub fn background_revalidations(&self) -> usize {
+        self.shared
+            .background
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The key the cache uses for `uri` (absolute, e.g.
     /// `https://example.com/a?b`), normalised as requests are, for
     /// [`Purge::Key`] and [`Purge::Prefix`].
