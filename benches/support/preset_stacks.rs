@@ -79,6 +79,9 @@ pub fn run(name: &str, n: u64) -> bool {
     true
 }
 
+/// Not inlined, so callgrind can count only here:
+/// `COLLECT='perreq::preset_stacks::go*'`.
+#[inline(never)]
 fn go<S, B>(mut service: S, n: u64)
 where
     S: Service<Req, Response = Response<B>>,
