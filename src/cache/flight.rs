@@ -87,6 +87,20 @@ impl Flights {
         Some(slots.lead(self, key))
     }
 
+    /// Whether requests for `key` go upstream alone at `now`.
+    pub(crate) fn passing(&self, key: &str, now: Millis) -> bool {
+        matches!(lock(&self.slots).by_url.get(key), Some(Slot::Pass { until }) if *until > now)
+    }
+
+    /// Ends `key`'s pass: its answer may be stored again.
+    pub(crate) fn end_pass(&self, key: &str) {
+        let mut slots = lock(&self.slots);
+        if let Some(Slot::Pass { .. }) = slots.by_url.get(key) {
+            slots.by_url.remove(key);
+            slots.passes -= 1;
+        }
+    }
+
     /// Fetches in flight now.
     pub(crate) fn len(&self) -> usize {
         let slots = lock(&self.slots);

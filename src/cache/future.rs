@@ -22,11 +22,12 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::body::{CacheBody, Recording};
+use super::directives::CacheControl;
 use super::entry::{self, Entry, not_modified_headers, stored_headers, updated_headers};
 use super::flight::{self, Flight, Join};
 use super::key::{self, CacheKey};
 use super::metrics::Lookup;
-use super::policy::{Millis, NotStorable, RequestDirectives, StaleUse, Usable};
+use super::policy::{Freshness, Millis, NotStorable, RequestDirectives, StaleUse, Usable};
 use super::range::{self, RangeAnswer};
 use super::settings::Shared;
 use super::status::{CacheStatus, Forward, write_hit};
@@ -114,11 +115,59 @@ pub(crate) struct AfterForward {
     pub(crate) why: Forward,
     /// For an unsafe method: the target, whose entries a success removes.
     pub(crate) invalidate: Option<CacheKey>,
+    /// For a GET of a URL known to be uncacheable, sent on directly: what
+    /// judging its answer needs.
+    pub(crate) pass: Option<PassCheck>,
+}
+
+/// A GET forwarded without the store's machinery because its URL's last
+/// answer could not be stored (and nothing is stored for it): its answer
+/// is judged as ever, and if it may be stored now, the URL's pass ends so
+/// the next request stores it. (Storing is never required; skipping one
+/// answer is the price of not carrying a request's copy for every call to
+/// a route that is never cacheable.)
+pub(crate) struct PassCheck {
+    pub(crate) key: Arc<str>,
+    pub(crate) directives: RequestDirectives,
+    pub(crate) request_time: Millis,
 }
 
 impl AfterForward {
     fn apply(self, status: StatusCode, headers: &mut HeaderMap) {
         let shared = &self.shared;
+        if let Some(pass) = self.pass {
+            let response = shared.policy.response_directives(headers);
+            // Only requests without `Authorization` are sent this way.
+            let request_headers = HeaderMap::new();
+            let judged = verdict(
+                shared,
+                &request_headers,
+                &pass.directives,
+                status,
+                headers,
+                &response,
+                pass.request_time,
+                shared.clock.now(),
+            );
+            let mut member = status_of(shared, &pass.key)
+                .forward(Forward::UriMiss)
+                .forward_status(status);
+            match judged {
+                Ok(_) => {
+                    shared.flights.end_pass(&pass.key);
+                    shared.metrics.lookup(Lookup::Miss);
+                }
+                Err(reason) => {
+                    shared.metrics.lookup(Lookup::Uncacheable);
+                    member = member.detail(reason.as_str());
+                }
+            }
+            if shared.strip_tags {
+                strip_tags(shared, headers);
+            }
+            member.write_to(headers);
+            return;
+        }
         // RFC 9111 §4.4: a non-error answer to an unsafe method invalidates
         // the target URI and same-origin Location / Content-Location.
         if let Some(target) = self
@@ -595,48 +644,20 @@ impl Exchange {
         let mut status = status_of(shared, &self.key)
             .forward(self.why)
             .forward_status(head.status);
-        let verdict = shared
-            .policy
-            .storable(
-                &request.method,
+        let verdict = if request.method == Method::GET {
+            verdict(
+                shared,
                 &request.headers,
                 &self.directives,
                 head.status,
                 &head.headers,
                 &directives,
+                request_time,
+                now,
             )
-            .and_then(|()| {
-                let too_large = head
-                    .headers
-                    .get(CONTENT_LENGTH)
-                    .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
-                    .is_some_and(|length| length > shared.max_entry_bytes as u64);
-                if too_large {
-                    Err(NotStorable::TooLarge)
-                } else {
-                    Ok(())
-                }
-            })
-            .and_then(|()| {
-                let freshness = shared.policy.freshness(
-                    head.status,
-                    &head.headers,
-                    &directives,
-                    request_time,
-                    now,
-                );
-                let validator = head.headers.contains_key(http::header::ETAG)
-                    || head.headers.contains_key(http::header::LAST_MODIFIED);
-                let useful = freshness.lifetime > freshness.initial_age
-                    || validator
-                    || freshness.stale_while_revalidate > 0
-                    || freshness.stale_if_error > 0;
-                if useful {
-                    Ok(freshness)
-                } else {
-                    Err(NotStorable::NoFreshness)
-                }
-            });
+        } else {
+            Err(NotStorable::Method)
+        };
         self.count(if verdict.is_ok() {
             Lookup::Miss
         } else {
@@ -697,6 +718,49 @@ impl Exchange {
         }
         status.write_to(&mut head.headers);
         Response::from_parts(head, body)
+    }
+}
+
+/// Whether the answer to a GET may be stored, and how fresh it is if so.
+#[allow(clippy::too_many_arguments)]
+fn verdict(
+    shared: &Shared,
+    request_headers: &HeaderMap,
+    request: &RequestDirectives,
+    status: StatusCode,
+    headers: &HeaderMap,
+    directives: &CacheControl,
+    request_time: Millis,
+    now: Millis,
+) -> Result<Freshness, NotStorable> {
+    shared.policy.storable(
+        &Method::GET,
+        request_headers,
+        request,
+        status,
+        headers,
+        directives,
+    )?;
+    let too_large = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|length| length > shared.max_entry_bytes as u64);
+    if too_large {
+        return Err(NotStorable::TooLarge);
+    }
+    let freshness = shared
+        .policy
+        .freshness(status, headers, directives, request_time, now);
+    let validator = headers.contains_key(http::header::ETAG)
+        || headers.contains_key(http::header::LAST_MODIFIED);
+    let useful = freshness.lifetime > freshness.initial_age
+        || validator
+        || freshness.stale_while_revalidate > 0
+        || freshness.stale_if_error > 0;
+    if useful {
+        Ok(freshness)
+    } else {
+        Err(NotStorable::NoFreshness)
     }
 }
 

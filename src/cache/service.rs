@@ -1,15 +1,15 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{CONNECTION, UPGRADE};
+use http::header::{AUTHORIZATION, CONNECTION, RANGE, UPGRADE};
 use http::{Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
 use super::body::CacheBody;
 use super::future::{
-    AfterForward, FromStore, Pending, ResponseFuture, StoreAnswer, answer, find, from_store,
-    revalidate_behind,
+    AfterForward, FromStore, PassCheck, Pending, ResponseFuture, StoreAnswer, answer, find,
+    from_store, revalidate_behind,
 };
 use super::key::{CacheKey, primary_key};
 use super::metrics::Lookup;
@@ -106,6 +106,7 @@ where
                 shared: self.shared.clone(),
                 why: Forward::Method,
                 invalidate,
+                pass: None,
             };
             return ResponseFuture::forward(self.inner.call(request), Some(after));
         }
@@ -116,6 +117,7 @@ where
                     shared: self.shared.clone(),
                     why: Forward::Bypass,
                     invalidate: None,
+                    pass: None,
                 };
                 return ResponseFuture::forward(self.inner.call(request), Some(after));
             }
@@ -128,6 +130,29 @@ where
             Ok(variants) => StoreAnswer::Known(variants),
             Err(later) => StoreAnswer::Later(later),
         };
+        // A URL whose last answer could not be stored, with nothing stored:
+        // sent on as it is, its answer judged at the head (see `PassCheck`).
+        if let StoreAnswer::Known(None) = &lookup {
+            let now = shared.clock.now();
+            let plain_get = parts.method == Method::GET
+                && !parts.headers.contains_key(RANGE)
+                && !parts.headers.contains_key(AUTHORIZATION)
+                && !directives.cache_control.only_if_cached();
+            if plain_get && shared.flights.passing(&key, now) {
+                let after = AfterForward {
+                    shared: shared.clone(),
+                    why: Forward::UriMiss,
+                    invalidate: None,
+                    pass: Some(PassCheck {
+                        key: Arc::from(&*key),
+                        directives,
+                        request_time: now,
+                    }),
+                };
+                let request = Request::from_parts(parts, body);
+                return ResponseFuture::forward(self.inner.call(request), Some(after));
+            }
+        }
         // The fast path: a stored answer usable now, found without waiting.
         if let StoreAnswer::Known(Some(variants)) = &lookup {
             if let Some(entry) = find(shared, variants, &parts.headers) {
