@@ -69,8 +69,7 @@ impl Flights {
         match slots.by_url.get(key) {
             Some(Slot::Flying(receiver)) => return Join::Wait(receiver.clone()),
             Some(Slot::Pass { until }) if *until > now => return Join::Pass,
-            Some(Slot::Pass { .. }) => slots.passes -= 1,
-            None => {}
+            _ => {}
         }
         Join::Lead(slots.lead(self, key))
     }
@@ -79,10 +78,8 @@ impl Flights {
     /// never waits, and leads even where requests pass).
     pub(crate) fn try_lead(self: &Arc<Self>, key: &Arc<str>) -> Option<Flight> {
         let mut slots = lock(&self.slots);
-        match slots.by_url.get(key) {
-            Some(Slot::Flying(_)) => return None,
-            Some(Slot::Pass { .. }) => slots.passes -= 1,
-            None => {}
+        if let Some(Slot::Flying(_)) = slots.by_url.get(key) {
+            return None;
         }
         Some(slots.lead(self, key))
     }
@@ -115,15 +112,18 @@ impl Flights {
 }
 
 impl Slots {
+    /// A flight for `key`, in place of the pass it may have had.
     fn lead(&mut self, flights: &Arc<Flights>, key: &Arc<str>) -> Flight {
         let (sender, receiver) = watch::channel(());
-        self.by_url.insert(key.clone(), Slot::Flying(receiver));
+        if let Some(Slot::Pass { .. }) = self.by_url.insert(key.clone(), Slot::Flying(receiver)) {
+            self.passes -= 1;
+        }
         Flight {
             flights: flights.clone(),
             key: key.clone(),
             sender,
             store: None,
-            pass_until: None,
+            passed_at: None,
         }
     }
 
@@ -136,9 +136,10 @@ impl Slots {
         if !ours {
             return;
         }
-        match flight.pass_until {
-            Some(until) if self.room_for_a_pass(until - flight.flights.pass_for) => {
+        match flight.passed_at {
+            Some(now) if self.room_for_a_pass(now) => {
                 self.passes += 1;
+                let until = now + flight.flights.pass_for;
                 self.by_url.insert(flight.key.clone(), Slot::Pass { until });
             }
             _ => {
@@ -168,8 +169,8 @@ pub(crate) struct Flight {
     /// A shared store that made this instance the leader of every
     /// instance: told when the flight ends.
     store: Option<Arc<dyn CacheStore>>,
-    /// Set when the answer could not be stored: the URL passes until then.
-    pass_until: Option<Millis>,
+    /// When the answer was found not storable: the URL passes from then.
+    passed_at: Option<Millis>,
 }
 
 impl std::fmt::Debug for Flight {
@@ -190,7 +191,7 @@ impl Flight {
     /// URL's requests skip coalescing for a while (none if `pass_for` is 0).
     pub(crate) fn pass(mut self, now: Millis) {
         if self.flights.pass_for > 0 {
-            self.pass_until = Some(now + self.flights.pass_for);
+            self.passed_at = Some(now);
         }
     }
 }

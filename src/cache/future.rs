@@ -141,6 +141,7 @@ impl AfterForward {
             let request_headers = HeaderMap::new();
             let judged = verdict(
                 shared,
+                &Method::GET,
                 &request_headers,
                 &pass.directives,
                 status,
@@ -644,20 +645,17 @@ impl Exchange {
         let mut status = status_of(shared, &self.key)
             .forward(self.why)
             .forward_status(head.status);
-        let verdict = if request.method == Method::GET {
-            verdict(
-                shared,
-                &request.headers,
-                &self.directives,
-                head.status,
-                &head.headers,
-                &directives,
-                request_time,
-                now,
-            )
-        } else {
-            Err(NotStorable::Method)
-        };
+        let verdict = verdict(
+            shared,
+            &request.method,
+            &request.headers,
+            &self.directives,
+            head.status,
+            &head.headers,
+            &directives,
+            request_time,
+            now,
+        );
         self.count(if verdict.is_ok() {
             Lookup::Miss
         } else {
@@ -721,10 +719,11 @@ impl Exchange {
     }
 }
 
-/// Whether the answer to a GET may be stored, and how fresh it is if so.
+/// Whether an answer may be stored, and how fresh it is if so.
 #[allow(clippy::too_many_arguments)]
 fn verdict(
     shared: &Shared,
+    method: &Method,
     request_headers: &HeaderMap,
     request: &RequestDirectives,
     status: StatusCode,
@@ -734,7 +733,7 @@ fn verdict(
     now: Millis,
 ) -> Result<Freshness, NotStorable> {
     shared.policy.storable(
-        &Method::GET,
+        method,
         request_headers,
         request,
         status,
